@@ -1,0 +1,28 @@
+"""core: a discrete-event simulator of the Linux page-fault path (MODEL.md).
+
+Public API: `Params` (frozen, validated), `ParamError`, `simulate(params, seed) -> row`,
+`simulate_batch(params, seeds) -> list[row]`, `METRIC_COLUMNS`, `MODEL_VERSION`.
+core imports numpy and numba only; it knows nothing of Hydra or Ray.
+"""
+
+from core.costs import Costs
+from core.metrics import METRIC_COLUMNS, MODEL_VERSION
+from core.params import (DeviceParams, MachineParams, MemcgParams, Params, ParamError,
+                         PolicyParams, SimParams, WorkloadParams, POLICIES)
+
+
+def simulate(params: Params, seed: int) -> dict:
+    """Run one replicate; return the flat row of MODEL.md section 6."""
+    from core.simulate import simulate as _simulate
+    return _simulate(params, seed)
+
+
+def simulate_batch(params: Params, seeds) -> list[dict]:
+    """Run several replicates of one point in one call (compiled code loaded once)."""
+    from core.simulate import simulate_batch as _simulate_batch
+    return _simulate_batch(params, seeds)
+
+
+__all__ = ["Params", "ParamError", "MachineParams", "WorkloadParams", "PolicyParams",
+           "MemcgParams", "DeviceParams", "SimParams", "Costs", "simulate", "simulate_batch",
+           "METRIC_COLUMNS", "MODEL_VERSION", "POLICIES"]

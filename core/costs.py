@@ -1,0 +1,99 @@
+"""Cost defaults of the fault model: every one a physical quantity with a reason.
+
+Each field carries `unit` and `reason` metadata; `tests/test_params.py` checks that none is
+missing. MODEL.md section 8: a default may be tuned only while it stays physically plausible,
+and then its reason says so. Times are nanoseconds unless the name says otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+
+def _cost(default: int, unit: str, reason: str):
+    return field(default=default, metadata={"unit": unit, "reason": reason})
+
+
+@dataclass(frozen=True)
+class Costs:
+    # -- fault entry and the PTE level -------------------------------------------------------
+    touch_ns: int = _cost(
+        2, "ns", "a load from an L1/L2-resident line of a mapped page plus loop overhead")
+    fault_entry_ns: int = _cost(
+        700, "ns", "exception entry/exit, do_user_addr_fault, VMA lookup: ~0.5-1 us on x86 "
+        "(will-it-scale page_fault3 per-fault cost minus the per-page part)")
+    pte_install_ns: int = _cost(
+        60, "ns", "set_pte_at + folio ref/mapcount + rmap for one page (filemap_map_pages)")
+    fault_around_page_ns: int = _cost(
+        40, "ns", "xarray walk step + trylock + uptodate check per page of the window")
+    # -- page cache, readahead, zero fill ----------------------------------------------------
+    folio_alloc_ns: int = _cost(
+        250, "ns", "page allocator fast path + xarray insert (__filemap_add_folio) per folio")
+    zero_fill_ns: int = _cost(
+        600, "ns", "clearing 4 KiB at ~7 GB/s (clear_page_erms) plus hole lookup in the fs")
+    readahead_submit_ns: int = _cost(
+        1500, "ns", "read_pages/submit_bio setup for one readahead window")
+    # -- block device ------------------------------------------------------------------------
+    io_transfer_ns_per_page: int = _cost(
+        1300, "ns", "4 KiB at ~3 GB/s, a PCIe 3 x4 NVMe sequential read")
+    io_complete_ns: int = _cost(
+        1000, "ns", "interrupt + bio completion + folio unlock/wake on the completing CPU")
+    # -- locks -------------------------------------------------------------------------------
+    rwsem_op_ns: int = _cost(
+        40, "ns", "one atomic on the rwsem count in the fast path (uncontended cache line)")
+    wakeup_latency_ns: int = _cost(
+        4000, "ns", "try_to_wake_up to running on an idle CPU: IPI + idle exit (~2-6 us, "
+        "schbench wakeup latency p50 on an idle server)")
+    lru_lock_op_ns: int = _cost(
+        150, "ns", "acquire/release of a cache-line-bouncing spinlock with irqs off")
+    lru_lock_per_folio_ns: int = _cost(
+        80, "ns", "list_del/list_add + flags update per folio under lru_lock")
+    lru_add_batch: int = _cost(
+        15, "folios", "PAGEVEC_SIZE/folio_batch: lru_add drains the per-CPU batch at 15")
+    # -- reclaim -----------------------------------------------------------------------------
+    reclaim_scan_ns: int = _cost(
+        150, "ns", "shrink_folio_list per folio checked and put back: flags, trylock")
+    reclaim_evict_ns: int = _cost(
+        900, "ns", "__remove_mapping (xa_lock), shadow store, free to buddy per clean folio")
+    reclaim_rmap_ns: int = _cost(
+        400, "ns", "folio_referenced/try_to_unmap rmap walk of one mapping (i_mmap tree)")
+    aging_walk_pte_ns: int = _cost(
+        8, "ns", "walk_pte_range per PTE: test-and-clear young on a cached page table")
+    aging_walk_chunk_pages: int = _cost(
+        4096, "pages", "walk_mm releases mmap_lock between PMD-sized chunks (MIN_LRU_BATCH x "
+        "64); one 16 MiB file is 8 PMDs, the walker yields every 16 MiB here")
+    aging_base_ns: int = _cost(
+        3000, "ns", "inc_max_seq: lru_lock hold to add a generation and reset its lists")
+    # -- mmap / munmap -----------------------------------------------------------------------
+    mmap_ns: int = _cost(
+        3000, "ns", "do_mmap: get_unmapped_area, vma_alloc, vma_link + i_mmap insert")
+    munmap_gather_ns: int = _cost(
+        1500, "ns", "vms_gather_munmap_vmas: split/detach, vma_start_write under write lock")
+    zap_pte_ns: int = _cost(
+        25, "ns", "zap_present_ptes per mapped PTE: clear, rmap/mapcount dec, mmu_gather add")
+    free_pgtables_ns: int = _cost(
+        2000, "ns", "free_pgtables + vma free after unmap_vmas")
+    tlb_flush_base_ns: int = _cost(
+        1500, "ns", "flush_tlb_mm_range: local flush + IPI send path")
+    tlb_flush_per_cpu_ns: int = _cost(
+        150, "ns", "IPI delivery and acknowledgement per CPU in mm_cpumask (x2APIC, "
+        "~0.1-0.2 us each when the target has interrupts on)")
+    open_close_ns: int = _cost(
+        2500, "ns", "open()+close() of a cached dentry: path walk, file alloc, fput")
+    # -- memcg -------------------------------------------------------------------------------
+    charge_ns: int = _cost(
+        60, "ns", "consume_stock or page_counter_try_charge per folio charge")
+    # -- swap (workloads of a later issue; kept here so every cost has one home) -------------
+    zram_decompress_ns: int = _cost(
+        12000, "ns", "lzo-rle decompress of 4 KiB on a big core (~350 MB/s)")
+    zram_compress_ns: int = _cost(
+        25000, "ns", "lzo-rle compress of 4 KiB (~160 MB/s)")
+    # -- noise (ioretry_noise.c) ------------------------------------------------------------
+    noise_wake_ns: int = _cost(
+        2000, "ns", "hrtimer expiry to the spinner running on its own CPU")
+
+
+def cost_reasons() -> dict[str, tuple[str, str]]:
+    """(unit, reason) of every cost field, for docs and the reason test."""
+    return {f.name: (f.metadata.get("unit", ""), f.metadata.get("reason", ""))
+            for f in fields(Costs)}

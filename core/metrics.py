@@ -1,0 +1,83 @@
+"""The row one simulation reports (MODEL.md section 6) and the kernel-style counters behind it.
+
+Column names are fixed: grids, reports and scripts rely on them. Every row has every column;
+a column that does not apply to the workload is None (null in Parquet).
+
+The counter enum mirrors `include/linux/vm_event_item.h`: one index per event, bumped on the
+line where the kernel decides the outcome; the row's column is the lowercase name.
+"""
+
+from __future__ import annotations
+
+# Version of the model's semantics. Bump it whenever a change alters any simulated row, so
+# the sweep's point store (keyed by params + this) recomputes instead of serving stale rows.
+MODEL_VERSION = "2.0.0"
+
+# ---- vm events (indices into the counters array) ----------------------------------------
+PGFAULT = 0
+PGMAJFAULT = 1
+RETRY_MMAP_DROP = 2
+RETRY_IO_MISS = 3
+VMA_LOCK_SUCCESS = 4
+VMA_LOCK_ABORT = 5
+VMA_LOCK_RETRY = 6
+VMA_LOCK_MISS = 7
+PAGES_READ = 8
+PAGES_RECLAIMED = 9
+REFAULTS = 10            # workingset_refault_file
+HIGH_THROTTLE_NS = 11    # time slept in mem_cgroup_handle_over_high's penalty
+MMAP_READ_COUNT = 12
+MMAP_READ_WAIT_NS = 13
+MMAP_WRITE_COUNT = 14
+MMAP_WRITE_WAIT_NS = 15
+VMA_WRITER_WAIT_MAX_NS = 16
+VMA_WRITER_WAIT_NS = 17
+ROUNDS = 18
+PGSCAN = 19              # folios scanned by reclaim
+RA_TRUNCATED = 20        # readahead windows cut short by a failed __GFP_NORETRY charge
+MAX_RECLAIM = 21         # memory.max direct reclaim invocations (MEMCG_MAX events)
+HIGH_RECLAIM_INKERNEL = 22  # over-high handler run inside the charge path
+LRU_LOCK_WAIT_NS = 23    # time spent spinning on lru_lock
+AGING_RUNS = 24          # MGLRU inc_max_seq
+PEAK_USAGE_PAGES = 25
+N_COUNTERS = 26
+
+COUNTER_NAMES = [
+    "pgfault", "pgmajfault", "retry_mmap_drop", "retry_io_miss", "vma_lock_success",
+    "vma_lock_abort", "vma_lock_retry", "vma_lock_miss", "pages_read", "pages_reclaimed",
+    "refaults", "high_throttle_ns", "mmap_read_count", "mmap_read_wait_ns",
+    "mmap_write_count", "mmap_write_wait_ns", "vma_writer_wait_max_ns", "vma_writer_wait_ns",
+    "rounds", "pgscan", "ra_truncated", "max_reclaim", "high_reclaim_inkernel",
+    "lru_lock_wait_ns", "aging_runs", "peak_usage_pages",
+]
+assert len(COUNTER_NAMES) == N_COUNTERS
+
+# Histogram bucket edges in microseconds: [0,1) [1,10) ... [1e6, inf).
+N_HIST = 8
+
+# ---- the row -------------------------------------------------------------------------------
+WORKLOAD_COLUMNS = ["rounds", "throughput_rounds_s", "pageout_rounds", "swapin_rounds",
+                    "launch_ms"]
+FAULT_COLUMNS = ["pgfault", "pgmajfault", "retry_mmap_drop", "retry_io_miss", "miss_drop_pct",
+                 "vma_lock_success", "vma_lock_abort", "vma_lock_retry", "vma_lock_miss"]
+MEMORY_COLUMNS = ["pages_read", "pages_reclaimed", "refaults", "high_throttle_ms",
+                  "peak_usage_mb"]
+LOCK_COLUMNS = (
+    ["mmap_read_count", "mmap_read_wait_total_us", "mmap_read_wait_avg_us"]
+    + [f"mmap_read_hist_{i}" for i in range(N_HIST)]
+    + ["mmap_write_count", "mmap_write_wait_total_us", "mmap_write_wait_avg_us"]
+    + [f"mmap_write_hist_{i}" for i in range(N_HIST)]
+    + ["vma_writer_wait_max_us", "vma_writer_wait_total_us",
+       "fault_latency_p50_us", "fault_latency_p99_us"]
+)
+# Model internals worth seeing next to the published counters (not in MODEL.md section 6,
+# added columns only; nothing relies on their absence).
+DETAIL_COLUMNS = ["drops_per_round", "misses_per_round", "pgscan", "ra_truncated",
+                  "max_reclaim", "high_reclaim_inkernel", "lru_lock_wait_total_us",
+                  "aging_runs"]
+ENGINE_COLUMNS = ["sim_time_s", "events", "wall_s", "events_per_s"]
+
+METRIC_COLUMNS = (WORKLOAD_COLUMNS + FAULT_COLUMNS + MEMORY_COLUMNS + LOCK_COLUMNS
+                  + DETAIL_COLUMNS + ENGINE_COLUMNS)
+HIST_BUCKET_LABELS = ["[0,1)", "[1,10)", "[10,100)", "[100,1000)", "[1000,10000)",
+                      "[10000,100000)", "[100000,1000000)", "[1000000,inf)"]

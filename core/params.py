@@ -1,0 +1,229 @@
+"""Parameters of one simulation: frozen, typed, validated.
+
+`Params` groups the knobs of MODEL.md section 5 the way the Hydra tree groups them (machine,
+workload, policy, memcg, device, costs, sim); the dotted axis keys of a grid
+(`machine.cores`, `memcg.high_mb`, ...) are exactly these attribute paths. A bad value raises
+`ParamError` naming the field, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from core.costs import Costs
+
+POLICIES = ("baseline", "vma_retry", "vma_retry_uptodate", "retry_hard", "hold_vma_io",
+            "mmap_lock_only")
+WORKLOADS = ("file_thrash",)
+LRUS = ("mglru", "classic")
+PINNINGS = ("none", "round_robin")
+
+PAGE_KB = 4
+# x86-64 with 4-level paging gives a process 128 TiB of user address space.
+ADDRESS_SPACE_MB = 128 * 1024 * 1024
+
+
+class ParamError(ValueError):
+    """A parameter outside its allowed range: one line naming field, value and range."""
+
+    def __init__(self, field_name: str, value: Any, allowed: str):
+        self.field = field_name
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"{field_name}={value!r}: {allowed}")
+
+
+@dataclass(frozen=True)
+class MachineParams:
+    cores: int = 256
+    # `none`: one global FIFO run queue; `round_robin`: thread t is pinned to core t % cores.
+    pinning: str = "none"
+    # EEVDF base slice 0.75 ms x (1 + ilog2(min(ncpus, 8))) = 3 ms on any machine >= 8 CPUs.
+    sched_slice_us: float = 3000.0
+    lru: str = "mglru"
+    fault_around_kb: int = 64
+    # ioretry_noise.c: one spinner per core, busy then asleep, above worker priority.
+    noise: bool = False
+    noise_busy_us: float = 500.0
+    noise_sleep_us: float = 500.0
+
+
+@dataclass(frozen=True)
+class WorkloadParams:
+    name: str = "file_thrash"
+    threads: int = 500
+    file_mb: int = 16
+    open_close: bool = False
+
+
+@dataclass(frozen=True)
+class PolicyParams:
+    name: str = "baseline"
+
+
+@dataclass(frozen=True)
+class MemcgParams:
+    # 0 means no limit ("max" in cgroup v2).
+    high_mb: int = 0
+    max_mb: int = 0
+    swap_max_mb: int = 0
+
+
+@dataclass(frozen=True)
+class DeviceParams:
+    # Sparse (ftruncate'd) files: holes are zero-filled on the faulting CPU, no device I/O.
+    sparse: bool = True
+    io_median_us: float = 100.0
+    io_sigma: float = 0.5
+    queue_depth: int = 64
+    # read_ahead_kb of the backing device: 128 is the kernel default (VM_READAHEAD_PAGES).
+    ra_kb: int = 128
+
+
+@dataclass(frozen=True)
+class SimParams:
+    duration_s: float = 2.0
+    warmup_s: float = 0.5
+    # Safety net against a run that never ends; hitting it is reported, not hidden.
+    max_events: int = 2_000_000_000
+
+
+@dataclass(frozen=True)
+class Params:
+    machine: MachineParams = field(default_factory=MachineParams)
+    workload: WorkloadParams = field(default_factory=WorkloadParams)
+    policy: PolicyParams = field(default_factory=PolicyParams)
+    memcg: MemcgParams = field(default_factory=MemcgParams)
+    device: DeviceParams = field(default_factory=DeviceParams)
+    costs: Costs = field(default_factory=Costs)
+    sim: SimParams = field(default_factory=SimParams)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    # -- conversions ---------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None = None) -> Params:
+        """Build from a nested dict ({'machine': {'cores': 8}, ...}); unknown keys raise."""
+        d = dict(d or {})
+        groups = {}
+        for f in fields(cls):
+            sub = d.pop(f.name, None) or {}
+            sub_cls = f.default_factory  # type: ignore[misc]
+            names = {g.name for g in fields(sub_cls)}
+            unknown = set(sub) - names
+            if unknown:
+                k = sorted(unknown)[0]
+                raise ParamError(f"{f.name}.{k}", sub[k],
+                                 f"unknown key; valid keys: {', '.join(sorted(names))}")
+            groups[f.name] = sub_cls(**{k: _coerce(sub_cls, k, v) for k, v in sub.items()})
+        if d:
+            k = sorted(d)[0]
+            raise ParamError(k, d[k], "unknown group; valid groups: "
+                             + ", ".join(f.name for f in fields(cls)))
+        return cls(**groups)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)
+
+    def with_(self, **dotted: Any) -> Params:
+        """Copy with dotted overrides: p.with_(**{'machine.cores': 8})."""
+        d = self.to_dict()
+        for key, value in dotted.items():
+            group, _, name = key.partition(".")
+            if group not in d or name not in d[group]:
+                raise ParamError(key, value, "unknown parameter")
+            d[group][name] = value
+        return Params.from_dict(d)
+
+    # -- derived sizes in pages ----------------------------------------------------------
+    @property
+    def file_pages(self) -> int:
+        return self.workload.file_mb * 1024 // PAGE_KB
+
+    @property
+    def ra_pages(self) -> int:
+        return max(1, self.device.ra_kb // PAGE_KB)
+
+    @property
+    def fault_around_pages(self) -> int:
+        return max(1, self.machine.fault_around_kb // PAGE_KB)
+
+    @property
+    def memory_high_pages(self) -> int:
+        return self.memcg.high_mb * 1024 // PAGE_KB
+
+    @property
+    def memory_max_pages(self) -> int:
+        return self.memcg.max_mb * 1024 // PAGE_KB
+
+
+def _coerce(cls: type, name: str, value: Any) -> Any:
+    """Accept ints for float fields (YAML writes 3000 for 3000.0); reject the wrong type."""
+    ftype = {f.name: f.type for f in fields(cls)}[name]
+    group = cls.__name__.replace("Params", "").lower()
+    tname = ftype if isinstance(ftype, str) else getattr(ftype, "__name__", str(ftype))
+    if tname == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tname == "int" and isinstance(value, float) and value.is_integer():
+        return int(value)
+    expect = {"int": int, "float": float, "bool": bool, "str": str}.get(tname)
+    if expect is not None and (not isinstance(value, expect)
+                               or (expect is int and isinstance(value, bool))):
+        raise ParamError(f"{group}.{name}", value, f"must be of type {tname}")
+    return value
+
+
+def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ParamError(name, value, allowed)
+
+
+def validate(p: Params) -> None:
+    """Raise ParamError for the first value outside its range (MODEL.md sections 2-5)."""
+    m, w, mc, d, s = p.machine, p.workload, p.memcg, p.device, p.sim
+    _check(1 <= m.cores <= 4096, "machine.cores", m.cores, "allowed 1..4096")
+    _check(m.pinning in PINNINGS, "machine.pinning", m.pinning, f"one of {PINNINGS}")
+    _check(m.sched_slice_us > 0, "machine.sched_slice_us", m.sched_slice_us, "must be > 0")
+    _check(m.lru in LRUS, "machine.lru", m.lru, f"one of {LRUS}")
+    _check(4 <= m.fault_around_kb <= 2048 and m.fault_around_kb % 4 == 0,
+           "machine.fault_around_kb", m.fault_around_kb, "a multiple of 4 in 4..2048")
+    _check(m.noise_busy_us >= 0, "machine.noise_busy_us", m.noise_busy_us, "must be >= 0")
+    _check(m.noise_sleep_us > 0, "machine.noise_sleep_us", m.noise_sleep_us, "must be > 0")
+    _check(w.name in WORKLOADS, "workload.name", w.name, f"one of {WORKLOADS}")
+    _check(1 <= w.threads <= 100_000, "workload.threads", w.threads, "allowed 1..100000")
+    _check(w.file_mb >= 1, "workload.file_mb", w.file_mb, "must be >= 1")
+    _check(w.file_mb <= ADDRESS_SPACE_MB, "workload.file_mb", w.file_mb,
+           f"a file mapping must fit the 128 TiB address space (<= {ADDRESS_SPACE_MB})")
+    _check(p.policy.name in POLICIES, "policy.name", p.policy.name, f"one of {POLICIES}")
+    _check(mc.high_mb >= 0, "memcg.high_mb", mc.high_mb, "must be >= 0 (0 = no limit)")
+    _check(mc.max_mb >= 0, "memcg.max_mb", mc.max_mb, "must be >= 0 (0 = no limit)")
+    _check(mc.swap_max_mb >= 0, "memcg.swap_max_mb", mc.swap_max_mb, "must be >= 0")
+    if mc.max_mb and mc.high_mb:
+        _check(mc.max_mb >= mc.high_mb, "memcg.max_mb", mc.max_mb,
+               f"must be >= memcg.high_mb ({mc.high_mb})")
+    if mc.max_mb:
+        # Reclaim needs room for every CPU's charge stock and in-flight readahead windows.
+        floor_mb = max(4, (m.cores * 64 * PAGE_KB) // 1024 // 4)
+        _check(mc.max_mb >= floor_mb, "memcg.max_mb", mc.max_mb,
+               f"must be >= {floor_mb} MB for {m.cores} cores (charge stocks alone are "
+               f"64 pages per CPU)")
+    _check(d.io_median_us >= 0, "device.io_median_us", d.io_median_us, "must be >= 0")
+    _check(d.io_sigma >= 0, "device.io_sigma", d.io_sigma, "must be >= 0")
+    _check(1 <= d.queue_depth <= 65536, "device.queue_depth", d.queue_depth,
+           "allowed 1..65536")
+    _check(4 <= d.ra_kb <= 16384 and d.ra_kb % 4 == 0, "device.ra_kb", d.ra_kb,
+           "a multiple of 4 in 4..16384")
+    _check(s.duration_s > 0, "sim.duration_s", s.duration_s, "must be > 0")
+    _check(s.warmup_s >= 0, "sim.warmup_s", s.warmup_s, "must be >= 0")
+    _check(s.max_events >= 1, "sim.max_events", s.max_events, "must be >= 1")
+    for f in fields(p.costs):
+        v = getattr(p.costs, f.name)
+        _check(isinstance(v, int) and not isinstance(v, bool) and v >= 0, f"costs.{f.name}", v,
+               "must be an integer >= 0")
+    _check(p.costs.lru_add_batch >= 1, "costs.lru_add_batch", p.costs.lru_add_batch,
+           "must be >= 1")
+    _check(p.costs.aging_walk_chunk_pages >= 1, "costs.aging_walk_chunk_pages",
+           p.costs.aging_walk_chunk_pages, "must be >= 1")
