@@ -22,6 +22,13 @@
  * preempts the workers on its CPU as in the model, plain SCHED_OTHER otherwise.
  * --start-fd FD: block until one byte (or EOF) is read from FD before doing anything, so a
  * parent can move the process into a cgroup first.
+ * --warmup-s W: the run lasts --duration-s in total; at W seconds it prints
+ * {"event": "warm", ...} on its own line (so a parent can snapshot /proc/vmstat) and the
+ * final figures (rounds, per_thread_rounds, pages_touched, wall_s) cover only the time after
+ * it; rounds_total counts from the start. Without it the warm line comes before the workers
+ * start.
+ * --cpus N: restrict the process to the first N CPUs it may run on (sched_setaffinity), to
+ * emulate a smaller machine; cores_used reports the CPUs actually used.
  *
  * At the end it prints ONE JSON line on stdout and removes its files and temp directory.
  * A round still running when the duration ends is abandoned and not counted (so one slow
@@ -63,6 +70,8 @@ static double opt_noise_sleep_us = 500.0;
 static const char *opt_dir;
 static int opt_sparse = 1;
 static int opt_start_fd = -1;
+static double opt_warmup_s;
+static int opt_cpus;            /* 0: every CPU the process may run on */
 /* For the atexit cleanup: a failure during setup still removes what was created. */
 static char g_dir[4096];
 static struct worker *g_workers;
@@ -107,7 +116,7 @@ static void usage(const char *prog)
 	fprintf(stderr,
 		"usage: %s --threads N --file-mb M --duration-s S [--open-close] [--noise]\n"
 		"          [--noise-busy-us US] [--noise-sleep-us US] [--dir DIR] [--no-sparse]\n"
-		"          [--start-fd FD]\n", prog);
+		"          [--start-fd FD] [--warmup-s W] [--cpus N]\n", prog);
 	exit(2);
 }
 
@@ -159,12 +168,12 @@ static void *worker_main(void *arg)
 				break;
 			w->sum += ((volatile unsigned char *)p)[i * PAGE];
 		}
-		w->pages_touched += i;
+		__atomic_store_n(&w->pages_touched, w->pages_touched + i, __ATOMIC_RELAXED);
 		munmap(p, len);
 		if (opt_open_close)
 			close(fd);
 		if (i == npages)
-			w->rounds++;
+			__atomic_store_n(&w->rounds, w->rounds + 1, __ATOMIC_RELAXED);
 		else
 			w->aborted++;
 	}
@@ -246,6 +255,8 @@ int main(int argc, char **argv)
 		{ "dir", required_argument, 0, 'D' },
 		{ "no-sparse", no_argument, 0, 'S' },
 		{ "start-fd", required_argument, 0, 'F' },
+		{ "warmup-s", required_argument, 0, 'W' },
+		{ "cpus", required_argument, 0, 'C' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
@@ -262,11 +273,14 @@ int main(int argc, char **argv)
 		case 'D': opt_dir = optarg; break;
 		case 'S': opt_sparse = 0; break;
 		case 'F': opt_start_fd = atoi(optarg); break;
+		case 'W': opt_warmup_s = atof(optarg); break;
+		case 'C': opt_cpus = atoi(optarg); break;
 		default: usage(argv[0]);
 		}
 	}
 	if (optind != argc || opt_threads < 1 || opt_file_mb < 1 || opt_duration_s <= 0 ||
-	    opt_noise_busy_us < 0 || opt_noise_sleep_us < 0)
+	    opt_noise_busy_us < 0 || opt_noise_sleep_us < 0 || opt_warmup_s < 0 ||
+	    opt_warmup_s >= opt_duration_s || opt_cpus < 0)
 		usage(argv[0]);
 
 	if (opt_start_fd >= 0) {
@@ -292,9 +306,23 @@ int main(int argc, char **argv)
 	strcpy(g_dir, dir);
 	atexit(cleanup_files);
 
-	long ncpus = sysconf(_SC_NPROCESSORS_ONLN);
-	if (ncpus < 1)
-		ncpus = 1;
+	/* The CPUs this process may use, cut to the first --cpus of them. */
+	cpu_set_t allowed;
+	int cpu_list[CPU_SETSIZE];
+	int ncpus = 0;
+	if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0)
+		die("sched_getaffinity");
+	for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+		if (!CPU_ISSET(cpu, &allowed))
+			continue;
+		if (opt_cpus && ncpus == opt_cpus) {
+			CPU_CLR(cpu, &allowed);
+			continue;
+		}
+		cpu_list[ncpus++] = cpu;
+	}
+	if (opt_cpus && sched_setaffinity(0, sizeof(allowed), &allowed) != 0)
+		die("sched_setaffinity");
 	size_t len = (size_t)opt_file_mb << 20;
 	struct worker *ws = calloc(opt_threads, sizeof(*ws));
 	if (!ws)
@@ -308,7 +336,7 @@ int main(int argc, char **argv)
 	}
 
 	struct noise *ns = NULL;
-	int nnoise = opt_noise ? (int)ncpus : 0;
+	int nnoise = opt_noise ? ncpus : 0;
 	if (nnoise) {
 		ns = calloc(nnoise, sizeof(*ns));
 		if (!ns)
@@ -316,8 +344,17 @@ int main(int argc, char **argv)
 	}
 
 	double t0 = now_s();
+	double t_warm = t0;
+	unsigned long *warm_rounds = calloc(opt_threads, sizeof(*warm_rounds));
+	unsigned long *warm_pages = calloc(opt_threads, sizeof(*warm_pages));
+	if (!warm_rounds || !warm_pages)
+		die("calloc");
+	if (opt_warmup_s == 0) {
+		printf("{\"event\": \"warm\", \"t_s\": 0.0}\n");
+		fflush(stdout);
+	}
 	for (int i = 0; i < nnoise; i++) {
-		ns[i].cpu = i;
+		ns[i].cpu = cpu_list[i];
 		if (pthread_create(&ns[i].tid, NULL, noise_main, &ns[i]) != 0) {
 			errno = EAGAIN;
 			die("pthread_create noise");
@@ -334,10 +371,23 @@ int main(int argc, char **argv)
 		started++;
 	}
 
-	/* Sleep until the deadline or a signal. */
+	/* Sleep until the end of the warmup, then until the deadline, or a signal. */
+	int warm = opt_warmup_s == 0;
 	double deadline = t0 + opt_duration_s;
 	while (!stop_flag) {
-		double left = deadline - now_s();
+		double t = now_s();
+		if (!warm && t >= t0 + opt_warmup_s) {
+			for (int i = 0; i < started; i++) {
+				warm_rounds[i] = __atomic_load_n(&ws[i].rounds, __ATOMIC_RELAXED);
+				warm_pages[i] = __atomic_load_n(&ws[i].pages_touched, __ATOMIC_RELAXED);
+			}
+			t_warm = now_s();
+			warm = 1;
+			printf("{\"event\": \"warm\", \"t_s\": %.6f}\n", t_warm - t0);
+			fflush(stdout);
+			continue;
+		}
+		double left = (warm ? deadline : t0 + opt_warmup_s) - t;
 		if (left <= 0)
 			break;
 		if (left > 0.05)
@@ -348,19 +398,21 @@ int main(int argc, char **argv)
 	stop_flag = 1;
 	for (int i = 0; i < started; i++)
 		pthread_join(ws[i].tid, NULL);
-	double wall = now_s() - t0;
+	double t_end = now_s();
+	double wall = t_end - t_warm;
 	int fifo = 0;
 	for (int i = 0; i < nnoise; i++) {
 		pthread_join(ns[i].tid, NULL);
 		fifo += ns[i].fifo;
 	}
 
-	unsigned long total = 0, touched = 0, aborted = 0, sum = 0;
+	unsigned long total = 0, rounds_all = 0, touched = 0, aborted = 0, sum = 0;
 	int err = 0;
 	const char *err_what = NULL;
 	for (int i = 0; i < opt_threads; i++) {
-		total += ws[i].rounds;
-		touched += ws[i].pages_touched;
+		total += ws[i].rounds - warm_rounds[i];
+		rounds_all += ws[i].rounds;
+		touched += ws[i].pages_touched - warm_pages[i];
 		aborted += ws[i].aborted;
 		sum += ws[i].sum;
 		if (ws[i].err && !err) {
@@ -374,14 +426,17 @@ int main(int argc, char **argv)
 
 	printf("{\"workload\": \"file_thrash\", \"rounds\": %lu, \"per_thread_rounds\": [", total);
 	for (int i = 0; i < opt_threads; i++)
-		printf("%s%lu", i ? ", " : "", ws[i].rounds);
-	printf("], \"wall_s\": %.6f, \"duration_s\": %.6f, \"threads\": %d, "
-	       "\"threads_started\": %d, \"file_mb\": %ld, \"pages_per_round\": %zu, "
-	       "\"pages_touched\": %lu, \"aborted_rounds\": %lu, \"cores_used\": %ld, "
+		printf("%s%lu", i ? ", " : "", ws[i].rounds - warm_rounds[i]);
+	printf("], \"rounds_total\": %lu, \"wall_s\": %.6f, \"warmup_s\": %.6f, "
+	       "\"run_s\": %.6f, \"duration_s\": %.6f, \"threads\": %d, ", rounds_all, wall,
+	       t_warm - t0, t_end - t0, opt_duration_s, opt_threads);
+	printf("\"threads_started\": %d, "
+	       "\"file_mb\": %ld, \"pages_per_round\": %zu, "
+	       "\"pages_touched\": %lu, \"aborted_rounds\": %lu, \"cores_used\": %d, "
 	       "\"open_close\": %s, \"sparse\": %s, \"noise\": %s, \"noise_threads\": %d, "
 	       "\"noise_fifo_threads\": %d, \"noise_busy_us\": %.3f, \"noise_sleep_us\": %.3f, "
 	       "\"checksum\": %lu, \"error\": ",
-	       wall, opt_duration_s, opt_threads, started, opt_file_mb, len / PAGE, touched,
+	       started, opt_file_mb, len / PAGE, touched,
 	       aborted, ncpus, opt_open_close ? "true" : "false", opt_sparse ? "true" : "false",
 	       opt_noise ? "true" : "false", nnoise, fifo, opt_noise_busy_us, opt_noise_sleep_us,
 	       sum);
@@ -395,5 +450,7 @@ int main(int argc, char **argv)
 	g_workers = NULL;
 	free(ws);
 	free(ns);
+	free(warm_rounds);
+	free(warm_pages);
 	return (err || started < opt_threads) ? 1 : 0;
 }
