@@ -1,0 +1,165 @@
+"""The CSVs and summary of a run dir, each one lazy Polars query from `points.parquet`.
+
+Group keys are the grid's axes (dotted config keys as column names) plus `policy`; every
+output is sorted by them, policies in the order of core.POLICIES. Statistics use only rows
+with status ok. The 95% CI is the half-width t(0.975, n-1) x std / sqrt(n).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import polars as pl
+
+import core
+from core.metrics import HIST_BUCKET_LABELS, METRIC_COLUMNS, N_HIST
+
+STATS = ("mean", "std", "ci95", "min", "max")
+HEADLINE = ["throughput_rounds_s", "miss_drop_pct", "retry_mmap_drop", "retry_io_miss",
+            "mmap_read_wait_avg_us"]
+# Student t quantiles t(0.975, df) for df = 1..30; beyond that the normal 1.96 is within 2%.
+_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+         2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+
+
+def _t975(n: pl.Expr) -> pl.Expr:
+    table = {df + 1: t for df, t in enumerate(_T975, start=1)}
+    return n.replace_strict(table, default=1.96, return_dtype=pl.Float64)
+
+
+def _policy_order() -> pl.Expr:
+    return pl.col("policy").replace_strict(
+        {p: i for i, p in enumerate(core.POLICIES)}, default=len(core.POLICIES),
+        return_dtype=pl.Int32)
+
+
+def _sorted(lf: pl.LazyFrame, axes: Sequence[str], extra: Sequence[str] = ()) -> pl.LazyFrame:
+    return (lf.with_columns(_policy_rank=_policy_order())
+            .sort([*axes, "_policy_rank", *extra], nulls_last=True)
+            .drop("_policy_rank"))
+
+
+def aggregate(points_path: Path, axes: Sequence[str]) -> pl.DataFrame:
+    """Per point across its ok replicates: mean, std, ci95, min, max of every metric."""
+    keys = [*axes, "policy", "point_hash"]
+    ok = pl.col("status") == "ok"
+    per_metric = []
+    for m in METRIC_COLUMNS:
+        col = pl.col(m).filter(ok)
+        per_metric += [col.mean().alias(f"{m}_mean"), col.std().alias(f"{m}_std"),
+                       col.count().alias(f"_n_{m}"),
+                       col.min().alias(f"{m}_min"), col.max().alias(f"{m}_max")]
+    ci = [pl.when(pl.col(f"_n_{m}") > 1)
+          .then(_t975(pl.col(f"_n_{m}")) * pl.col(f"{m}_std") / pl.col(f"_n_{m}").sqrt())
+          .alias(f"{m}_ci95") for m in METRIC_COLUMNS]
+    order = [*keys, "n_ok", "n_failed",
+             *[f"{m}_{s}" for m in METRIC_COLUMNS for s in STATS]]
+    return (pl.scan_parquet(points_path)
+            .group_by(keys)
+            .agg([ok.sum().alias("n_ok"), (~ok).sum().alias("n_failed"), *per_metric])
+            .with_columns(ci)
+            .select(order)
+            .pipe(_sorted, axes)
+            .collect())
+
+
+def compare(points_path: Path, axes: Sequence[str],
+            metrics: Sequence[str] = tuple(METRIC_COLUMNS)) -> pl.DataFrame:
+    """Each non-baseline policy against baseline at the same other axes, long per metric:
+    before and after are means over ok replicates, change_pct = 100 (after - before) / before.
+    """
+    means = (pl.scan_parquet(points_path)
+             .filter(pl.col("status") == "ok")
+             .group_by([*axes, "policy"])
+             .agg([pl.col(m).mean() for m in metrics])
+             .unpivot(index=[*axes, "policy"], on=list(metrics), variable_name="metric",
+                      value_name="value"))
+    base = (means.filter(pl.col("policy") == "baseline")
+            .select([*axes, "metric", pl.col("value").alias("before")]))
+    change = 100.0 * (pl.col("value") - pl.col("before")) / pl.col("before").abs()
+    return (means.filter(pl.col("policy") != "baseline")
+            .join(base, on=[*axes, "metric"], how="inner", nulls_equal=True)
+            .select([*axes, "policy", "metric", "before", pl.col("value").alias("after"),
+                     pl.when(pl.col("before") != 0).then(change).alias("change_pct")])
+            .with_columns(_metric_rank=pl.col("metric").replace_strict(
+                {m: i for i, m in enumerate(metrics)}, return_dtype=pl.Int32))
+            .pipe(_sorted, axes, ["_metric_rank"])
+            .drop("_metric_rank")
+            .collect())
+
+
+def histograms(points_path: Path, axes: Sequence[str]) -> pl.DataFrame:
+    cols = {f"mmap_{lock}_hist_{i}": (lock, i) for lock in ("read", "write")
+            for i in range(N_HIST)}
+    labels = pl.Series(HIST_BUCKET_LABELS)
+    return (pl.scan_parquet(points_path)
+            .filter(pl.col("status") == "ok")
+            .group_by([*axes, "policy"])
+            .agg([pl.col(c).mean() for c in cols])
+            .unpivot(index=[*axes, "policy"], on=list(cols), variable_name="column",
+                     value_name="count_mean")
+            .with_columns(
+                lock=pl.col("column").str.extract(r"mmap_(read|write)_hist_"),
+                bucket=pl.col("column").str.extract(r"_(\d+)$").cast(pl.Int32))
+            .with_columns(bucket_label=pl.lit(labels).gather(pl.col("bucket")))
+            .select([*axes, "policy", "lock", "bucket", "bucket_label", "count_mean"])
+            .pipe(_sorted, axes, ["lock", "bucket"])
+            .collect())
+
+
+def _fmt(v: float | None) -> str:
+    if v is None:
+        return "-"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    return f"{v:.3g}" if abs(v) < 10 else f"{v:.1f}"
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:+.1f}%"
+
+
+def summary(run_dir: Path, grid_name: str, axes: Sequence[str], n_points: int,
+            n_units: int, n_cached: int, failed: pl.DataFrame) -> str:
+    agg = pl.read_csv(run_dir / "aggregate.csv", infer_schema_length=None)
+    cmp = pl.read_csv(run_dir / "compare.csv", infer_schema_length=None)
+    lines = [f"# Sweep `{grid_name}`", "",
+             f"{n_points} points x replicates = {n_units} rows ({n_cached} from the store, "
+             f"{n_units - n_cached} computed), model {core.MODEL_VERSION}.", ""]
+    axis_hdr = [a for a in axes]
+    lines += ["## Per point (mean over replicates)", "",
+              "| " + " | ".join([*axis_hdr, "policy", "n", *HEADLINE]) + " |",
+              "|" + "---|" * (len(axis_hdr) + 2 + len(HEADLINE))]
+    for r in agg.iter_rows(named=True):
+        cells = [str(r[a]) for a in axis_hdr] + [r["policy"], str(r["n_ok"])]
+        cells += [_fmt(r.get(f"{m}_mean")) for m in HEADLINE]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    if cmp.height:
+        wide = cmp.filter(pl.col("metric").is_in(HEADLINE))
+        lines += ["## Policy vs baseline (change % of the mean)", "",
+                  "| " + " | ".join([*axis_hdr, "policy", *HEADLINE]) + " |",
+                  "|" + "---|" * (len(axis_hdr) + 1 + len(HEADLINE))]
+        keys = [*axis_hdr, "policy"]
+        for grp in wide.partition_by(keys, maintain_order=True):
+            first = grp.row(0, named=True)
+            by_metric = {r["metric"]: r for r in grp.iter_rows(named=True)}
+            cells = [str(first[a]) for a in keys]
+            for m in HEADLINE:
+                r = by_metric.get(m)
+                cells.append("-" if r is None else
+                             f"{_fmt(r['before'])} → {_fmt(r['after'])} "
+                             f"({_pct(r['change_pct'])})")
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["## Failed points", ""]
+    if failed.height == 0:
+        lines.append("None.")
+    else:
+        for r in failed.iter_rows(named=True):
+            at = ", ".join(f"{a}={r[a]}" for a in [*axes, "policy"])
+            lines.append(f"- {at}, replicate {r['replicate']}: {r['error_type']}: {r['error']}")
+    lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,205 @@
+"""One sweep from a resolved config: plan, look up the store, compute the missing, write the
+run dir.
+
+Order matters for the user: everything that can be wrong with the request (grid keys, zip
+lengths, parameter ranges, backend, cluster address) is checked before the first row is
+computed or the first file written, and reported as one SweepError line.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import secrets
+import sys
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from omegaconf import DictConfig, OmegaConf
+
+import core
+from core.metrics import METRIC_COLUMNS
+from sweep import aggregate as agg
+from sweep.backend import check_backend
+from sweep.errors import SweepError
+from sweep.grid import POLICY_KEY, Point, Unit, expand, flatten_axes, units_of
+from sweep.progress import Progress
+from sweep.runner import ChunkPlanner, compute, connect
+from sweep.store import STORE_SCHEMA, PointStore
+
+PARAM_GROUPS = ("machine", "workload", "policy", "memcg", "device", "costs", "sim")
+
+
+def base_params(cfg: DictConfig) -> dict[str, dict[str, Any]]:
+    """The nested parameter dict of the config (every group of core.Params)."""
+    return {g: dict(OmegaConf.to_container(cfg[g], resolve=True)) for g in PARAM_GROUPS}
+
+
+def original_cwd() -> Path:
+    try:
+        from hydra.utils import get_original_cwd
+        return Path(get_original_cwd())
+    except Exception:  # not under @hydra.main (tests calling run_sweep directly)
+        return Path.cwd()
+
+
+def output_root(cfg: DictConfig) -> Path:
+    root = Path(cfg.output.root)
+    return root if root.is_absolute() else original_cwd() / root
+
+
+def axis_columns(points: list[Point]) -> list[str]:
+    """Output columns of the grid's axes: dotted keys, policy.name becoming `policy`."""
+    return [k for k in points[0].axes if k != POLICY_KEY]
+
+
+def plan(cfg: DictConfig) -> tuple[str, list[Point], list[Unit]]:
+    if cfg.get("grid") is None:
+        avail = ", ".join(sorted(p.stem for p in (Path(__file__).parent.parent / "conf" /
+                                                 "grid").glob("*.yaml")))
+        raise SweepError(f"no grid given: add +grid=<name> (one of {avail})")
+    g = cfg.grid
+    seeds, root_seed = int(g.seeds), int(g.root_seed)
+    if seeds < 1:
+        raise SweepError(f"grid.seeds={seeds}: must be >= 1")
+    if root_seed < 0:
+        raise SweepError(f"grid.root_seed={root_seed}: must be >= 0")
+    axes = OmegaConf.to_container(g.axes, resolve=True)
+    zips = OmegaConf.to_container(g.zip, resolve=True)
+    excl = OmegaConf.to_container(g.exclude, resolve=True)
+    check_backend(cfg.backend)
+    points = expand(base_params(cfg), axes, zips, excl, backend=cfg.backend)
+    return str(g.name), points, units_of(points, seeds, root_seed)
+
+
+def run_sweep(cfg: DictConfig) -> int:
+    """The whole sweep; returns the exit status (1 if any replicate failed)."""
+    grid_name, points, units = plan(cfg)
+    by_hash = {p.point_hash: p for p in points}
+    root = output_root(cfg)
+    store = PointStore(root)
+    keys = [(u.point_hash, u.replicate) for u in units]
+    done = store.done(keys)
+    todo = [u for u in units if (u.point_hash, u.replicate) not in done]
+    label = f"sweep {grid_name}"
+
+    if cfg.sweep.dry_run:
+        cluster_desc = _cluster_desc(cfg)
+        planner = ChunkPlanner(todo, by_hash, float(cfg.sweep.chunk_target_s), 1)
+        print(f"{label}: {len(points)} points x {int(cfg.grid.seeds)} seeds = {len(units)} "
+              f"runs; {len(done)} already in {store.dir}; {len(todo)} to compute in about "
+              f"{planner.estimate_chunks()} chunks of ~{cfg.sweep.chunk_target_s:g} s; "
+              f"backend {cfg.backend}; {cluster_desc}")
+        return 0
+
+    if todo:
+        cluster = connect(cfg.ray.address, cfg.ray.num_cpus, float(cfg.ray.connect_timeout_s))
+        where = cluster.address or "local Ray"
+        print(f"{label}: {len(points)} points, {len(units)} runs, {len(done)} cached, "
+              f"{len(todo)} to compute on {where} ({cluster.cpus} CPUs)", file=sys.stderr)
+        progress = Progress(len(todo), len(done), float(cfg.sweep.progress_interval_s), label)
+        meta = {"backend": cfg.backend, "model_version": core.MODEL_VERSION}
+        params_json = {h: _params_json(p) for h, p in by_hash.items()}
+
+        def on_rows(rows: list[dict]) -> None:
+            for r in rows:
+                r.update(meta, params_json=params_json[r["point_hash"]])
+            store.append(rows)
+            n_failed = sum(r["status"] != "ok" for r in rows)
+            progress.update(len(rows) - n_failed, n_failed)
+
+        try:
+            compute(todo, by_hash, cfg.backend, cluster, float(cfg.sweep.chunk_target_s),
+                    int(cfg.sweep.in_flight_per_cpu), int(cfg.ray.max_retries), on_rows)
+        finally:
+            progress.close()
+            import ray
+            ray.shutdown()
+    else:
+        print(f"{label}: all {len(units)} runs already in {store.dir}; nothing to compute",
+              file=sys.stderr)
+
+    run_dir = write_run_dir(cfg, root, grid_name, points, units, store, n_cached=len(done))
+    n_failed = pl.read_parquet(run_dir / "points.parquet", columns=["status"]).filter(
+        pl.col("status") != "ok").height
+    print(f"{label}: wrote {run_dir}" + (f" ({n_failed} failed runs)" if n_failed else ""))
+    status = 1 if n_failed else 0
+    if cfg.output.report and importlib.util.find_spec("sweep.report") is not None:
+        try:
+            importlib.import_module("sweep.report").write_report(run_dir)
+        except Exception:
+            traceback.print_exc()
+            print("sweep: sweep/report.py failed; results above are complete",
+                  file=sys.stderr)
+            status = 1
+    return status
+
+
+def _params_json(p: Point) -> str:
+    from sweep.grid import canonical_json
+    return canonical_json(p.params.to_dict())
+
+
+def _cluster_desc(cfg: DictConfig) -> str:
+    address = cfg.ray.address or os.environ.get("RAY_ADDRESS")
+    if not address:
+        from sweep.runner import local_cpus
+        return f"local Ray with {cfg.ray.num_cpus or local_cpus()} CPUs"
+    cluster = connect(address, None, float(cfg.ray.connect_timeout_s))
+    import ray
+    ray.shutdown()
+    return f"cluster {address} with {cluster.cpus} CPUs"
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
+
+
+def write_run_dir(cfg: DictConfig, root: Path, grid_name: str, points: list[Point],
+                  units: list[Unit], store: PointStore, n_cached: int) -> Path:
+    axes = axis_columns(points)
+    by_hash = {p.point_hash: p for p in points}
+    grid_dir = root / grid_name
+    run_dir = grid_dir / new_run_id()
+    run_dir.mkdir(parents=True)
+    meta_cols: dict[str, list] = {"point_hash": [], "replicate": []}
+    meta_cols.update({a: [] for a in axes})
+    meta_cols["policy"] = []
+    for u in units:
+        p = by_hash[u.point_hash]
+        meta_cols["point_hash"].append(u.point_hash)
+        meta_cols["replicate"].append(u.replicate)
+        for a in axes:
+            meta_cols[a].append(p.axes[a])
+        meta_cols["policy"].append(p.params.policy.name)
+    meta = pl.LazyFrame(meta_cols, strict=False).with_columns(pl.col("replicate").cast(pl.Int64))
+    stored = store.rows([(u.point_hash, u.replicate) for u in units])
+    tail = [c for c in STORE_SCHEMA if c not in ("point_hash", "replicate", "seed")
+            and c not in METRIC_COLUMNS]
+    points_path = run_dir / "points.parquet"
+    (meta.join(stored, on=["point_hash", "replicate"], how="left")
+     .with_columns(pl.col("status").fill_null("missing"))
+     .select([*axes, "policy", "seed", "replicate", "point_hash", *METRIC_COLUMNS, *tail])
+     .pipe(agg._sorted, axes, ["point_hash", "replicate"])
+     .collect()
+     .write_parquet(points_path))
+    agg.aggregate(points_path, axes).write_csv(run_dir / "aggregate.csv")
+    agg.compare(points_path, axes).write_csv(run_dir / "compare.csv")
+    agg.histograms(points_path, axes).write_csv(run_dir / "histograms.csv")
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    failed = (pl.scan_parquet(points_path).filter(pl.col("status") != "ok")
+              .select([*axes, "policy", "replicate", "error_type", "error"]).collect())
+    (run_dir / "summary.md").write_text(
+        agg.summary(run_dir, grid_name, axes, len(points), len(units), n_cached, failed))
+    latest = grid_dir / "latest"
+    tmp = grid_dir / f".latest-{os.getpid()}"
+    if tmp.is_symlink():
+        tmp.unlink()
+    os.symlink(run_dir.name, tmp)
+    os.replace(tmp, latest)
+    return run_dir

@@ -1,0 +1,52 @@
+"""Backends: what turns one point (core.Params) and its replicate seeds into rows.
+
+`sim` runs core.simulate_batch; `kernel` runs the workloads as C programs on real Linux
+(`sweep/kernel_backend.py`, imported only when chosen, on the worker that runs the point);
+`synthetic` is a deterministic stand-in with a tunable CPU cost for tests and benchmarks.
+A backend is `run(params, seeds) -> list[row]`; each row has the columns of
+core.METRIC_COLUMNS. The registry is a dict so tests can add their own.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import Callable, Sequence
+
+import core
+from sweep.errors import SweepError
+
+Backend = Callable[[core.Params, Sequence[int]], list[dict]]
+
+
+def _sim(params: core.Params, seeds: Sequence[int]) -> list[dict]:
+    return core.simulate_batch(params, list(seeds))
+
+
+def _kernel(params: core.Params, seeds: Sequence[int]) -> list[dict]:
+    from sweep import kernel_backend  # lazily: it needs a real Linux box and its C programs
+    return [kernel_backend.run_point(params, seed) for seed in seeds]
+
+
+def _synthetic(params: core.Params, seeds: Sequence[int]) -> list[dict]:
+    from sweep import synthetic
+    return [synthetic.run_point(params, seed) for seed in seeds]
+
+
+BACKENDS: dict[str, Backend] = {"sim": _sim, "kernel": _kernel, "synthetic": _synthetic}
+
+
+def check_backend(name: str) -> None:
+    """Fail at start, in one line, if the backend cannot run at all."""
+    if name not in BACKENDS:
+        raise SweepError(f"backend={name!r}: one of {', '.join(sorted(BACKENDS))}")
+    if name == "kernel" and importlib.util.find_spec("sweep.kernel_backend") is None:
+        raise SweepError("backend=kernel: sweep/kernel_backend.py is not there "
+                         "(the kernel backend is not installed in this checkout)")
+    if name == "sim" and importlib.util.find_spec("core.simulate") is None:
+        raise SweepError("backend=sim: core/simulate.py is not there yet "
+                         "(the simulator has not landed in this checkout)")
+
+
+def get_backend(name: str) -> Backend:
+    return BACKENDS[name]

@@ -1,0 +1,100 @@
+"""Command-line plumbing shared by `python -m sweep` and `python -m sweep.point`.
+
+Hydra reports a bad override over several lines with a hint about HYDRA_FULL_ERROR; a user
+error here must be one line naming the key and the nearest valid ones. So the command line is
+composed once with Hydra's compose API first, and a failure is translated into that line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import sys
+from pathlib import Path
+from typing import Callable
+
+from omegaconf import DictConfig, OmegaConf
+
+import sweep.config  # noqa: F401  (registers the schemas)
+from sweep.errors import SweepError
+
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+def _all_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
+    keys = []
+    for k, v in cfg.items():
+        key = f"{prefix}{k}"
+        keys.append(key)
+        if isinstance(v, DictConfig):
+            keys += _all_keys(v, key + ".")
+    return keys
+
+
+def _one_line(e: BaseException, overrides: list[str]) -> str:
+    from hydra import compose, initialize_config_dir
+
+    text = str(e).strip()
+    m = re.match(r"Could not override '([^']+)'", text)
+    if m:
+        key = m.group(1)
+        with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
+            grid = [o for o in overrides if o.lstrip("+").startswith("grid=")]
+            base = compose("config", overrides=grid)
+        keys = _all_keys(base)
+        close = difflib.get_close_matches(key, keys, n=3, cutoff=0.5)
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        if key.startswith("grid.axes.") and not close:
+            hint = f"; to add an axis write +{key}=[...]"
+        return f"unknown config key '{key}'{hint}"
+    m = re.match(r"Error merging override (\S+)", text)
+    if m:
+        cause = e.__cause__ or e
+        detail = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+        return f"{m.group(1)}: {detail}"
+    m = re.search(r"Could not find '([^']+)'", text)
+    if m:
+        group, _, name = m.group(1).rpartition("/")
+        opts = re.findall(r"^\t(\S+)$", text, flags=re.M)
+        opts = [o for o in opts if not o.startswith("base_")]
+        close = difflib.get_close_matches(name, opts, n=2, cutoff=0.5)
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        return f"{group}={name}: no such option{hint} (available: {', '.join(opts)})"
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def precheck(overrides: list[str]) -> None:
+    """Compose the config as Hydra will; raise SweepError with one line if it fails."""
+    from hydra import compose, initialize_config_dir
+
+    if any(o.startswith("-") for o in overrides):
+        return  # --help, --cfg job, -m ...: Hydra's own modes
+    try:
+        with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
+            compose("config", overrides=overrides)
+    except Exception as e:
+        raise SweepError(_one_line(e, overrides)) from None
+
+
+def run_main(hydra_main: Callable[[], None]) -> None:
+    try:
+        precheck(sys.argv[1:])
+    except SweepError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    hydra_main()
+
+
+def guarded(body: Callable[[DictConfig], int], cfg: DictConfig) -> None:
+    """Run `body`; a SweepError is one line on stderr and exit status 2."""
+    try:
+        status = body(cfg)
+    except SweepError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    if status:
+        sys.exit(status)
+
+
+def to_container(cfg: DictConfig) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]

@@ -1,0 +1,130 @@
+"""The Hydra schema of the sweep: one structured config per group, mirroring `core.params`.
+
+Each group's dataclass is stored as `base_<group>` in its group of Hydra's ConfigStore; the
+YAML files under `conf/<group>/` name that schema in their defaults list and hold values only.
+The fields of machine, workload, policy, memcg, device, sim and costs are generated from the
+`core.params` dataclasses, so the schema cannot drift from the simulator's: a key that
+`core.Params` does not know is a key Hydra rejects at start.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+import core
+from core.costs import Costs
+
+# Hydra group -> the core.params dataclass it mirrors.
+PARAM_GROUPS: dict[str, type] = {
+    "machine": core.MachineParams,
+    "workload": core.WorkloadParams,
+    "policy": core.PolicyParams,
+    "memcg": core.MemcgParams,
+    "device": core.DeviceParams,
+    "costs": Costs,
+    "sim": core.SimParams,
+}
+
+_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
+
+
+def _mirror(name: str, params_cls: type) -> type:
+    """A mutable dataclass with the fields, types and defaults of a frozen core dataclass."""
+    specs = []
+    for f in dataclasses.fields(params_cls):
+        tname = f.type if isinstance(f.type, str) else f.type.__name__
+        specs.append((f.name, _TYPES[tname], field(default=f.default)))
+    return dataclasses.make_dataclass(name, specs)
+
+
+MachineConfig = _mirror("MachineConfig", core.MachineParams)
+WorkloadConfig = _mirror("WorkloadConfig", core.WorkloadParams)
+PolicyConfig = _mirror("PolicyConfig", core.PolicyParams)
+MemcgConfig = _mirror("MemcgConfig", core.MemcgParams)
+DeviceConfig = _mirror("DeviceConfig", core.DeviceParams)
+CostsConfig = _mirror("CostsConfig", Costs)
+SimConfig = _mirror("SimConfig", core.SimParams)
+
+
+@dataclass
+class RayConfig:
+    # None: embedded local Ray, unless RAY_ADDRESS is set. "auto", "host:port", "ray://...".
+    address: Optional[str] = None
+    # CPUs of the embedded local Ray; None = the CPUs this process may run on.
+    num_cpus: Optional[int] = None
+    # Seconds to wait for a cluster's GCS to accept a TCP connection before giving up.
+    connect_timeout_s: float = 10.0
+    # Re-runs of a task whose worker or node died (not of a simulation that raised).
+    max_retries: int = 3
+
+
+@dataclass
+class SweepConfig:
+    # Target wall seconds per Ray task: long enough that scheduling is noise, short enough
+    # that a lost node costs little and the last chunks spread over all CPUs.
+    chunk_target_s: float = 20.0
+    # Chunks in flight per CPU of the cluster (the ray.wait window).
+    in_flight_per_cpu: int = 2
+    dry_run: bool = False
+    # Replicates and root seed of `python -m sweep.point` (grids have their own).
+    seeds: int = 1
+    root_seed: int = 0
+    # Seconds between progress lines when stderr is not a terminal.
+    progress_interval_s: float = 10.0
+
+
+@dataclass
+class OutputConfig:
+    # Relative paths are relative to the directory the command was started from.
+    root: str = "results"
+    report: bool = True
+
+
+@dataclass
+class GridConfig:
+    name: str = MISSING
+    # Dotted config keys -> lists of values (nested mappings are flattened to dotted keys).
+    axes: Dict[str, Any] = field(default_factory=dict)
+    # Groups of axes that move together (equal-length value lists, zipped not crossed).
+    zip: List[List[str]] = field(default_factory=list)
+    # Rules {dotted key: value or list of values}; a point matching every key is dropped.
+    exclude: List[Dict[str, Any]] = field(default_factory=list)
+    seeds: int = 2
+    root_seed: int = 0
+
+
+@dataclass
+class Config:
+    machine: MachineConfig = field(default_factory=MachineConfig)  # type: ignore[valid-type]
+    workload: WorkloadConfig = field(default_factory=WorkloadConfig)  # type: ignore[valid-type]
+    policy: PolicyConfig = field(default_factory=PolicyConfig)  # type: ignore[valid-type]
+    memcg: MemcgConfig = field(default_factory=MemcgConfig)  # type: ignore[valid-type]
+    device: DeviceConfig = field(default_factory=DeviceConfig)  # type: ignore[valid-type]
+    costs: CostsConfig = field(default_factory=CostsConfig)  # type: ignore[valid-type]
+    sim: SimConfig = field(default_factory=SimConfig)  # type: ignore[valid-type]
+    ray: RayConfig = field(default_factory=RayConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    grid: Optional[GridConfig] = None
+    # Which backend turns a point into a row: sim (core.simulate), kernel
+    # (sweep/kernel_backend.py on real Linux), synthetic (a stand-in for tests/benchmarks).
+    backend: str = "sim"
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+    for group, node in [("machine", MachineConfig), ("workload", WorkloadConfig),
+                        ("policy", PolicyConfig), ("memcg", MemcgConfig),
+                        ("device", DeviceConfig), ("costs", CostsConfig), ("sim", SimConfig),
+                        ("ray", RayConfig), ("sweep", SweepConfig), ("output", OutputConfig),
+                        ("grid", GridConfig)]:
+        cs.store(group=group, name=f"base_{group}", node=node)
+
+
+register_configs()

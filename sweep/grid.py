@@ -1,0 +1,188 @@
+"""Grid expansion: axes, zip groups and exclude rules into validated points with stable ids.
+
+A point is a full `core.Params` (the config's values with the point's axis values applied);
+its identity is the sha256 of canonical JSON of `Params.to_dict()`, `core.MODEL_VERSION` and
+the backend, so reordering or extending a grid never changes an existing point's hash, and a
+new model version misses every cached row. Replicate seeds come from
+`numpy.random.SeedSequence(root_seed, spawn_key=(hash, replicate))` for the same reason.
+Every check runs before anything is computed; a failure is one `SweepError` line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+import core
+from sweep.errors import SweepError
+
+# Column name of the policy axis in every output (it is always present, axis or not).
+POLICY_KEY = "policy.name"
+
+
+@dataclass(frozen=True)
+class Point:
+    params: core.Params
+    point_hash: str
+    # The grid's axis values of this point, in axis order (dotted key -> value).
+    axes: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One replicate of one point: the unit of work and of storage."""
+    point_hash: str
+    replicate: int
+    seed: int
+
+
+def valid_keys() -> list[str]:
+    """Every dotted parameter key a grid axis may name."""
+    return [f"{g}.{k}" for g, sub in core.Params().to_dict().items() for k in sub]
+
+
+def nearest(key: str, candidates: Sequence[str]) -> str:
+    close = difflib.get_close_matches(key, candidates, n=3, cutoff=0.5)
+    return f"; did you mean {' or '.join(close)}?" if close else ""
+
+
+def flatten_axes(axes: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'workload': {'threads': [8]}} or {'workload.threads': [8]} -> {'workload.threads': [8]}."""
+    flat: dict[str, Any] = {}
+    for k, v in axes.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            flat.update(flatten_axes(v, key + "."))
+        else:
+            flat[key] = v
+    return flat
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def point_hash(params: core.Params, backend: str) -> str:
+    ident = {"params": params.to_dict(), "model_version": core.MODEL_VERSION,
+             "backend": backend}
+    return hashlib.sha256(canonical_json(ident).encode()).hexdigest()
+
+
+def replicate_seed(root_seed: int, phash: str, replicate: int) -> int:
+    """A 63-bit seed (fits int64 everywhere) for replicate `replicate` of a point."""
+    ss = np.random.SeedSequence(root_seed, spawn_key=(int(phash, 16), replicate))
+    return int(ss.generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def _set(d: dict[str, dict[str, Any]], key: str, value: Any) -> None:
+    group, _, name = key.partition(".")
+    d[group][name] = value
+
+
+def _check_keys(keys: Sequence[str], where: str) -> None:
+    known = valid_keys()
+    for k in keys:
+        if k not in known:
+            raise SweepError(f"{where}: unknown key '{k}'{nearest(k, known)}")
+
+
+def expand(base: Mapping[str, Mapping[str, Any]], axes: Mapping[str, Any],
+           zip_groups: Sequence[Sequence[str]] = (), exclude: Sequence[Mapping[str, Any]] = (),
+           backend: str = "sim") -> list[Point]:
+    """All points of a grid, in axis order, validated by `core.Params`.
+
+    `base` is the nested parameter dict of the config (every group of core.Params); axis
+    values override it. Raises SweepError naming the first problem found.
+    """
+    flat = flatten_axes(axes)
+    if not flat:
+        raise SweepError("grid.axes is empty: a grid needs at least one axis with values")
+    _check_keys(list(flat), "grid.axes")
+    for k, values in flat.items():
+        if not isinstance(values, Sequence) or isinstance(values, (str, bytes)):
+            raise SweepError(f"grid.axes.{k}: expected a list of values, got {values!r}")
+        if len(values) == 0:
+            raise SweepError(f"grid.axes.{k}: empty list of values")
+    # Blocks of axes that move together: each zip group is one block, every other axis its own.
+    zipped: dict[str, int] = {}
+    for gi, group in enumerate(zip_groups):
+        group = list(group)
+        if len(group) < 2:
+            raise SweepError(f"grid.zip[{gi}]: a zip group needs at least two axes, got {group}")
+        for k in group:
+            if k not in flat:
+                hint = nearest(k, list(flat))
+                raise SweepError(f"grid.zip[{gi}]: '{k}' is not an axis of this grid{hint}")
+            if k in zipped:
+                raise SweepError(f"grid.zip[{gi}]: '{k}' is already in zip group {zipped[k]}")
+            zipped[k] = gi
+        lengths = {k: len(flat[k]) for k in group}
+        if len(set(lengths.values())) != 1:
+            desc = ", ".join(f"{k} has {n}" for k, n in lengths.items())
+            raise SweepError(f"grid.zip[{gi}]: axes of unequal length ({desc} values)")
+    for ri, rule in enumerate(exclude):
+        rule_flat = flatten_axes(rule)
+        if not rule_flat:
+            raise SweepError(f"grid.exclude[{ri}]: empty rule would exclude every point")
+        _check_keys(list(rule_flat), f"grid.exclude[{ri}]")
+    blocks: list[list[dict[str, Any]]] = []
+    seen_groups: set[int] = set()
+    for k in flat:
+        if k in zipped:
+            gi = zipped[k]
+            if gi in seen_groups:
+                continue
+            seen_groups.add(gi)
+            group = list(zip_groups[gi])
+            blocks.append([dict(zip(group, vals)) for vals in zip(*(flat[g] for g in group))])
+        else:
+            blocks.append([{k: v} for v in flat[k]])
+    points: list[Point] = []
+    seen: set[str] = set()
+    for combo in itertools.product(*blocks):
+        values: dict[str, Any] = {}
+        for part in combo:
+            values.update(part)
+        d = {g: dict(sub) for g, sub in base.items()}
+        for k, v in values.items():
+            _set(d, k, v)
+        if exclude:
+            resolved = {f"{g}.{k}": v for g, sub in d.items() for k, v in sub.items()}
+            if any(_matches(rule, resolved) for rule in exclude):
+                continue
+        try:
+            params = core.Params.from_dict(d)
+        except core.ParamError as e:
+            at = ", ".join(f"{k}={v}" for k, v in values.items())
+            raise SweepError(f"invalid point ({at}): {e}") from None
+        h = point_hash(params, backend)
+        if h in seen:
+            continue  # two axis combinations resolving to the same parameters: run once
+        seen.add(h)
+        points.append(Point(params=params, point_hash=h,
+                            axes={k: values[k] for k in flat}))
+    if not points:
+        raise SweepError("grid.exclude removes every point of the grid")
+    return points
+
+
+def _matches(rule: Mapping[str, Any], values: Mapping[str, Any]) -> bool:
+    for k, want in flatten_axes(rule).items():
+        if k not in values:
+            return False
+        allowed = want if isinstance(want, Sequence) and not isinstance(want, str) else [want]
+        if values[k] not in allowed:
+            return False
+    return True
+
+
+def units_of(points: Sequence[Point], seeds: int, root_seed: int) -> list[Unit]:
+    return [Unit(p.point_hash, r, replicate_seed(root_seed, p.point_hash, r))
+            for p in points for r in range(seeds)]
+

@@ -1,0 +1,248 @@
+"""Ray fan-out: connect, pack units into chunks of about `chunk_target_s`, keep a bounded
+window of chunks in flight, consume results in completion order and store each chunk as it
+finishes.
+
+Why chunks: a point of the fast simulator can take well under a second, and one Ray task per
+replicate would spend a visible share of the CPUs on scheduling. A chunk's size comes from a
+cost estimate, sim.duration_s x workload.threads per replicate, times a seconds-per-unit rate
+measured from the results so far (the first window runs one point per chunk to calibrate it).
+Chunks also shrink near the end so the last ones spread over every CPU.
+
+Failure model: a task whose worker or node dies is retried by Ray (`ray.max_retries`); a
+replicate whose backend raises becomes a failed row with the error and the sweep goes on
+(`retry_exceptions=False`: a deterministic simulation error would only fail again).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import core
+from sweep.errors import SweepError
+from sweep.grid import Point, Unit
+
+# Seconds of one replicate per (simulated second x thread) before anything is measured; only
+# the first window of chunks uses it (measured on the real simulator, small points).
+PRIOR_S_PER_COST = 0.1
+# Environment variables forwarded to workers (the synthetic backend's knobs).
+FORWARDED_ENV_PREFIX = "SWEEP_SYNTHETIC_"
+
+
+def unit_cost(params: core.Params) -> float:
+    return max(params.sim.duration_s, 1e-3) * max(params.workload.threads, 1)
+
+
+# -- connecting -----------------------------------------------------------------------------
+@dataclass
+class Cluster:
+    address: str | None  # None: embedded local Ray
+    cpus: int
+    kernel_runners: int
+
+
+def _check_reachable(address: str, timeout_s: float) -> None:
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise SweepError(f"ray.address={address!r}: expected host:port (the GCS address that "
+                         "`ray start --head` prints), 'auto' or ray://host:port")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        raise SweepError(f"ray.address={address}: cannot reach {host}:{port} within "
+                         f"{timeout_s:g} s ({reason}); is `ray start --head` running there?"
+                         ) from None
+
+
+def local_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def connect(address: str | None, num_cpus: int | None, timeout_s: float) -> Cluster:
+    """ray.init: embedded local Ray, or join the cluster at `address` / RAY_ADDRESS."""
+    import ray
+
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIX)}
+    runtime_env = {"env_vars": env} if env else None
+    common: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False,
+                                  configure_logging=False)
+    if address is None:
+        n = num_cpus or local_cpus()
+        # A stray RAY_ADDRESS="" must not make ray.init look for a cluster.
+        os.environ.pop("RAY_ADDRESS", None)
+        ray.init(num_cpus=n, runtime_env=runtime_env, **common)
+    else:
+        if address.startswith(("http://", "https://")):
+            raise SweepError(f"ray.address={address}: that is a dashboard (HTTP) address; "
+                             "use the GCS address host:6379 that `ray start --head` prints, "
+                             "or 'auto' on a cluster node")
+        if not address.startswith(("auto", "ray://", "local")):
+            _check_reachable(address, timeout_s)
+        try:
+            ray.init(address=address, runtime_env=runtime_env, **common)
+        except (ConnectionError, TimeoutError, RuntimeError, ValueError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise SweepError(f"ray.address={address}: cannot join the cluster: {first}"
+                             ) from None
+    res = ray.cluster_resources()
+    return Cluster(address=address, cpus=int(res.get("CPU", 0)),
+                   kernel_runners=int(res.get("kernel_runner", 0)))
+
+
+# -- the task -------------------------------------------------------------------------------
+def _first_line(text: str, limit: int = 500) -> str:
+    text = text.strip()
+    return (text.splitlines()[0] if text else "")[:limit]
+
+
+def run_chunk(backend_name: str, items: Sequence[tuple[str, dict, list[tuple[int, int]]]]
+              ) -> list[dict]:
+    """Run every replicate of a chunk; rows carry status, error, node id and wall time."""
+    from sweep.backend import get_backend
+
+    try:
+        import ray
+        node_id = ray.get_runtime_context().get_node_id()
+    except Exception:  # called outside Ray (python -m sweep.point, unit tests)
+        node_id = None
+    backend = get_backend(backend_name)
+    rows: list[dict] = []
+    for phash, params_dict, reps in items:
+        seeds = [s for _, s in reps]
+        t0 = time.perf_counter()
+        status, etype, emsg, results = "ok", None, None, None
+        try:
+            params = core.Params.from_dict(params_dict)
+            results = backend(params, seeds)
+            if len(results) != len(seeds):
+                raise RuntimeError(f"backend returned {len(results)} rows for "
+                                   f"{len(seeds)} seeds")
+        except Exception as e:  # a failing point is data, not the end of the sweep
+            status, etype = "failed", type(e).__name__
+            emsg = _first_line(str(e)) or _first_line(traceback.format_exc().splitlines()[-1])
+        wall = (time.perf_counter() - t0) / max(len(seeds), 1)
+        for i, (rep, seed) in enumerate(reps):
+            row = dict(results[i]) if results is not None else {}
+            row.update(point_hash=phash, replicate=rep, seed=seed, status=status,
+                       error_type=etype, error=emsg, node_id=node_id, point_wall_s=wall)
+            rows.append(row)
+    return rows
+
+
+# -- the driver loop ------------------------------------------------------------------------
+class ChunkPlanner:
+    """Greedy packing of pending units into chunks of about `target_s` estimated seconds."""
+
+    def __init__(self, units: Sequence[Unit], points: dict[str, Point], target_s: float,
+                 cpus: int):
+        self.pending: deque[Unit] = deque(units)
+        self.points = points
+        self.target_s = target_s
+        self.cpus = max(cpus, 1)
+        self.cost_done = 0.0
+        self.wall_done = 0.0
+        self.calibrated = False
+
+    def rate(self) -> float:
+        return self.wall_done / self.cost_done if self.cost_done > 0 else PRIOR_S_PER_COST
+
+    def observe(self, cost: float, wall: float) -> None:
+        self.cost_done += cost
+        self.wall_done += wall
+        self.calibrated = True
+
+    def cost(self, u: Unit) -> float:
+        return unit_cost(self.points[u.point_hash].params)
+
+    def next_chunk(self) -> list[Unit]:
+        if not self.pending:
+            return []
+        if not self.calibrated:
+            # One point's replicates per chunk until something has been measured.
+            first = self.pending[0].point_hash
+            chunk = []
+            while self.pending and self.pending[0].point_hash == first:
+                chunk.append(self.pending.popleft())
+            return chunk
+        rate = self.rate()
+        remaining = sum(self.cost(u) for u in self.pending) * rate
+        target = max(min(self.target_s, remaining / (2 * self.cpus)), 0.0)
+        chunk, est = [], 0.0
+        while self.pending and (not chunk or est + self.cost(self.pending[0]) * rate <= target):
+            u = self.pending.popleft()
+            chunk.append(u)
+            est += self.cost(u) * rate
+        return chunk
+
+    def estimate_chunks(self) -> int:
+        """Chunks the plan would use at the prior rate (for the dry run)."""
+        total = sum(self.cost(u) for u in self.pending) * self.rate()
+        return max(1, min(len(self.pending), round(total / self.target_s) or 1)) \
+            if self.pending else 0
+
+
+def compute(units: Sequence[Unit], points: dict[str, Point], backend: str,
+            cluster: Cluster, chunk_target_s: float, in_flight_per_cpu: int,
+            max_retries: int, on_rows: Callable[[list[dict]], None]) -> None:
+    """Run `units` on Ray; call `on_rows(rows)` for each chunk, in completion order."""
+    import ray
+
+    options: dict[str, Any] = dict(num_cpus=1, max_retries=max_retries,
+                                   retry_exceptions=False)
+    slots = cluster.cpus
+    if backend == "kernel":
+        # One kernel point per node at a time: the C workloads own the whole machine.
+        options["resources"] = {"kernel_runner": 1}
+        slots = cluster.kernel_runners
+        if slots < 1:
+            raise SweepError("backend=kernel: no node of the cluster offers the "
+                             "'kernel_runner' resource (ray start --resources="
+                             "'{\"kernel_runner\": 1}')")
+    task = ray.remote(run_chunk).options(**options)
+    planner = ChunkPlanner(units, points, chunk_target_s, slots)
+    window = max(1, in_flight_per_cpu * max(slots, 1))
+    in_flight: dict[Any, tuple[list[Unit], float]] = {}
+
+    def submit() -> None:
+        chunk = planner.next_chunk()
+        items: list[tuple[str, dict, list[tuple[int, int]]]] = []
+        for u in chunk:
+            if items and items[-1][0] == u.point_hash:
+                items[-1][2].append((u.replicate, u.seed))
+            else:
+                items.append((u.point_hash, points[u.point_hash].params.to_dict(),
+                              [(u.replicate, u.seed)]))
+        in_flight[task.remote(backend, items)] = (chunk, time.monotonic())
+
+    while planner.pending or in_flight:
+        while planner.pending and len(in_flight) < window:
+            submit()
+        ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
+        for ref in ready:
+            chunk, _t = in_flight.pop(ref)
+            try:
+                rows = ray.get(ref)
+            except Exception as e:  # lost beyond max_retries, or a bug in run_chunk
+                cause = getattr(e, "cause", None) or e
+                msg = _first_line(str(cause)) or type(cause).__name__
+                rows = [dict(point_hash=u.point_hash, replicate=u.replicate, seed=u.seed,
+                             status="failed", error_type=type(cause).__name__, error=msg,
+                             node_id=None, point_wall_s=None) for u in chunk]
+                print(f"sweep: chunk of {len(chunk)} replicates failed: "
+                      f"{type(cause).__name__}: {msg}", file=sys.stderr)
+            ok_wall = [r["point_wall_s"] for r in rows if r.get("point_wall_s")]
+            if ok_wall:
+                planner.observe(sum(planner.cost(u) for u in chunk), sum(ok_wall))
+            on_rows(rows)

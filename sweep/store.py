@@ -1,0 +1,109 @@
+"""The point store: content-addressed rows, one per (point hash, replicate), per output root.
+
+Layout under `<output.root>/.store/`: `parts/*.parquet`, append-only, one part per finished
+chunk, each written to a temporary name and renamed into place (a part is whole or absent);
+`manifest.jsonl`, one line per part listing the keys it holds, appended after the rename with
+a single write. The manifest is the index: a part whose line never made it (the driver died
+between rename and append) is ignored and its rows computed again, so a kill loses at most
+the chunks in flight. Failed rows are stored too (a run dir shows them) but do not count as
+done: the next run retries them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from core.metrics import METRIC_COLUMNS
+
+# Columns of every stored row besides the metrics.
+KEY_COLUMNS = ["point_hash", "replicate"]
+META_SCHEMA: dict[str, pl.DataType] = {
+    "point_hash": pl.String, "replicate": pl.Int64, "seed": pl.Int64,
+    "backend": pl.String, "model_version": pl.String, "params_json": pl.String,
+    "status": pl.String, "error_type": pl.String, "error": pl.String,
+    "node_id": pl.String, "point_wall_s": pl.Float64,
+}
+# Metrics are stored as Float64: columns may be int, float or null depending on the
+# workload, and one dtype keeps every part concatenable.
+STORE_SCHEMA = {**META_SCHEMA, **{c: pl.Float64 for c in METRIC_COLUMNS}}
+
+
+class PointStore:
+    def __init__(self, root: Path):
+        self.dir = Path(root) / ".store"
+        self.parts_dir = self.dir / "parts"
+        self.manifest_path = self.dir / "manifest.jsonl"
+        self._index: dict[tuple[str, int], tuple[str, str]] | None = None
+
+    # -- reading ------------------------------------------------------------------------------
+    def index(self) -> dict[tuple[str, int], tuple[str, str]]:
+        """(point hash, replicate) -> (part file name, status), the newest line winning."""
+        if self._index is None:
+            idx: dict[tuple[str, int], tuple[str, str]] = {}
+            if self.manifest_path.exists():
+                for line in self.manifest_path.read_text().splitlines():
+                    try:
+                        entry = json.loads(line)
+                    except json.JSONDecodeError:
+                        continue  # a torn last line from a killed writer
+                    if not (self.parts_dir / entry["part"]).exists():
+                        continue
+                    for h, r, status in entry["keys"]:
+                        idx[(h, int(r))] = (entry["part"], status)
+            self._index = idx
+        return self._index
+
+    def done(self, keys: Iterable[tuple[str, int]]) -> set[tuple[str, int]]:
+        idx = self.index()
+        return {k for k in keys if idx.get(k, ("", ""))[1] == "ok"}
+
+    def rows(self, keys: Sequence[tuple[str, int]]) -> pl.LazyFrame:
+        """The stored rows of `keys` (those present), one per key."""
+        idx = self.index()
+        wanted = [(h, r, idx[(h, r)][0]) for h, r in keys if (h, r) in idx]
+        if not wanted:
+            return pl.LazyFrame(schema=STORE_SCHEMA)
+        key_frame = pl.LazyFrame({"point_hash": [w[0] for w in wanted],
+                                  "replicate": [w[1] for w in wanted],
+                                  "_part": [w[2] for w in wanted]},
+                                 schema={"point_hash": pl.String, "replicate": pl.Int64,
+                                         "_part": pl.String})
+        parts = sorted({w[2] for w in wanted})
+        scans = [pl.scan_parquet(self.parts_dir / p).with_columns(_part=pl.lit(p))
+                 for p in parts]
+        return (pl.concat(scans, how="diagonal_relaxed")
+                .join(key_frame, on=["point_hash", "replicate", "_part"], how="semi")
+                .unique(subset=KEY_COLUMNS, keep="last")
+                .drop("_part"))
+
+    # -- writing ------------------------------------------------------------------------------
+    def append(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Write one part holding `rows` and record it in the manifest."""
+        if not rows:
+            return
+        self.parts_dir.mkdir(parents=True, exist_ok=True)
+        frame = pl.DataFrame([{c: r.get(c) for c in STORE_SCHEMA} for r in rows],
+                             schema=STORE_SCHEMA)
+        name = f"part-{uuid.uuid4().hex}.parquet"
+        tmp = self.parts_dir / f".{name}.tmp"
+        frame.write_parquet(tmp)
+        os.replace(tmp, self.parts_dir / name)
+        entry = {"part": name, "keys": [[r["point_hash"], int(r["replicate"]), r["status"]]
+                                        for r in rows]}
+        line = (json.dumps(entry, separators=(",", ":")) + "\n").encode()
+        fd = os.open(self.manifest_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        idx = self.index()
+        for h, r, status in entry["keys"]:
+            idx[(h, r)] = (name, status)
