@@ -413,7 +413,11 @@ def _run_program(argv: Sequence[str], stderr_f: Any, timeout_s: float, cgroup: P
         os.close(start_w)
         start_w = -1
         lines = _read_lines(proc, timeout_s, vmstat_path)
-        proc.wait(timeout=TERM_GRACE_S)
+        try:
+            proc.wait(timeout=TERM_GRACE_S)
+        except subprocess.TimeoutExpired:
+            raise KernelBackendError(f"{Path(argv[0]).name} closed its output but did not "
+                                     f"exit within {TERM_GRACE_S:.0f} s; stopped it") from None
         after = read_vmstat(vmstat_path)
         memcg = (_memcg_figures(cgroup, cgroup_version) if cgroup is not None
                  else {"peak_usage_mb": None, "max_reclaim": None})
