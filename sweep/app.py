@@ -29,7 +29,7 @@ from sweep.backend import check_backend
 from sweep.errors import SweepError
 from sweep.grid import POLICY_KEY, Point, Unit, expand, flatten_axes, units_of
 from sweep.progress import Progress
-from sweep.runner import ChunkPlanner, compute, connect
+from sweep.runner import ChunkPlanner, check_address, compute, connect
 from sweep.store import STORE_SCHEMA, PointStore
 
 PARAM_GROUPS = ("machine", "workload", "policy", "memcg", "device", "costs", "sim")
@@ -73,6 +73,8 @@ def plan(cfg: DictConfig) -> tuple[str, list[Point], list[Unit]]:
     zips = OmegaConf.to_container(g.zip, resolve=True)
     excl = OmegaConf.to_container(g.exclude, resolve=True)
     check_backend(cfg.backend)
+    check_address(cfg.ray.address or os.environ.get("RAY_ADDRESS") or None,
+                  float(cfg.ray.connect_timeout_s))
     points = expand(base_params(cfg), axes, zips, excl, backend=cfg.backend)
     return str(g.name), points, units_of(points, seeds, root_seed)
 

@@ -62,6 +62,18 @@ def _check_reachable(address: str, timeout_s: float) -> None:
                          ) from None
 
 
+def check_address(address: str | None, timeout_s: float) -> None:
+    """Reject a dashboard URL or an unreachable GCS address before anything runs."""
+    if address is None:
+        return
+    if address.startswith(("http://", "https://")):
+        raise SweepError(f"ray.address={address}: that is a dashboard (HTTP) address; "
+                         "use the GCS address host:6379 that `ray start --head` prints, "
+                         "or 'auto' on a cluster node")
+    if not address.startswith(("auto", "ray://", "local")):
+        _check_reachable(address, timeout_s)
+
+
 def local_cpus() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -84,12 +96,7 @@ def connect(address: str | None, num_cpus: int | None, timeout_s: float) -> Clus
         os.environ.pop("RAY_ADDRESS", None)
         ray.init(num_cpus=n, runtime_env=runtime_env, **common)
     else:
-        if address.startswith(("http://", "https://")):
-            raise SweepError(f"ray.address={address}: that is a dashboard (HTTP) address; "
-                             "use the GCS address host:6379 that `ray start --head` prints, "
-                             "or 'auto' on a cluster node")
-        if not address.startswith(("auto", "ray://", "local")):
-            _check_reachable(address, timeout_s)
+        check_address(address, timeout_s)
         try:
             ray.init(address=address, runtime_env=runtime_env, **common)
         except (ConnectionError, TimeoutError, RuntimeError, ValueError) as e:

@@ -1,0 +1,71 @@
+"""Helpers for the sweep tests: run the CLI in a subprocess, read a run dir."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+
+REPO = Path(__file__).resolve().parent.parent
+
+# The real simulator once core/simulate.py has landed; the synthetic stand-in before that.
+BACKEND = "sim" if importlib.util.find_spec("core.simulate") else "synthetic"
+
+# Small points for the real simulator: seconds per grid on 2 cores.
+TINY = ["machine.cores=2", "sim.duration_s=0.2", "sim.warmup_s=0.05"]
+
+
+def run_sweep(args: list[str], root: Path, env: dict | None = None, timeout: float = 240,
+              check: bool | None = None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "sweep", *args, f"output.root={root}"]
+    if not any(a.startswith("backend=") for a in args):
+        cmd.append(f"backend={BACKEND}")
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env.pop("RAY_ADDRESS", None)
+    if env and "RAY_ADDRESS" in env:
+        full_env["RAY_ADDRESS"] = env["RAY_ADDRESS"]
+    proc = subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True,
+                          timeout=timeout)
+    if check:
+        assert proc.returncode == 0, f"rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def latest(root: Path, grid: str = "smoke") -> Path:
+    return (root / grid / "latest").resolve()
+
+
+def manifest_keys(root: Path) -> list[tuple[str, int]]:
+    keys = []
+    path = root / ".store" / "manifest.jsonl"
+    if not path.exists():
+        return keys
+    for line in path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        keys += [(h, r) for h, r, _ in entry["keys"]]
+    return keys
+
+
+def metrics_sorted(run_dir: Path) -> pl.DataFrame:
+    """points.parquet without per-run columns (wall times, nodes), sorted by key."""
+    from core.metrics import METRIC_COLUMNS
+    drop_cols = {"wall_s", "events_per_s"}
+    cols = ["point_hash", "replicate", "seed", "status",
+            *[c for c in METRIC_COLUMNS if c not in drop_cols]]
+    return pl.read_parquet(run_dir / "points.parquet", columns=cols).sort(
+        ["point_hash", "replicate"])
+
+
+def run_point(args: list[str], timeout: float = 240) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "sweep.point", *args]
+    if not any(a.startswith("backend=") for a in args):
+        cmd.append(f"backend={BACKEND}")
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)

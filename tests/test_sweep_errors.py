@@ -1,0 +1,45 @@
+"""Bad input stops the run before anything is computed: one line, non-zero exit, no files."""
+
+from __future__ import annotations
+
+import pytest
+
+from _sweep_util import run_sweep
+
+CASES = [
+    (["+grid=smoke", "machine.corez=4"], "unknown config key 'machine.corez'; did you mean "
+                                         "machine.cores"),
+    (["+grid=smok"], "grid=smok: no such option; did you mean smoke?"),
+    (["+grid=smoke", "+grid.axes.machine.corez=[1]"], "unknown key 'machine.corez'; did you "
+                                                       "mean machine.cores"),
+    (["+grid=smoke", "grid.axes.workload.threads=[]"], "grid.axes.workload.threads: empty"),
+    (["+grid=smoke", "grid.zip=[[memcg.high_mb,memcg.max_mb]]",
+      "grid.axes.memcg.max_mb=[10,20]"], "grid.zip[0]: axes of unequal length"),
+    (["+grid=smoke", "grid.axes.workload.threads=[0]"], "workload.threads=0: allowed"),
+    (["+grid=smoke", "machine.cores=abc"], "machine.cores=abc:"),
+    (["+grid=smoke", "backend=kernal"], "backend='kernal': one of"),
+    (["+grid=smoke", "ray.address=http://127.0.0.1:8265"], "dashboard (HTTP) address"),
+    (["+grid=smoke", "ray.address=127.0.0.1:9", "ray.connect_timeout_s=2"],
+     "cannot reach 127.0.0.1:9"),
+    ([], "no grid given: add +grid=<name>"),
+]
+
+
+@pytest.mark.parametrize("args,needle", CASES, ids=[" ".join(c[0]) or "nogrid" for c in CASES])
+def test_bad_input_is_one_line(tmp_path, args, needle):
+    root = tmp_path / "out"
+    proc = run_sweep(args, root, timeout=60)
+    assert proc.returncode != 0
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ") and needle in lines[0], lines[0]
+    assert not root.exists(), "an invalid run wrote results"
+
+
+def test_kernel_backend_absent_is_one_line(tmp_path, monkeypatch):
+    import importlib.util
+    if importlib.util.find_spec("sweep.kernel_backend") is not None:
+        pytest.skip("sweep/kernel_backend.py exists in this checkout")
+    proc = run_sweep(["+grid=smoke", "backend=kernel"], tmp_path / "out", timeout=60)
+    assert proc.returncode != 0 and "backend=kernel" in proc.stderr
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,75 @@
+"""Grid expansion, point identity and seeds (no Ray, no subprocess)."""
+
+from __future__ import annotations
+
+import pytest
+
+import core
+from sweep.errors import SweepError
+from sweep.grid import expand, point_hash, replicate_seed, units_of
+
+BASE = core.Params(machine=core.MachineParams(cores=4),
+                   workload=core.WorkloadParams(threads=8, file_mb=4)).to_dict()
+
+
+def test_cross_product_zip_and_exclude():
+    axes = {"workload": {"threads": [4, 8]}, "memcg.high_mb": [8, 16], "memcg.max_mb": [10, 20],
+            "policy.name": ["baseline", "vma_retry"]}
+    pts = expand(BASE, axes, [["memcg.high_mb", "memcg.max_mb"]],
+                 [{"policy.name": "vma_retry", "workload.threads": 4}])
+    got = [(p.axes["workload.threads"], p.axes["memcg.high_mb"], p.axes["memcg.max_mb"],
+            p.axes["policy.name"]) for p in pts]
+    # 2 threads x 2 zipped memcg x 2 policies = 8, minus vma_retry at 4 threads (2 points).
+    assert got == [(4, 8, 10, "baseline"), (4, 16, 20, "baseline"),
+                   (8, 8, 10, "baseline"), (8, 8, 10, "vma_retry"),
+                   (8, 16, 20, "baseline"), (8, 16, 20, "vma_retry")]
+    assert all(p.params.machine.cores == 4 for p in pts)
+
+
+def test_hash_and_seeds_do_not_depend_on_grid_order_or_extension():
+    a = expand(BASE, {"workload.threads": [4, 8]})
+    b = expand(BASE, {"workload.threads": [16, 8, 4]})
+    ha = {p.axes["workload.threads"]: p.point_hash for p in a}
+    hb = {p.axes["workload.threads"]: p.point_hash for p in b}
+    assert ha[4] == hb[4] and ha[8] == hb[8]
+    sa = {(u.point_hash, u.replicate): u.seed for u in units_of(a, 3, 7)}
+    sb = {(u.point_hash, u.replicate): u.seed for u in units_of(b, 3, 7)}
+    assert all(sb[k] == v for k, v in sa.items())
+    assert len(set(sb.values())) == len(sb)  # distinct seeds
+
+
+def test_hash_is_stable_and_covers_model_version_and_backend(monkeypatch):
+    p = core.Params.from_dict(BASE)
+    h = point_hash(p, "sim")
+    assert h == point_hash(core.Params.from_dict(BASE), "sim")
+    assert len(h) == 64
+    assert point_hash(p, "kernel") != h
+    monkeypatch.setattr(core, "MODEL_VERSION", core.MODEL_VERSION + "-changed")
+    assert point_hash(p, "sim") != h
+    seed = replicate_seed(0, h, 0)
+    assert 0 <= seed < 2**63 and seed == replicate_seed(0, h, 0) != replicate_seed(1, h, 0)
+
+
+def test_axis_given_as_dotted_or_nested_is_the_same():
+    a = expand(BASE, {"workload.threads": [4]})
+    b = expand(BASE, {"workload": {"threads": [4]}})
+    assert a[0].point_hash == b[0].point_hash
+
+
+@pytest.mark.parametrize("axes,zips,excl,needle", [
+    ({"machine.corez": [1]}, [], [], "unknown key 'machine.corez'; did you mean machine.cores"),
+    ({}, [], [], "grid.axes is empty"),
+    ({"machine.cores": []}, [], [], "grid.axes.machine.cores: empty list"),
+    ({"memcg.high_mb": [8, 16], "memcg.max_mb": [10]}, [["memcg.high_mb", "memcg.max_mb"]],
+     [], "axes of unequal length"),
+    ({"memcg.high_mb": [8]}, [["memcg.high_mb", "memcg.max_mb"]], [],
+     "'memcg.max_mb' is not an axis"),
+    ({"machine.cores": [0]}, [], [], "machine.cores=0: allowed 1..4096"),
+    ({"machine.cores": [4]}, [], [{"machine.cores": 4}], "removes every point"),
+    ({"machine.cores": [4]}, [], [{"machine.corse": 4}], "grid.exclude[0]: unknown key"),
+])
+def test_bad_grids_are_one_line_errors(axes, zips, excl, needle):
+    with pytest.raises(SweepError) as ei:
+        expand(BASE, axes, zips, excl)
+    msg = str(ei.value)
+    assert needle in msg and "\n" not in msg
