@@ -294,9 +294,10 @@ def _remove_cgroup_dir(path: Path) -> None:
             return
         except FileNotFoundError:
             return
-        except OSError:
+        except OSError as e:
             if attempt == 49:
-                raise
+                raise KernelBackendError(f"cannot remove memory cgroup {path} ({e.strerror}); "
+                                         f"remove it by hand (rmdir)") from None
             time.sleep(0.02)
 
 
