@@ -100,7 +100,8 @@ def run_sweep(cfg: DictConfig) -> int:
         return 0
 
     if todo:
-        cluster = connect(cfg.ray.address, cfg.ray.num_cpus, float(cfg.ray.connect_timeout_s))
+        cluster = connect(cfg.ray.address, cfg.ray.num_cpus, float(cfg.ray.connect_timeout_s),
+                          cfg.backend)
         where = cluster.address or "local Ray"
         print(f"{label}: {len(points)} points, {len(units)} runs, {len(done)} cached, "
               f"{len(todo)} to compute on {where} ({cluster.cpus} CPUs)", file=sys.stderr)

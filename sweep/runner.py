@@ -81,7 +81,8 @@ def local_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def connect(address: str | None, num_cpus: int | None, timeout_s: float) -> Cluster:
+def connect(address: str | None, num_cpus: int | None, timeout_s: float,
+            backend: str = "sim") -> Cluster:
     """ray.init: embedded local Ray, or join the cluster at `address` / RAY_ADDRESS."""
     import ray
 
@@ -94,7 +95,9 @@ def connect(address: str | None, num_cpus: int | None, timeout_s: float) -> Clus
         n = num_cpus or local_cpus()
         # A stray RAY_ADDRESS="" must not make ray.init look for a cluster.
         os.environ.pop("RAY_ADDRESS", None)
-        ray.init(num_cpus=n, runtime_env=runtime_env, **common)
+        # This machine may run kernel points, one at a time (see sweep/kernel_backend.py).
+        resources = {"kernel_runner": 1.0} if backend == "kernel" else None
+        ray.init(num_cpus=n, resources=resources, runtime_env=runtime_env, **common)
     else:
         check_address(address, timeout_s)
         try:

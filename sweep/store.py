@@ -29,6 +29,9 @@ META_SCHEMA: dict[str, pl.DataType] = {
     "backend": pl.String, "model_version": pl.String, "params_json": pl.String,
     "status": pl.String, "error_type": pl.String, "error": pl.String,
     "node_id": pl.String, "point_wall_s": pl.Float64,
+    # Columns a backend adds beyond core.METRIC_COLUMNS (the kernel backend's kernel_release,
+    # read_ahead_kb, params_ignored, ...), as one JSON object per row.
+    "extra_json": pl.String,
 }
 # Metrics are stored as Float64: columns may be int, float or null depending on the
 # workload, and one dtype keeps every part concatenable.
@@ -89,8 +92,13 @@ class PointStore:
         if not rows:
             return
         self.parts_dir.mkdir(parents=True, exist_ok=True)
-        frame = pl.DataFrame([{c: r.get(c) for c in STORE_SCHEMA} for r in rows],
-                             schema=STORE_SCHEMA)
+        records = []
+        for r in rows:
+            extra = {k: v for k, v in r.items() if k not in STORE_SCHEMA}
+            rec = {c: r.get(c) for c in STORE_SCHEMA}
+            rec["extra_json"] = json.dumps(extra, default=str, sort_keys=True) if extra else None
+            records.append(rec)
+        frame = pl.DataFrame(records, schema=STORE_SCHEMA, strict=False)
         name = f"part-{uuid.uuid4().hex}.parquet"
         tmp = self.parts_dir / f".{name}.tmp"
         frame.write_parquet(tmp)
