@@ -159,6 +159,7 @@ class ChunkPlanner:
                  cpus: int):
         self.pending: deque[Unit] = deque(units)
         self.points = points
+        self.pending_cost = sum(unit_cost(points[u.point_hash].params) for u in units)
         self.target_s = target_s
         self.cpus = max(cpus, 1)
         self.cost_done = 0.0
@@ -184,21 +185,26 @@ class ChunkPlanner:
             first = self.pending[0].point_hash
             chunk = []
             while self.pending and self.pending[0].point_hash == first:
-                chunk.append(self.pending.popleft())
+                chunk.append(self._pop())
             return chunk
         rate = self.rate()
-        remaining = sum(self.cost(u) for u in self.pending) * rate
+        remaining = self.pending_cost * rate
         target = max(min(self.target_s, remaining / (2 * self.cpus)), 0.0)
         chunk, est = [], 0.0
         while self.pending and (not chunk or est + self.cost(self.pending[0]) * rate <= target):
-            u = self.pending.popleft()
+            u = self._pop()
             chunk.append(u)
             est += self.cost(u) * rate
         return chunk
 
+    def _pop(self) -> Unit:
+        u = self.pending.popleft()
+        self.pending_cost -= self.cost(u)
+        return u
+
     def estimate_chunks(self) -> int:
         """Chunks the plan would use at the prior rate (for the dry run)."""
-        total = sum(self.cost(u) for u in self.pending) * self.rate()
+        total = self.pending_cost * self.rate()
         return max(1, min(len(self.pending), round(total / self.target_s) or 1)) \
             if self.pending else 0
 
