@@ -44,7 +44,7 @@ def main() -> None:
     os.environ["SWEEP_SYNTHETIC_WORK_S"] = str(args.work_s)
     from hydra import compose, initialize_config_dir
 
-    import sweep.app as app
+    from sweep import app
     from sweep.cli import CONF_DIR
     from sweep.runner import local_cpus
 

@@ -7,8 +7,8 @@ with status ok. The 95% CI is the half-width t(0.975, n-1) x std / sqrt(n).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import polars as pl
 
@@ -126,9 +126,9 @@ def summary(run_dir: Path, grid_name: str, axes: Sequence[str], n_points: int,
     agg = pl.read_csv(run_dir / "aggregate.csv", infer_schema_length=None)
     cmp = pl.read_csv(run_dir / "compare.csv", infer_schema_length=None)
     lines = [f"# Sweep `{grid_name}`", "",
-             f"{n_points} points x replicates = {n_units} rows ({n_cached} from the store, "
-             f"{n_units - n_cached} computed), model {core.MODEL_VERSION}.", ""]
-    axis_hdr = [a for a in axes]
+             (f"{n_points} points x replicates = {n_units} rows ({n_cached} from the store, "
+              f"{n_units - n_cached} computed), model {core.MODEL_VERSION}."), ""]
+    axis_hdr = list(axes)
     lines += ["## Per point (mean over replicates)", "",
               "| " + " | ".join([*axis_hdr, "policy", "n", *HEADLINE]) + " |",
               "|" + "---|" * (len(axis_hdr) + 2 + len(HEADLINE))]

@@ -13,9 +13,8 @@ import importlib.util
 import os
 import secrets
 import sys
-import time
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from core.metrics import METRIC_COLUMNS
 from sweep import aggregate as agg
 from sweep.backend import check_backend
 from sweep.errors import SweepError
-from sweep.grid import POLICY_KEY, Point, Unit, expand, flatten_axes, units_of
+from sweep.grid import POLICY_KEY, Point, Unit, expand, units_of
 from sweep.progress import Progress
 from sweep.runner import ChunkPlanner, check_address, compute, connect
 from sweep.store import STORE_SCHEMA, PointStore
@@ -44,7 +43,7 @@ def original_cwd() -> Path:
     try:
         from hydra.utils import get_original_cwd
         return Path(get_original_cwd())
-    except Exception:  # not under @hydra.main (tests calling run_sweep directly)
+    except Exception:  # noqa: BLE001  not under @hydra.main (tests calling run_sweep directly)
         return Path.cwd()
 
 
@@ -135,7 +134,7 @@ def run_sweep(cfg: DictConfig) -> int:
     if cfg.output.report and importlib.util.find_spec("sweep.report") is not None:
         try:
             importlib.import_module("sweep.report").write_report(run_dir)
-        except Exception:
+        except Exception:  # noqa: BLE001  a broken report must not hide the results
             traceback.print_exc()
             print("sweep: sweep/report.py failed; results above are complete",
                   file=sys.stderr)
@@ -160,7 +159,7 @@ def _cluster_desc(cfg: DictConfig) -> str:
 
 
 def new_run_id() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
 
 
 def write_run_dir(cfg: DictConfig, root: Path, grid_name: str, points: list[Point],

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import core
 from sweep.errors import SweepError

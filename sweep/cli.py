@@ -10,8 +10,8 @@ from __future__ import annotations
 import difflib
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -55,7 +55,7 @@ def _one_line(e: BaseException, overrides: list[str]) -> str:
     m = re.search(r"Could not find '([^']+)'", text)
     if m:
         group, _, name = m.group(1).rpartition("/")
-        opts = re.findall(r"^\t(\S+)$", text, flags=re.M)
+        opts = re.findall(r"^\t(\S+)$", text, flags=re.MULTILINE)
         opts = [o for o in opts if not o.startswith("base_")]
         close = difflib.get_close_matches(name, opts, n=2, cutoff=0.5)
         hint = f"; did you mean {' or '.join(close)}?" if close else ""
@@ -72,7 +72,7 @@ def precheck(overrides: list[str]) -> None:
     try:
         with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
             compose("config", overrides=overrides)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001  any composition failure is a user error
         raise SweepError(_one_line(e, overrides)) from None
 
 

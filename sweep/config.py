@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -54,9 +54,9 @@ SimConfig = _mirror("SimConfig", core.SimParams)
 @dataclass
 class RayConfig:
     # None: embedded local Ray, unless RAY_ADDRESS is set. "auto", "host:port", "ray://...".
-    address: Optional[str] = None
+    address: str | None = None
     # CPUs of the embedded local Ray; None = the CPUs this process may run on.
-    num_cpus: Optional[int] = None
+    num_cpus: int | None = None
     # Seconds to wait for a cluster's GCS to accept a TCP connection before giving up.
     connect_timeout_s: float = 10.0
     # Re-runs of a task whose worker or node died (not of a simulation that raised).
@@ -89,11 +89,11 @@ class OutputConfig:
 class GridConfig:
     name: str = MISSING
     # Dotted config keys -> lists of values (nested mappings are flattened to dotted keys).
-    axes: Dict[str, Any] = field(default_factory=dict)
+    axes: dict[str, Any] = field(default_factory=dict)
     # Groups of axes that move together (equal-length value lists, zipped not crossed).
-    zip: List[List[str]] = field(default_factory=list)
+    zip: list[list[str]] = field(default_factory=list)
     # Rules {dotted key: value or list of values}; a point matching every key is dropped.
-    exclude: List[Dict[str, Any]] = field(default_factory=list)
+    exclude: list[dict[str, Any]] = field(default_factory=list)
     seeds: int = 2
     root_seed: int = 0
 
@@ -110,7 +110,7 @@ class Config:
     ray: RayConfig = field(default_factory=RayConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
-    grid: Optional[GridConfig] = None
+    grid: GridConfig | None = None
     # Which backend turns a point into a row: sim (core.simulate), kernel
     # (sweep/kernel_backend.py on real Linux), synthetic (a stand-in for tests/benchmarks).
     backend: str = "sim"

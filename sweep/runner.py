@@ -21,8 +21,9 @@ import sys
 import time
 import traceback
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import core
 from sweep.errors import SweepError
@@ -89,8 +90,8 @@ def connect(address: str | None, num_cpus: int | None, timeout_s: float,
     address = address or os.environ.get("RAY_ADDRESS") or None
     env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIX)}
     runtime_env = {"env_vars": env} if env else None
-    common: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False,
-                                  configure_logging=False)
+    common: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                                  "configure_logging": False}
     if address is None:
         n = num_cpus or local_cpus()
         # A stray RAY_ADDRESS="" must not make ray.init look for a cluster.
@@ -125,7 +126,7 @@ def run_chunk(backend_name: str, items: Sequence[tuple[str, dict, list[tuple[int
     try:
         import ray
         node_id = ray.get_runtime_context().get_node_id()
-    except Exception:  # called outside Ray (python -m sweep.point, unit tests)
+    except Exception:  # noqa: BLE001  called outside Ray (python -m sweep.point, unit tests)
         node_id = None
     backend = get_backend(backend_name)
     rows: list[dict] = []
@@ -139,7 +140,7 @@ def run_chunk(backend_name: str, items: Sequence[tuple[str, dict, list[tuple[int
             if len(results) != len(seeds):
                 raise RuntimeError(f"backend returned {len(results)} rows for "
                                    f"{len(seeds)} seeds")
-        except Exception as e:  # a failing point is data, not the end of the sweep
+        except Exception as e:  # noqa: BLE001  a failing point is data, not the end of the sweep
             status, etype = "failed", type(e).__name__
             emsg = _first_line(str(e)) or _first_line(traceback.format_exc().splitlines()[-1])
         wall = (time.perf_counter() - t0) / max(len(seeds), 1)
@@ -215,8 +216,8 @@ def compute(units: Sequence[Unit], points: dict[str, Point], backend: str,
     """Run `units` on Ray; call `on_rows(rows)` for each chunk, in completion order."""
     import ray
 
-    options: dict[str, Any] = dict(num_cpus=1, max_retries=max_retries,
-                                   retry_exceptions=False)
+    options: dict[str, Any] = {"num_cpus": 1, "max_retries": max_retries,
+                                   "retry_exceptions": False}
     slots = cluster.cpus
     if backend == "kernel":
         # One kernel point per node at a time: the C workloads own the whole machine.
@@ -250,12 +251,12 @@ def compute(units: Sequence[Unit], points: dict[str, Point], backend: str,
             chunk, _t = in_flight.pop(ref)
             try:
                 rows = ray.get(ref)
-            except Exception as e:  # lost beyond max_retries, or a bug in run_chunk
+            except Exception as e:  # noqa: BLE001  lost beyond max_retries, or a bug in run_chunk
                 cause = getattr(e, "cause", None) or e
                 msg = _first_line(str(cause)) or type(cause).__name__
-                rows = [dict(point_hash=u.point_hash, replicate=u.replicate, seed=u.seed,
-                             status="failed", error_type=type(cause).__name__, error=msg,
-                             node_id=None, point_wall_s=None) for u in chunk]
+                rows = [{"point_hash": u.point_hash, "replicate": u.replicate, "seed": u.seed,
+                             "status": "failed", "error_type": type(cause).__name__, "error": msg,
+                             "node_id": None, "point_wall_s": None} for u in chunk]
                 print(f"sweep: chunk of {len(chunk)} replicates failed: "
                       f"{type(cause).__name__}: {msg}", file=sys.stderr)
             ok_wall = [r["point_wall_s"] for r in rows if r.get("point_wall_s")]

@@ -30,7 +30,7 @@ def run_sweep(args: list[str], root: Path, env: dict | None = None, timeout: flo
     if env and "RAY_ADDRESS" in env:
         full_env["RAY_ADDRESS"] = env["RAY_ADDRESS"]
     proc = subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, check=False)
     if check:
         assert proc.returncode == 0, f"rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     return proc
@@ -68,4 +68,5 @@ def run_point(args: list[str], timeout: float = 240) -> subprocess.CompletedProc
     cmd = [sys.executable, "-m", "sweep.point", *args]
     if not any(a.startswith("backend=") for a in args):
         cmd.append(f"backend={BACKEND}")
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                          check=False)

@@ -13,7 +13,6 @@ import time
 
 import polars as pl
 import pytest
-
 from _sweep_util import REPO, latest, manifest_keys, run_sweep
 
 ray_cluster_utils = pytest.importorskip("ray.cluster_utils")
@@ -22,7 +21,7 @@ ray_cluster_utils = pytest.importorskip("ray.cluster_utils")
 ARGS = ["+grid=smoke", "grid.axes.workload.threads=[4,5,6,7,8,9]", "backend=synthetic",
         "sweep.chunk_target_s=0.5", "ray.max_retries=5"]
 ENV = {"SWEEP_SYNTHETIC_WORK_S": "0.4"}
-NODE = dict(num_cpus=1, object_store_memory=80 * 1024**2)
+NODE = {"num_cpus": 1, "object_store_memory": 80 * 1024**2}
 
 
 @pytest.fixture

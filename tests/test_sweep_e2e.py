@@ -6,8 +6,8 @@ import json
 
 import polars as pl
 import pytest
+from _sweep_util import BACKEND, latest, manifest_keys, metrics_sorted, run_point, run_sweep
 
-from _sweep_util import BACKEND, latest, manifest_keys, metrics_sorted, run_sweep, run_point
 from core.metrics import HIST_BUCKET_LABELS, METRIC_COLUMNS
 
 AXES = ["machine.cores", "workload.threads", "workload.file_mb", "memcg.high_mb",
@@ -17,7 +17,7 @@ AXES = ["machine.cores", "workload.threads", "workload.file_mb", "memcg.high_mb"
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     root = tmp_path_factory.mktemp("smoke")
-    proc = run_sweep(["+grid=smoke"], root, check=True)
+    run_sweep(["+grid=smoke"], root, check=True)
     return root, latest(root)
 
 

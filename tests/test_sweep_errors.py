@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import pytest
-
 from _sweep_util import run_sweep
 
 CASES = [
-    (["+grid=smoke", "machine.corez=4"], "unknown config key 'machine.corez'; did you mean "
-                                         "machine.cores"),
+    (["+grid=smoke", "machine.corez=4"],
+     "unknown config key 'machine.corez'; did you mean machine.cores"),
     (["+grid=smok"], "grid=smok: no such option; did you mean smoke?"),
-    (["+grid=smoke", "+grid.axes.machine.corez=[1]"], "unknown key 'machine.corez'; did you "
-                                                       "mean machine.cores"),
+    (["+grid=smoke", "+grid.axes.machine.corez=[1]"],
+     "unknown key 'machine.corez'; did you mean machine.cores"),
     (["+grid=smoke", "grid.axes.workload.threads=[]"], "grid.axes.workload.threads: empty"),
     (["+grid=smoke", "grid.zip=[[memcg.high_mb,memcg.max_mb]]",
       "grid.axes.memcg.max_mb=[10,20]"], "grid.zip[0]: axes of unequal length"),

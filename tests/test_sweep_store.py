@@ -11,7 +11,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import core
-import sweep.app as app
+from sweep import app
 from sweep.cli import CONF_DIR
 from sweep.grid import expand, units_of
 from sweep.runner import ChunkPlanner, run_chunk
@@ -39,10 +39,10 @@ def _fill_store(root, cfg):
 
 def test_store_roundtrip_newest_wins_and_failed_is_not_done(tmp_path):
     store = PointStore(tmp_path)
-    store.append([dict(point_hash="a", replicate=0, seed=1, status="failed", error="boom")])
+    store.append([{"point_hash": "a", "replicate": 0, "seed": 1, "status": "failed", "error": "boom"}])
     assert store.done([("a", 0)]) == set()
-    store.append([dict(point_hash="a", replicate=0, seed=1, status="ok", rounds=3,
-                       kernel_release="6.1")])
+    store.append([{"point_hash": "a", "replicate": 0, "seed": 1, "status": "ok", "rounds": 3,
+                       "kernel_release": "6.1"}])
     fresh = PointStore(tmp_path)  # re-read the manifest from disk
     assert fresh.done([("a", 0), ("a", 1)]) == {("a", 0)}
     rows = fresh.rows([("a", 0)]).collect()
@@ -52,7 +52,7 @@ def test_store_roundtrip_newest_wins_and_failed_is_not_done(tmp_path):
 
 def test_torn_manifest_line_is_ignored(tmp_path):
     store = PointStore(tmp_path)
-    store.append([dict(point_hash="a", replicate=0, seed=1, status="ok")])
+    store.append([{"point_hash": "a", "replicate": 0, "seed": 1, "status": "ok"}])
     with open(store.manifest_path, "a") as f:
         f.write('{"part": "part-x.parq')
     assert PointStore(tmp_path).done([("a", 0)]) == {("a", 0)}
