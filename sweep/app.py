@@ -63,6 +63,8 @@ def plan(cfg: DictConfig) -> tuple[str, list[Point], list[Unit]]:
                                                  "grid").glob("*.yaml")))
         raise SweepError(f"no grid given: add +grid=<name> (one of {avail})")
     g = cfg.grid
+    if OmegaConf.is_missing(g, "name"):
+        raise SweepError("grid.name is missing: a grid file must set name (its results dir)")
     seeds, root_seed = int(g.seeds), int(g.root_seed)
     if seeds < 1:
         raise SweepError(f"grid.seeds={seeds}: must be >= 1")

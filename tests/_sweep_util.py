@@ -13,8 +13,10 @@ import polars as pl
 
 REPO = Path(__file__).resolve().parent.parent
 
-# The real simulator once core/simulate.py has landed; the synthetic stand-in before that.
-BACKEND = "sim" if importlib.util.find_spec("core.simulate") else "synthetic"
+# The real simulator once core/simulate.py has landed; the synthetic stand-in before that
+# (or when SWEEP_TEST_BACKEND says so).
+BACKEND = os.environ.get("SWEEP_TEST_BACKEND") or (
+    "sim" if importlib.util.find_spec("core.simulate") else "synthetic")
 
 # Small points for the real simulator: seconds per grid on 2 cores.
 TINY = ["machine.cores=2", "sim.duration_s=0.2", "sim.warmup_s=0.05"]
