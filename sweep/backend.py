@@ -36,6 +36,15 @@ def _synthetic(params: core.Params, seeds: Sequence[int]) -> list[dict]:
 BACKENDS: dict[str, Backend] = {"sim": _sim, "kernel": _kernel, "synthetic": _synthetic}
 
 
+# Where core.simulate finds the engine (the module was named both ways while it was written).
+_SIM_MODULES = ("core.simulator", "core.simulate")
+
+
+def sim_available() -> bool:
+    """Whether core.simulate has a module to call (before it lands it raises ImportError)."""
+    return any(importlib.util.find_spec(m) is not None for m in _SIM_MODULES)
+
+
 def check_backend(name: str) -> None:
     """Fail at start, in one line, if the backend cannot run at all."""
     if name not in BACKENDS:
@@ -43,7 +52,7 @@ def check_backend(name: str) -> None:
     if name == "kernel" and importlib.util.find_spec("sweep.kernel_backend") is None:
         raise SweepError("backend=kernel: sweep/kernel_backend.py is not there "
                          "(the kernel backend is not installed in this checkout)")
-    if name == "sim" and importlib.util.find_spec("core.simulate") is None:
+    if name == "sim" and not sim_available():
         raise SweepError("backend=sim: core/simulate.py is not there yet "
                          "(the simulator has not landed in this checkout)")
 

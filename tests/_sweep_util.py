@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -11,12 +10,14 @@ from pathlib import Path
 
 import polars as pl
 
+from sweep.backend import sim_available
+
 REPO = Path(__file__).resolve().parent.parent
 
 # The real simulator once core/simulate.py has landed; the synthetic stand-in before that
 # (or when SWEEP_TEST_BACKEND says so).
 BACKEND = os.environ.get("SWEEP_TEST_BACKEND") or (
-    "sim" if importlib.util.find_spec("core.simulate") else "synthetic")
+    "sim" if sim_available() else "synthetic")
 
 # Small points for the real simulator: seconds per grid on 2 cores.
 TINY = ["machine.cores=2", "sim.duration_s=0.2", "sim.warmup_s=0.05"]
