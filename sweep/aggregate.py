@@ -160,6 +160,8 @@ def summary(run_dir: Path, grid_name: str, axes: Sequence[str], n_points: int,
     else:
         for r in failed.iter_rows(named=True):
             at = ", ".join(f"{a}={r[a]}" for a in [*axes, "policy"])
-            lines.append(f"- {at}, replicate {r['replicate']}: {r['error_type']}: {r['error']}")
+            first = (r["error"] or "").strip().splitlines()[:1]
+            lines.append(f"- {at}, replicate {r['replicate']}: {r['error_type']}: "
+                         f"{first[0] if first else ''}")
     lines.append("")
     return "\n".join(lines)

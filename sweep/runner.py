@@ -19,7 +19,6 @@ import os
 import socket
 import sys
 import time
-import traceback
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,6 +31,8 @@ from sweep.grid import Point, Unit
 # Seconds of one replicate per (simulated second x thread) before anything is measured; only
 # the first window of chunks uses it (measured on the real simulator, small points).
 PRIOR_S_PER_COST = 0.1
+# Longest error message kept in a failed row.
+MAX_ERROR_CHARS = 4000
 # Environment variables forwarded to workers (the synthetic backend's knobs).
 FORWARDED_ENV_PREFIX = "SWEEP_SYNTHETIC_"
 
@@ -142,7 +143,8 @@ def run_chunk(backend_name: str, items: Sequence[tuple[str, dict, list[tuple[int
                                    f"{len(seeds)} seeds")
         except Exception as e:  # noqa: BLE001  a failing point is data, not the end of the sweep
             status, etype = "failed", type(e).__name__
-            emsg = _first_line(str(e)) or _first_line(traceback.format_exc().splitlines()[-1])
+            # The whole message (numba's typing errors put the detail below line one).
+            emsg = str(e).strip()[:MAX_ERROR_CHARS] or type(e).__name__
         wall = (time.perf_counter() - t0) / max(len(seeds), 1)
         for i, (rep, seed) in enumerate(reps):
             row = dict(results[i]) if results is not None else {}
