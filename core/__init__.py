@@ -13,13 +13,13 @@ from core.params import (DeviceParams, MachineParams, MemcgParams, Params, Param
 
 def simulate(params: Params, seed: int) -> dict:
     """Run one replicate; return the flat row of MODEL.md section 6."""
-    from core.simulate import simulate as _simulate
+    from core.simulator import simulate as _simulate
     return _simulate(params, seed)
 
 
 def simulate_batch(params: Params, seeds) -> list[dict]:
     """Run several replicates of one point in one call (compiled code loaded once)."""
-    from core.simulate import simulate_batch as _simulate_batch
+    from core.simulator import simulate_batch as _simulate_batch
     return _simulate_batch(params, seeds)
 
 

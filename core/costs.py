@@ -41,6 +41,8 @@ class Costs:
     # -- locks -------------------------------------------------------------------------------
     rwsem_op_ns: int = _cost(
         40, "ns", "one atomic on the rwsem count in the fast path (uncontended cache line)")
+    ctx_switch_ns: int = _cost(
+        1500, "ns", "context switch to the next runnable thread on a busy CPU (~1-2 us)")
     wakeup_latency_ns: int = _cost(
         4000, "ns", "try_to_wake_up to running on an idle CPU: IPI + idle exit (~2-6 us, "
         "schbench wakeup latency p50 on an idle server)")

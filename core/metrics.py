@@ -74,7 +74,7 @@ LOCK_COLUMNS = (
 # added columns only; nothing relies on their absence).
 DETAIL_COLUMNS = ["drops_per_round", "misses_per_round", "pgscan", "ra_truncated",
                   "max_reclaim", "high_reclaim_inkernel", "lru_lock_wait_total_us",
-                  "aging_runs"]
+                  "aging_runs", "memcg_oom"]
 ENGINE_COLUMNS = ["sim_time_s", "events", "wall_s", "events_per_s"]
 
 METRIC_COLUMNS = (WORKLOAD_COLUMNS + FAULT_COLUMNS + MEMORY_COLUMNS + LOCK_COLUMNS

@@ -1,0 +1,111 @@
+"""The engine: pop (time, seq, event), dispatch, repeat.
+
+It owns nothing but the clock and the dispatch: a thread event runs the thread's program
+(`thread_step`) until the thread waits again; the program counter's hundreds digit names
+the mechanism module that owns the step. Calls between modules go through a small
+per-thread return stack (`call` pushes, PC_RETURN pops).
+"""
+
+import numpy as np
+from numba import njit
+
+from core import fault, lru, memcg, mm, readahead, vmscan
+from core.blockdev import io_done
+from core.evq import pop, schedule
+from core.state import (EV_IO_DONE, EV_NOISE, EV_THREAD, EV_TIME, EV_WARMUP, G_COUNTERS, G_EVENTS, G_HEAP_N, G_HIST_READ, G_HIST_WRITE, G_LAT_HIST, G_NOW, G_PEAK_USAGE, G_STOP, G_USAGE, G_WARM, G_WARM_COUNTERS, G_WARM_HIST, K_CORES, K_END_NS, K_MAX_EVENTS, K_NOISE, K_NOISE_SLEEP_NS, K_THREADS, K_WARMUP_NS, LAT_BINS, PC_RETURN, T_PC, T_SP, T_STACK0)
+from core.metrics import N_COUNTERS, PEAK_USAGE_PAGES, VMA_WRITER_WAIT_MAX_NS
+from core.sched import make_runnable, noise_event, thread_event_prologue
+from core.workloads import file_thrash
+
+
+@njit(cache=True)
+def thread_step(S, tid):
+    while True:
+        pc = S.t[tid, T_PC]
+        if pc == PC_RETURN:
+            sp = S.t[tid, T_SP] - 1
+            if sp < 0:
+                raise RuntimeError("call stack underflow")
+            S.t[tid, T_SP] = sp
+            S.t[tid, T_PC] = S.t[tid, T_STACK0 + sp]
+            continue
+        group = pc // 100
+        if group == 1:
+            go = file_thrash.step(S, tid, pc)
+        elif group == 2:
+            go = fault.step(S, tid, pc)
+        elif group == 3:
+            go = mm.step(S, tid, pc)
+        elif group == 4:
+            go = readahead.step(S, tid, pc)
+        elif group == 5:
+            go = memcg.step(S, tid, pc)
+        elif group == 6:
+            if pc < 610:
+                go = lru.step(S, tid, pc)
+            else:
+                go = vmscan.step(S, tid, pc)
+        else:
+            raise RuntimeError("unknown program counter")
+        if not go:
+            return
+
+
+@njit(cache=True)
+def _warmup_snapshot(S):
+    S.g[G_WARM] = 1
+    # Maxima restart at the end of warm-up; sums are differenced at the end.
+    S.g[G_COUNTERS + VMA_WRITER_WAIT_MAX_NS] = 0
+    S.g[G_PEAK_USAGE] = S.g[G_USAGE]
+    for i in range(N_COUNTERS):
+        S.g[G_WARM_COUNTERS + i] = S.g[G_COUNTERS + i]
+    for i in range(8):
+        S.g[G_WARM_HIST + i] = S.g[G_HIST_READ + i]
+        S.g[G_WARM_HIST + 8 + i] = S.g[G_HIST_WRITE + i]
+    for i in range(LAT_BINS):
+        S.g[G_LAT_HIST + i] = 0
+
+
+@njit(cache=True)
+def run(S, seed):
+    """Simulate until K_END_NS (or the event cap); returns events processed."""
+    np.random.seed(seed)
+    n = S.k[K_THREADS]
+    # Threads start within the first 100 us in random order: different seeds, different
+    # interleavings; the same seed, the same run.
+    for tid in range(n):
+        make_runnable(S, tid, S.t[tid, T_PC], np.int64(np.random.randint(0, 100_000)))
+    if S.k[K_NOISE]:
+        for c in range(S.k[K_CORES]):
+            schedule(S, np.int64(np.random.randint(0, S.k[K_NOISE_SLEEP_NS] + 1)), EV_NOISE, c)
+    if S.k[K_WARMUP_NS] > 0:
+        schedule(S, S.k[K_WARMUP_NS], EV_WARMUP, 0)
+    else:
+        _warmup_snapshot(S)
+    end = S.k[K_END_NS]
+    max_events = S.k[K_MAX_EVENTS]
+    events = 0
+    while S.g[G_HEAP_N] > 0:
+        t = S.ev[0, EV_TIME]
+        if t > end:
+            break
+        t, kind, ident = pop(S)
+        S.g[G_NOW] = t
+        events += 1
+        if kind == EV_THREAD:
+            if thread_event_prologue(S, ident):
+                thread_step(S, ident)
+        elif kind == EV_IO_DONE:
+            io_done(S, ident)
+        elif kind == EV_NOISE:
+            noise_event(S, ident)
+        elif kind == EV_WARMUP:
+            _warmup_snapshot(S)
+        if events >= max_events:
+            S.g[G_STOP] = 1
+            break
+    if S.g[G_STOP] == 0:
+        S.g[G_NOW] = end
+    S.g[G_COUNTERS + PEAK_USAGE_PAGES] = S.g[G_PEAK_USAGE]
+    S.g[G_EVENTS] = events
+    return events

@@ -1,0 +1,291 @@
+"""The page-fault path for file read faults, by policy (MODEL.md section 3).
+
+Steps and kernel functions they mirror:
+
+- F_LOCK_VMA   arch/x86/mm/fault.c do_user_addr_fault: `lock_vma_under_rcu`; on failure
+               VMA_LOCK_ABORT and the mmap_lock path.
+- F_HANDLE     mm/memory.c do_read_fault: `do_fault_around` (filemap_map_pages) first; if
+               the faulting page got mapped, done (VM_FAULT_NOPAGE).
+- F_FILEMAP    mm/filemap.c filemap_fault: a page-cache hit not on a TRIED attempt runs
+               `do_async_mmap_readahead` (drops the lock on PG_readahead); a miss counts
+               PGMAJFAULT, RETRY_IO_MISS if FAULT_FLAG_TRIED (vmstat_count.patch), drops the
+               lock on a first try (`maybe_unlock_mmap_for_io`) and runs
+               `do_sync_mmap_readahead`.
+- F_GET_FOLIO  `__filemap_get_folio(FGP_CREAT|FGP_FOR_MMAP)` when readahead did not bring
+               the page (full reclaim allowed: not __GFP_NORETRY).
+- F_FOLIO_LOCK `lock_folio_maybe_drop_mmap`: trylock, else drop the lock (first try) and
+               sleep on the folio.
+- F_LOCKED     not uptodate: re-read it once (`filemap_read_folio`); uptodate and the lock was
+               dropped: `out_retry` (RETRY_MMAP_DROP, VM_FAULT_RETRY, plus VM_FAULT_MAJOR
+               after a miss); otherwise `finish_fault` installs the PTE.
+- F_OUT_RETRY  the arch handler: VMA_LOCK_RETRY, FAULT_FLAG_TRIED only if MAJOR, then by
+               policy back to the VMA lock or on to `lock_mm_and_find_vma`; under mmap_lock
+               every retry sets TRIED, and a TRIED attempt never drops the lock, so its
+               re-read, reclaim and penalty sleep all happen holding mmap_lock.
+
+Policies: `baseline` (v6.18), `vma_retry` (patches 1-3: VM_FAULT_RETRY_VMA, the retry after
+an I/O wait goes back to the VMA lock), `vma_retry_uptodate` (patches 4-5: an uptodate
+folio clears FAULT_FLAG_ALLOW_RETRY before the folio-lock wait), `retry_hard` (every retry
+back to the VMA lock except the hard cases, which file read faults never hit),
+`hold_vma_io` (never drop the VMA lock for I/O), `mmap_lock_only` (before 6.4).
+"""
+
+from numba import njit
+
+from core.memcg import (CHARGE_NEEDS_RECLAIM, CHARGE_OK_OVER_HIGH, charge_slow,
+                        handle_over_high_in_charge, mem_cgroup_handle_over_high,
+                        try_charge_fast, uncharge)
+from core.metrics import (PGFAULT, PGMAJFAULT, RETRY_IO_MISS, RETRY_MMAP_DROP,
+                          VMA_LOCK_ABORT, VMA_LOCK_RETRY, VMA_LOCK_SUCCESS)
+from core.blockdev import submit_read
+from core.pagecache import (filemap_map_pages, finish_fault, folio_lock, folio_trylock,
+                            folio_unlock, folio_wait_handoff)
+from core.readahead import filemap_add_folio, page_cache_async_ra, page_cache_sync_ra
+from core.rwsem import down_read, up_read
+from core.sched import run_for
+from core.state import (FAULT_FLAG_ALLOW_RETRY, FAULT_FLAG_TRIED, FAULT_FLAG_VMA_LOCK, F_END, F_FILEMAP, F_FOLIO_LOCK, F_GET_FOLIO, F_HANDLE, F_LOCKED, F_LOCK_MMAP, F_LOCK_VMA, F_MMAP_LOCKED, F_NEW_FOLIO_CHARGED, F_OUT_RETRY, F_READ_FOLIO_DONE, F_RETURN_TO_USER, G_COUNTERS, G_LAT_HIST, G_NOW, K_FAULT_ENTRY, K_FILE_PAGES, K_POLICY, K_SPARSE, K_ZERO_FILL, LAT_BINS, LOCK_MMAP, LOCK_NONE, LOCK_VMA, LR_ADD_DRAIN, PC_RETURN, PG_LOCKED, PG_PRESENT, PG_READAHEAD, PG_UPTODATE, POL_BASELINE, POL_HOLD_VMA_IO, POL_MMAP_LOCK_ONLY, POL_VMA_RETRY_UPTODATE, P_FLAGS, P_REFS, T_C_OK, T_FILE, T_F_FLAGS, T_F_FPIN, T_F_LOCK, T_F_MAJOR, T_F_PAGE, T_F_START, T_PC, T_VMA)
+from core.vma import lock_vma_under_rcu, vma_end_read
+from core.vmscan import call
+
+
+@njit(cache=True)
+def fault_begin(S, tid, index, ret):
+    """Exception entry for a fault on page `index` of the thread's mapping (PGFAULT).
+    The caller charges the entry cost in the burst that precedes F_LOCK_VMA."""
+    S.g[G_COUNTERS + PGFAULT] += 1
+    S.t[tid, T_F_PAGE] = index
+    S.t[tid, T_F_FLAGS] = FAULT_FLAG_ALLOW_RETRY
+    S.t[tid, T_F_LOCK] = LOCK_NONE
+    S.t[tid, T_F_START] = S.g[G_NOW]
+    call(S, tid, F_LOCK_VMA, ret)
+    return S.k[K_FAULT_ENTRY]
+
+
+@njit(cache=True)
+def release_fault_lock(S, tid):
+    """release_fault_lock: vma_end_read or mmap_read_unlock, whichever the fault holds."""
+    lk = S.t[tid, T_F_LOCK]
+    if lk == LOCK_VMA:
+        vma_end_read(S, S.t[tid, T_VMA])
+    elif lk == LOCK_MMAP:
+        up_read(S)
+    S.t[tid, T_F_LOCK] = LOCK_NONE
+
+
+@njit(cache=True)
+def maybe_unlock_mmap_for_io(S, tid):
+    """Drop the fault lock for I/O only on a first try (ALLOW_RETRY without TRIED);
+    `hold_vma_io` never drops the VMA lock."""
+    if S.t[tid, T_F_FPIN]:
+        return
+    fl = S.t[tid, T_F_FLAGS]
+    if not (fl & FAULT_FLAG_ALLOW_RETRY) or (fl & FAULT_FLAG_TRIED):
+        return
+    if S.k[K_POLICY] == POL_HOLD_VMA_IO and S.t[tid, T_F_LOCK] == LOCK_VMA:
+        return
+    release_fault_lock(S, tid)
+    S.t[tid, T_F_FPIN] = 1
+
+
+@njit(cache=True)
+def _record_latency(S, tid):
+    ns = S.g[G_NOW] - S.t[tid, T_F_START]
+    b = 0
+    if ns >= 64:
+        # 1/8-octave bins from 64 ns: bin = 8 * log2(ns / 64).
+        x = ns >> 6
+        lg = 0
+        while x >= 2:
+            x >>= 1
+            lg += 1
+        frac = ((ns << 3) >> (lg + 6)) - 8   # 0..7: the next three bits below the top one
+        b = 1 + lg * 8 + frac
+        if b >= LAT_BINS:
+            b = LAT_BINS - 1
+    S.g[G_LAT_HIST + b] += 1
+
+
+@njit(cache=True)
+def _gp(S, tid):
+    return S.t[tid, T_FILE] * S.k[K_FILE_PAGES] + S.t[tid, T_F_PAGE]
+
+
+@njit(cache=True)
+def _put_ref(S, tid):
+    p = _gp(S, tid)
+    if S.pg[p, P_REFS] > 0:
+        S.pg[p, P_REFS] -= 1
+
+
+@njit(cache=True)
+def step(S, tid, pc):
+    policy = S.k[K_POLICY]
+
+    if pc == F_LOCK_VMA:
+        S.t[tid, T_F_FPIN] = 0
+        S.t[tid, T_F_MAJOR] = 0
+        if policy == POL_MMAP_LOCK_ONLY:
+            S.t[tid, T_PC] = F_LOCK_MMAP
+            return True
+        if lock_vma_under_rcu(S, S.t[tid, T_VMA]):
+            S.t[tid, T_F_LOCK] = LOCK_VMA
+            S.t[tid, T_F_FLAGS] |= FAULT_FLAG_VMA_LOCK
+            S.t[tid, T_PC] = F_HANDLE
+            return True
+        S.g[G_COUNTERS + VMA_LOCK_ABORT] += 1
+        S.t[tid, T_PC] = F_LOCK_MMAP
+        return True
+
+    if pc == F_LOCK_MMAP:
+        # lock_mm_and_find_vma
+        S.t[tid, T_F_FLAGS] &= ~FAULT_FLAG_VMA_LOCK
+        S.t[tid, T_F_FPIN] = 0
+        S.t[tid, T_F_MAJOR] = 0
+        if down_read(S, tid, F_MMAP_LOCKED):
+            S.t[tid, T_PC] = F_MMAP_LOCKED
+            return True
+        return False
+
+    if pc == F_MMAP_LOCKED:
+        S.t[tid, T_F_LOCK] = LOCK_MMAP
+        S.t[tid, T_PC] = F_HANDLE
+        return True
+
+    if pc == F_HANDLE:
+        cost, mapped = filemap_map_pages(S, S.t[tid, T_VMA], S.t[tid, T_FILE], S.t[tid, T_F_PAGE])
+        run_for(S, tid, cost, F_END if mapped else F_FILEMAP)
+        return False
+
+    if pc == F_FILEMAP:
+        p = _gp(S, tid)
+        fl = S.pg[p, P_FLAGS]
+        if fl & PG_PRESENT:
+            S.pg[p, P_REFS] += 1                  # filemap_get_folio holds a reference
+            if not (S.t[tid, T_F_FLAGS] & FAULT_FLAG_TRIED) and (fl & PG_READAHEAD):
+                maybe_unlock_mmap_for_io(S, tid)
+                page_cache_async_ra(S, tid, S.t[tid, T_F_PAGE], F_FOLIO_LOCK)
+                return True
+            S.t[tid, T_PC] = F_FOLIO_LOCK
+            return True
+        S.g[G_COUNTERS + PGMAJFAULT] += 1
+        if S.t[tid, T_F_FLAGS] & FAULT_FLAG_TRIED:
+            S.g[G_COUNTERS + RETRY_IO_MISS] += 1
+        S.t[tid, T_F_MAJOR] = 1
+        maybe_unlock_mmap_for_io(S, tid)
+        page_cache_sync_ra(S, tid, S.t[tid, T_F_PAGE], F_GET_FOLIO)
+        return True
+
+    if pc == F_GET_FOLIO:
+        p = _gp(S, tid)
+        if S.pg[p, P_FLAGS] & PG_PRESENT:
+            S.pg[p, P_REFS] += 1
+            S.t[tid, T_PC] = F_FOLIO_LOCK
+            return True
+        code = try_charge_fast(S, tid, 1)
+        if code == CHARGE_NEEDS_RECLAIM:
+            charge_slow(S, tid, 1, 0, F_NEW_FOLIO_CHARGED)
+            return True
+        S.t[tid, T_C_OK] = 1
+        if code == CHARGE_OK_OVER_HIGH:
+            handle_over_high_in_charge(S, tid, F_NEW_FOLIO_CHARGED)
+            return True
+        S.t[tid, T_PC] = F_NEW_FOLIO_CHARGED
+        return True
+
+    if pc == F_NEW_FOLIO_CHARGED:
+        p = _gp(S, tid)
+        if not S.t[tid, T_C_OK]:
+            # VM_FAULT_OOM: pagefault_out_of_memory, the access faults again.
+            S.t[tid, T_PC] = F_END
+            return True
+        if S.pg[p, P_FLAGS] & PG_PRESENT:
+            uncharge(S, 1)
+        else:
+            # FGP_FOR_MMAP: added locked, then unlocked for lock_folio_maybe_drop_mmap.
+            full = filemap_add_folio(S, tid, p, False, True)
+            S.pg[p, P_FLAGS] &= ~PG_LOCKED
+            if full:
+                S.pg[p, P_REFS] += 1
+                call(S, tid, LR_ADD_DRAIN, F_FOLIO_LOCK)
+                return True
+        S.pg[p, P_REFS] += 1
+        S.t[tid, T_PC] = F_FOLIO_LOCK
+        return True
+
+    if pc == F_FOLIO_LOCK:
+        p = _gp(S, tid)
+        if policy == POL_VMA_RETRY_UPTODATE and (S.pg[p, P_FLAGS] & PG_UPTODATE):
+            # Patch 4: only the folio lock is busy (someone installing PTEs); wait for it
+            # holding the fault lock instead of dropping and retrying.
+            S.t[tid, T_F_FLAGS] &= ~FAULT_FLAG_ALLOW_RETRY
+        if folio_trylock(S, p):
+            S.t[tid, T_PC] = F_LOCKED
+            return True
+        maybe_unlock_mmap_for_io(S, tid)
+        if folio_lock(S, tid, p, F_LOCKED):
+            S.t[tid, T_PC] = F_LOCKED
+            return True
+        return False
+
+    if pc == F_LOCKED:
+        p = _gp(S, tid)
+        if not (S.pg[p, P_FLAGS] & PG_UPTODATE):
+            # page_not_uptodate: read it once, synchronously.
+            maybe_unlock_mmap_for_io(S, tid)
+            S.t[tid, T_F_MAJOR] = 1
+            if S.k[K_SPARSE]:
+                run_for(S, tid, S.k[K_ZERO_FILL], F_READ_FOLIO_DONE)
+                return False
+            # The I/O completion unlocks the folio and hands the lock back to us.
+            submit_read(S, p, 1, tid)
+            folio_wait_handoff(S, tid, p, F_READ_FOLIO_DONE)
+            return False
+        if S.t[tid, T_F_FPIN]:
+            folio_unlock(S, p)
+            _put_ref(S, tid)
+            S.t[tid, T_PC] = F_OUT_RETRY
+            return True
+        cost = finish_fault(S, S.t[tid, T_VMA], S.t[tid, T_F_PAGE])
+        folio_unlock(S, p)
+        _put_ref(S, tid)
+        run_for(S, tid, cost, F_END)
+        return False
+
+    if pc == F_READ_FOLIO_DONE:
+        p = _gp(S, tid)
+        if S.k[K_SPARSE]:
+            S.pg[p, P_FLAGS] |= PG_UPTODATE
+        S.t[tid, T_PC] = F_LOCKED
+        return True
+
+    if pc == F_OUT_RETRY:
+        S.g[G_COUNTERS + RETRY_MMAP_DROP] += 1
+        if S.t[tid, T_F_FLAGS] & FAULT_FLAG_VMA_LOCK:
+            S.g[G_COUNTERS + VMA_LOCK_RETRY] += 1
+            if S.t[tid, T_F_MAJOR]:
+                S.t[tid, T_F_FLAGS] |= FAULT_FLAG_TRIED
+            if policy == POL_BASELINE or policy == POL_HOLD_VMA_IO:
+                S.t[tid, T_PC] = F_LOCK_MMAP
+            else:
+                # VM_FAULT_RETRY_VMA: the folio was uptodate after the drop (vma_retry,
+                # vma_retry_uptodate); retry_hard retries every non-hard case here too.
+                S.t[tid, T_PC] = F_LOCK_VMA
+            return True
+        S.t[tid, T_F_FLAGS] |= FAULT_FLAG_TRIED
+        S.t[tid, T_PC] = F_LOCK_MMAP
+        return True
+
+    if pc == F_END:
+        if S.t[tid, T_F_LOCK] == LOCK_VMA:
+            S.g[G_COUNTERS + VMA_LOCK_SUCCESS] += 1
+        release_fault_lock(S, tid)
+        _record_latency(S, tid)
+        S.t[tid, T_PC] = F_RETURN_TO_USER
+        return True
+
+    if pc == F_RETURN_TO_USER:
+        if not mem_cgroup_handle_over_high(S, tid, PC_RETURN):
+            S.t[tid, T_PC] = PC_RETURN
+        return True
+
+    raise RuntimeError("fault: unknown program counter")

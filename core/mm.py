@@ -1,0 +1,167 @@
+"""mmap and munmap with the kernel's lock sequence (mm/mmap.c, mm/vma.c, mm/memory.c).
+
+mmap: `mmap_write_lock`, `do_mmap` (VMA allocated, linked into the tree and the file's
+i_mmap), `mmap_write_unlock`.
+
+munmap (`do_vmi_align_munmap`): `mmap_write_lock`; `vms_gather_munmap_vmas` detaches the
+VMA and `vma_start_write`s it, waiting for its per-VMA readers; `mmap_write_downgrade`
+(readers queued behind the writer get in); `vms_clear_ptes` under the read lock:
+`lru_add_drain`, `unmap_vmas` zapping every present PTE (a young PTE marks its folio
+accessed: on the classic LRU a second access activates it through a per-CPU batch that
+takes lru_lock), `tlb_finish_mmu` flushing the TLB of every CPU in mm_cpumask and waiting
+for their acknowledgements (late from CPUs spinning on lru_lock with interrupts off),
+`free_pgtables`; then `mmap_read_unlock`. Each syscall settles memory.high debt on its way
+back to user mode.
+"""
+
+from numba import njit
+
+from core.lru import spin_lock_irq_lru, spin_unlock_irq_lru, lru_hold_ns, list_del, list_add
+from core.memcg import mem_cgroup_handle_over_high
+from core.rwsem import down_write, downgrade_write, up_read, up_write
+from core.sched import run_for, smp_call_function_wait
+from core.state import (C_FB_N, FL_VMA, G_MM_CPUS, K_FILE_PAGES, K_FREE_PGTABLES, K_LRU, K_LRU_ADD_BATCH, K_MMAP, K_MUNMAP_GATHER, K_TLB_BASE, K_TLB_PER_CPU, K_ZAP_PTE, LIST_ACTIVE, LRU_CLASSIC, LR_ADD_DRAIN, M_ACTIVATE, M_ACTIVATE_DONE, M_ACTIVATE_LOCKED, M_DOWNGRADE, M_FREE_PGTABLES, M_MMAP, M_MMAP_DONE, M_MMAP_LOCKED, M_MUNMAP, M_MUNMAP_DONE, M_MUNMAP_LOCKED, M_RETURN_TO_USER, M_TLB_ACKED, M_TLB_FLUSH, M_VMA_START_WRITE, M_ZAP, M_ZAP_PTES, PC_RETURN, PG_ACTIVE, PG_LRU, PG_REFERENCED, PTE_PRESENT, PTE_YOUNG, P_FLAGS, T_CORE, T_M_COUNT, T_PC, T_VMA, V_ATTACHED, V_FILE, V_PTE0)
+from core.vma import vma_start_write, vma_write_unlock
+from core.vmscan import call
+
+@njit(cache=True)
+def zap_pte_range(S, v):
+    """Clear every present PTE of VMA v. Returns (ptes_zapped, folios to activate)."""
+    n = S.k[K_FILE_PAGES]
+    base = S.vma[v, V_FILE] * n
+    classic = S.k[K_LRU] == LRU_CLASSIC
+    zapped = 0
+    activate = 0
+    for i in range(n):
+        pte = S.vma[v, V_PTE0 + i]
+        if not (pte & PTE_PRESENT):
+            continue
+        S.vma[v, V_PTE0 + i] = 0
+        zapped += 1
+        if pte & PTE_YOUNG:
+            # folio_mark_accessed (vma_has_recency). MGLRU only bumps the refs (no lock).
+            p = base + i
+            if classic:
+                if (S.pg[p, P_FLAGS] & PG_REFERENCED) and (S.pg[p, P_FLAGS] & PG_LRU) \
+                        and not (S.pg[p, P_FLAGS] & PG_ACTIVE):
+                    S.pg[p, P_FLAGS] |= PG_ACTIVE
+                    S.pg[p, P_FLAGS] &= ~PG_REFERENCED
+                    list_del(S, p)
+                    list_add(S, LIST_ACTIVE, p)
+                    activate += 1
+                else:
+                    S.pg[p, P_FLAGS] |= PG_REFERENCED
+    return zapped, activate
+
+
+@njit(cache=True)
+def step(S, tid, pc):
+    v = S.t[tid, T_VMA]
+
+    # -- mmap ------------------------------------------------------------------------------
+    if pc == M_MMAP:
+        if down_write(S, tid, M_MMAP_LOCKED):
+            S.t[tid, T_PC] = M_MMAP_LOCKED
+            return True
+        return False
+
+    if pc == M_MMAP_LOCKED:
+        run_for(S, tid, S.k[K_MMAP], M_MMAP_DONE)
+        return False
+
+    if pc == M_MMAP_DONE:
+        v = tid                               # each worker maps its own file, one VMA each
+        S.t[tid, T_VMA] = v
+        S.vma[v, V_ATTACHED] = 1
+        S.file[S.vma[v, V_FILE], FL_VMA] = v
+        up_write(S, tid)
+        S.t[tid, T_PC] = M_RETURN_TO_USER
+        return True
+
+    # -- munmap ----------------------------------------------------------------------------
+    if pc == M_MUNMAP:
+        if down_write(S, tid, M_MUNMAP_LOCKED):
+            S.t[tid, T_PC] = M_MUNMAP_LOCKED
+            return True
+        return False
+
+    if pc == M_MUNMAP_LOCKED:
+        run_for(S, tid, S.k[K_MUNMAP_GATHER], M_VMA_START_WRITE)
+        return False
+
+    if pc == M_VMA_START_WRITE:
+        if vma_start_write(S, tid, v, M_DOWNGRADE):
+            S.t[tid, T_PC] = M_DOWNGRADE
+            return True
+        return False
+
+    if pc == M_DOWNGRADE:
+        S.vma[v, V_ATTACHED] = 0                 # detached: lock_vma_under_rcu fails from now
+        vma_write_unlock(S, v)
+        downgrade_write(S, tid)
+        S.t[tid, T_PC] = M_ZAP
+        return True
+
+    if pc == M_ZAP:
+        # lru_add_drain(): this CPU's pending lru_add batch goes to the lists first.
+        if S.core[S.t[tid, T_CORE], C_FB_N] > 0:
+            call(S, tid, LR_ADD_DRAIN, M_ZAP)
+            return True
+        S.t[tid, T_PC] = M_ZAP_PTES
+        return True
+
+    if pc == M_ZAP_PTES:
+        zapped, activate = zap_pte_range(S, v)
+        S.t[tid, T_M_COUNT] = activate
+        run_for(S, tid, zapped * S.k[K_ZAP_PTE], M_ACTIVATE)
+        return False
+
+    if pc == M_ACTIVATE:
+        # folio_activate batches: one lru_lock hold per full per-CPU batch (classic LRU).
+        if S.t[tid, T_M_COUNT] <= 0:
+            S.t[tid, T_PC] = M_TLB_FLUSH
+            return True
+        if spin_lock_irq_lru(S, tid, M_ACTIVATE_LOCKED):
+            S.t[tid, T_PC] = M_ACTIVATE_LOCKED
+            return True
+        return False
+
+    if pc == M_ACTIVATE_LOCKED:
+        nb = min(S.t[tid, T_M_COUNT], S.k[K_LRU_ADD_BATCH])
+        S.t[tid, T_M_COUNT] -= nb
+        run_for(S, tid, lru_hold_ns(S, nb), M_ACTIVATE_DONE)
+        return False
+
+    if pc == M_ACTIVATE_DONE:
+        spin_unlock_irq_lru(S, tid)
+        S.t[tid, T_PC] = M_ACTIVATE
+        return True
+
+    if pc == M_TLB_FLUSH:
+        cost = S.k[K_TLB_BASE] + S.g[G_MM_CPUS] * S.k[K_TLB_PER_CPU]
+        run_for(S, tid, cost, M_TLB_ACKED)
+        return False
+
+    if pc == M_TLB_ACKED:
+        if smp_call_function_wait(S, tid, M_FREE_PGTABLES):
+            S.t[tid, T_PC] = M_FREE_PGTABLES
+            return True
+        return False
+
+    if pc == M_FREE_PGTABLES:
+        run_for(S, tid, S.k[K_FREE_PGTABLES], M_MUNMAP_DONE)
+        return False
+
+    if pc == M_MUNMAP_DONE:
+        S.file[S.vma[v, V_FILE], FL_VMA] = -1        # unlink_file_vma: out of i_mmap
+        S.t[tid, T_VMA] = -1
+        up_read(S)
+        S.t[tid, T_PC] = M_RETURN_TO_USER
+        return True
+
+    if pc == M_RETURN_TO_USER:
+        if not mem_cgroup_handle_over_high(S, tid, PC_RETURN):
+            S.t[tid, T_PC] = PC_RETURN
+        return True
+
+    raise RuntimeError("mm: unknown program counter")

@@ -1,0 +1,116 @@
+"""The page cache of each file (mm/filemap.c): folio states, the folio lock, PTEs.
+
+A folio (order 0 here: one page) is absent, present-locked (being read or installed),
+or present-uptodate; it carries PG_readahead, PG_referenced, PG_active, PG_workingset, and,
+once evicted, a shadow (eviction stamp) in its xarray slot for refault detection. The folio
+lock is a sleeping lock with a FIFO wait queue and lock handoff on unlock
+(`folio_wake_bit` takes the lock on behalf of the first exclusive waiter). Each VMA keeps
+its PTEs (present, young) for the pages of its file.
+
+`filemap_map_pages` is the fault-around of do_read_fault: it maps, without sleeping, every
+page of the window whose folio is uptodate, unlocked and not PG_readahead.
+"""
+
+from numba import njit
+
+from core.sched import block, wake
+from core.state import (G_NOW, K_FA_PAGE, K_FA_PAGES, K_FILE_PAGES, K_PTE_INSTALL, PG_ISOLATED, PG_LOCKED, PG_PRESENT, PG_READAHEAD, PG_UPTODATE, PTE_PRESENT, PTE_YOUNG, P_FLAGS, P_WQ_HEAD, P_WQ_TAIL, T_PC, T_WAIT_NEXT, T_WAIT_START, V_PTE0)
+
+
+@njit(cache=True)
+def gpage(S, f, index):
+    """Global folio index of page `index` of file `f`."""
+    return f * S.k[K_FILE_PAGES] + index
+
+
+@njit(cache=True)
+def folio_trylock(S, p):
+    if S.pg[p, P_FLAGS] & PG_LOCKED:
+        return False
+    S.pg[p, P_FLAGS] |= PG_LOCKED
+    return True
+
+
+@njit(cache=True)
+def folio_lock(S, tid, p, pc):
+    """__folio_lock: True if taken now; else sleep in the folio's wait queue and continue at
+    `pc` owning the lock (handed over by folio_unlock)."""
+    if folio_trylock(S, p):
+        return True
+    folio_wait_handoff(S, tid, p, pc)
+    return False
+
+
+@njit(cache=True)
+def folio_wait_handoff(S, tid, p, pc):
+    """Sleep in the folio's wait queue until folio_unlock hands the lock to this thread
+    (also how a reader of its own locked folio waits for the I/O to finish)."""
+    S.t[tid, T_PC] = pc
+    S.t[tid, T_WAIT_START] = S.g[G_NOW]
+    S.t[tid, T_WAIT_NEXT] = -1
+    tail = S.pg[p, P_WQ_TAIL]
+    if tail < 0:
+        S.pg[p, P_WQ_HEAD] = tid
+    else:
+        S.t[tail, T_WAIT_NEXT] = tid
+    S.pg[p, P_WQ_TAIL] = tid
+    block(S, tid)
+
+
+@njit(cache=True)
+def folio_unlock(S, p):
+    """Unlock; with waiters, the lock passes to the first of them (folio_wake_bit handoff)."""
+    head = S.pg[p, P_WQ_HEAD]
+    if head < 0:
+        S.pg[p, P_FLAGS] &= ~PG_LOCKED
+        return
+    nxt = S.t[head, T_WAIT_NEXT]
+    S.pg[p, P_WQ_HEAD] = nxt
+    if nxt < 0:
+        S.pg[p, P_WQ_TAIL] = -1
+    S.t[head, T_WAIT_NEXT] = -1
+    wake(S, head, S.t[head, T_PC])
+
+
+@njit(cache=True)
+def folio_mark_uptodate_unlock(S, p):
+    S.pg[p, P_FLAGS] |= PG_UPTODATE
+    folio_unlock(S, p)
+
+
+@njit(cache=True)
+def filemap_map_pages(S, v, f, index):
+    """do_fault_around -> filemap_map_pages. Map the fault-around window of `index` in VMA v.
+
+    Returns (cost_ns, faulting_page_mapped). Skips folios that are absent, locked (trylock
+    fails), not uptodate, PG_readahead (left for a real fault to trigger async readahead)
+    or isolated by reclaim.
+    """
+    fa = S.k[K_FA_PAGES]
+    n = S.k[K_FILE_PAGES]
+    start = index - index % fa
+    end = start + fa
+    if end > n:
+        end = n
+    base = f * n
+    mapped = 0
+    for i in range(start, end):
+        if S.vma[v, V_PTE0 + i] & PTE_PRESENT:
+            continue
+        fl = S.pg[base + i, P_FLAGS]
+        if (fl & (PG_PRESENT | PG_UPTODATE)) != (PG_PRESENT | PG_UPTODATE):
+            continue
+        if fl & (PG_LOCKED | PG_READAHEAD | PG_ISOLATED):
+            continue
+        # x86 keeps prefaulted PTEs young (arch_wants_old_prefaulted_pte() is false).
+        S.vma[v, V_PTE0 + i] = PTE_PRESENT | PTE_YOUNG
+        mapped += 1
+    cost = (end - start) * S.k[K_FA_PAGE] + mapped * S.k[K_PTE_INSTALL]
+    return cost, (S.vma[v, V_PTE0 + index] & PTE_PRESENT) != 0
+
+
+@njit(cache=True)
+def finish_fault(S, v, index):
+    """Install the faulting page's PTE (the folio is locked and uptodate)."""
+    S.vma[v, V_PTE0 + index] = PTE_PRESENT | PTE_YOUNG
+    return S.k[K_PTE_INSTALL]

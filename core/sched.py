@@ -1,0 +1,297 @@
+"""The CPU scheduler: cores, run queues, slices, pinning and the ioretry_noise spinners.
+
+What it models of kernel/sched: a thread runs on a core until it blocks (sleeps on a lock,
+a folio, I/O, a timer) or its slice ends while others wait; a woken thread joins a FIFO run
+queue (global, or its own core's with `pinning=round_robin`) and does not run before a core
+is free; a wake-up onto an idle core costs `wakeup_latency` (IPI + idle exit), a switch from
+the run queue costs `ctx_switch`. Spinning threads (spin_lock_irq, IPI acknowledgement waits)
+keep their core. Noise spinners have priority over workers on their own core.
+
+Simplification: preemption (slice end, a noise spinner waking) takes effect at the end of
+the running thread's current CPU burst, not in the middle of it; bursts are microseconds,
+slices and noise periods hundreds of microseconds or more.
+"""
+
+from numba import njit
+
+from core.evq import schedule
+from core.state import (C_ACK0, C_ACK_N, C_IDLE_POS, C_IRQOFF, C_NOISE_BUSY, C_NOISE_PENDING, C_RAN_MM, C_RQ_HEAD, C_RQ_TAIL, C_THREAD, EV_NOISE, EV_THREAD, G_IDLE_LIST, G_IDLE_N, G_MM_CPUS, G_NOW, G_RQ_HEAD, G_RQ_LEN, G_RQ_TAIL, K_CORES, K_CTX_SWITCH, K_NOISE_BUSY_NS, K_NOISE_SLEEP_NS, K_PINNING, K_SLICE_NS, K_WAKEUP, TS_BLOCKED, TS_RUNNABLE, TS_RUNNING, TS_SLEEPING, TS_SPINNING, T_CORE, T_M_PENDING_ACKS, T_PC, T_SLICE_NS, T_STATE, T_WAIT_NEXT)
+
+NOISE_THREAD = -2
+IDLE = -1
+
+
+# ---- idle-core set --------------------------------------------------------------------------
+@njit(cache=True)
+def _idle_add(S, c):
+    n = S.g[G_IDLE_N]
+    S.g[G_IDLE_LIST + n] = c
+    S.core[c, C_IDLE_POS] = n
+    S.g[G_IDLE_N] = n + 1
+
+
+@njit(cache=True)
+def _idle_remove(S, c):
+    pos = S.core[c, C_IDLE_POS]
+    n = S.g[G_IDLE_N] - 1
+    last = S.g[G_IDLE_LIST + n]
+    S.g[G_IDLE_LIST + pos] = last
+    S.core[last, C_IDLE_POS] = pos
+    S.core[c, C_IDLE_POS] = -1
+    S.g[G_IDLE_N] = n
+
+
+# ---- run queues (FIFOs linked through t_wait_next) -----------------------------------------
+@njit(cache=True)
+def _rq_push(S, tid, front):
+    S.t[tid, T_STATE] = TS_RUNNABLE
+    S.t[tid, T_WAIT_NEXT] = -1
+    S.g[G_RQ_LEN] += 1
+    if S.k[K_PINNING]:
+        c = tid % S.k[K_CORES]
+        head = S.core[c, C_RQ_HEAD]
+        if head < 0:
+            S.core[c, C_RQ_HEAD] = tid
+            S.core[c, C_RQ_TAIL] = tid
+        elif front:
+            S.t[tid, T_WAIT_NEXT] = head
+            S.core[c, C_RQ_HEAD] = tid
+        else:
+            S.t[S.core[c, C_RQ_TAIL], T_WAIT_NEXT] = tid
+            S.core[c, C_RQ_TAIL] = tid
+        return
+    head = S.g[G_RQ_HEAD]
+    if head < 0:
+        S.g[G_RQ_HEAD] = tid
+        S.g[G_RQ_TAIL] = tid
+    elif front:
+        S.t[tid, T_WAIT_NEXT] = head
+        S.g[G_RQ_HEAD] = tid
+    else:
+        S.t[S.g[G_RQ_TAIL], T_WAIT_NEXT] = tid
+        S.g[G_RQ_TAIL] = tid
+
+
+@njit(cache=True)
+def _rq_pop(S, c):
+    """Next runnable thread for core c, or -1."""
+    if S.k[K_PINNING]:
+        tid = S.core[c, C_RQ_HEAD]
+        if tid >= 0:
+            S.core[c, C_RQ_HEAD] = S.t[tid, T_WAIT_NEXT]
+            S.t[tid, T_WAIT_NEXT] = -1
+            S.g[G_RQ_LEN] -= 1
+        return tid
+    tid = S.g[G_RQ_HEAD]
+    if tid >= 0:
+        S.g[G_RQ_HEAD] = S.t[tid, T_WAIT_NEXT]
+        S.t[tid, T_WAIT_NEXT] = -1
+        S.g[G_RQ_LEN] -= 1
+    return tid
+
+
+@njit(cache=True)
+def _rq_waiting_for(S, c):
+    if S.k[K_PINNING]:
+        return S.core[c, C_RQ_HEAD] >= 0
+    return S.g[G_RQ_HEAD] >= 0
+
+
+# ---- putting threads on cores --------------------------------------------------------------
+@njit(cache=True)
+def _start_on(S, tid, c, delay_ns):
+    S.core[c, C_THREAD] = tid
+    S.t[tid, T_CORE] = c
+    S.t[tid, T_STATE] = TS_RUNNING
+    S.t[tid, T_SLICE_NS] = 0
+    if not S.core[c, C_RAN_MM]:
+        # mm_cpumask grows as the mm runs on new CPUs (x86 never shrinks it eagerly).
+        S.core[c, C_RAN_MM] = 1
+        S.g[G_MM_CPUS] += 1
+    schedule(S, S.g[G_NOW] + delay_ns, EV_THREAD, tid)
+
+
+@njit(cache=True)
+def dispatch_core(S, c):
+    """Core c was left by its thread: give it to noise, the next runnable thread, or idle."""
+    S.core[c, C_THREAD] = IDLE
+    if S.core[c, C_NOISE_PENDING]:
+        _noise_start(S, c)
+        return
+    tid = _rq_pop(S, c)
+    if tid >= 0:
+        _start_on(S, tid, c, S.k[K_CTX_SWITCH])
+    else:
+        _idle_add(S, c)
+
+
+@njit(cache=True)
+def make_runnable(S, tid, pc, delay_ns):
+    """try_to_wake_up: onto an idle core (after wakeup latency) or into the run queue."""
+    S.t[tid, T_PC] = pc
+    if S.k[K_PINNING]:
+        c = tid % S.k[K_CORES]
+        if S.core[c, C_THREAD] == IDLE and S.core[c, C_IDLE_POS] >= 0:
+            _idle_remove(S, c)
+            _start_on(S, tid, c, delay_ns)
+            return
+    elif S.g[G_IDLE_N] > 0:
+        c = S.g[G_IDLE_LIST + S.g[G_IDLE_N] - 1]
+        _idle_remove(S, c)
+        _start_on(S, tid, c, delay_ns)
+        return
+    _rq_push(S, tid, False)
+
+
+@njit(cache=True)
+def wake(S, tid, pc):
+    """Wake a thread blocked on a lock or folio; it continues at `pc` once on a core."""
+    make_runnable(S, tid, pc, S.k[K_WAKEUP])
+
+
+@njit(cache=True)
+def run_for(S, tid, ns, pc):
+    """Spend `ns` of CPU on the thread's core, then continue at `pc`."""
+    S.t[tid, T_PC] = pc
+    S.t[tid, T_SLICE_NS] += ns
+    schedule(S, S.g[G_NOW] + ns, EV_THREAD, tid)
+
+
+@njit(cache=True)
+def release_core(S, tid):
+    c = S.t[tid, T_CORE]
+    S.t[tid, T_CORE] = -1
+    dispatch_core(S, c)
+
+
+@njit(cache=True)
+def block(S, tid):
+    """Sleep until someone calls wake(); the core goes to the next thread."""
+    S.t[tid, T_STATE] = TS_BLOCKED
+    release_core(S, tid)
+
+
+@njit(cache=True)
+def sleep_for(S, tid, ns, pc):
+    """schedule_timeout: leave the core, become runnable again after `ns`."""
+    S.t[tid, T_STATE] = TS_SLEEPING
+    S.t[tid, T_PC] = pc
+    release_core(S, tid)
+    schedule(S, S.g[G_NOW] + ns, EV_THREAD, tid)
+
+
+@njit(cache=True)
+def spin(S, tid):
+    """Busy-wait keeping the core (and, for spin_lock_irq, with interrupts off)."""
+    S.t[tid, T_STATE] = TS_SPINNING
+
+
+@njit(cache=True)
+def end_spin(S, tid, pc):
+    """The spinner got what it waited for: it continues at once on its own core."""
+    S.t[tid, T_STATE] = TS_RUNNING
+    S.t[tid, T_PC] = pc
+    schedule(S, S.g[G_NOW], EV_THREAD, tid)
+
+
+@njit(cache=True)
+def preempt_if_due(S, tid):
+    """At a burst boundary: yield to a noise spinner, or to waiters once the slice is used.
+
+    Returns True if the thread left its core (it is back in the run queue, at the head when
+    a noise spinner took its core, at the tail when its slice ended).
+    """
+    c = S.t[tid, T_CORE]
+    if S.core[c, C_NOISE_PENDING]:
+        S.t[tid, T_CORE] = -1
+        _rq_push(S, tid, True)
+        dispatch_core(S, c)
+        return True
+    if S.t[tid, T_SLICE_NS] >= S.k[K_SLICE_NS] and _rq_waiting_for(S, c):
+        S.t[tid, T_CORE] = -1
+        _rq_push(S, tid, False)
+        dispatch_core(S, c)
+        return True
+    return False
+
+
+# ---- ioretry_noise spinners ----------------------------------------------------------------
+@njit(cache=True)
+def _noise_start(S, c):
+    S.core[c, C_NOISE_PENDING] = 0
+    S.core[c, C_NOISE_BUSY] = 1
+    S.core[c, C_THREAD] = NOISE_THREAD
+    schedule(S, S.g[G_NOW] + S.k[K_NOISE_BUSY_NS], EV_NOISE, c)
+
+
+@njit(cache=True)
+def noise_event(S, c):
+    """A noise spinner's timer fired (start of its busy period) or its busy period ended."""
+    if S.core[c, C_NOISE_BUSY]:
+        S.core[c, C_NOISE_BUSY] = 0
+        schedule(S, S.g[G_NOW] + S.k[K_NOISE_SLEEP_NS], EV_NOISE, c)
+        dispatch_core(S, c)
+        return
+    if S.core[c, C_THREAD] == IDLE:
+        _idle_remove(S, c)
+        _noise_start(S, c)
+    else:
+        # The worker on this core leaves it at its next burst boundary (preempt_if_due).
+        S.core[c, C_NOISE_PENDING] = 1
+
+
+@njit(cache=True)
+def thread_event_prologue(S, tid):
+    """EV_THREAD arrived: returns True if the thread should run its step now."""
+    st = S.t[tid, T_STATE]
+    if st == TS_SLEEPING:
+        make_runnable(S, tid, S.t[tid, T_PC], S.k[K_WAKEUP])
+        return False
+    if st != TS_RUNNING:
+        raise RuntimeError("EV_THREAD for a thread that is neither running nor sleeping")
+    return not preempt_if_due(S, tid)
+
+
+# Keep names visible to modules that only need the state constants.
+__all__ = ["run_for", "block", "wake", "sleep_for", "spin", "end_spin", "dispatch_core",
+           "make_runnable", "noise_event", "thread_event_prologue", "TS_SPINNING",
+           "TS_BLOCKED"]
+
+
+# ---- interrupts off and TLB-shootdown acknowledgements -------------------------------------
+@njit(cache=True)
+def local_irq_disable(S, c):
+    S.core[c, C_IRQOFF] = 1
+
+
+@njit(cache=True)
+def local_irq_enable(S, c):
+    """Interrupts back on: this CPU now answers the flush IPIs that waited for it."""
+    S.core[c, C_IRQOFF] = 0
+    n = S.core[c, C_ACK_N]
+    for i in range(n):
+        f = S.core[c, C_ACK0 + i]
+        S.t[f, T_M_PENDING_ACKS] -= 1
+        if S.t[f, T_M_PENDING_ACKS] == 0:
+            end_spin(S, f, S.t[f, T_PC])
+    S.core[c, C_ACK_N] = 0
+
+
+@njit(cache=True)
+def smp_call_function_wait(S, tid, pc):
+    """flush_tlb_mm_range's IPIs to every other CPU in mm_cpumask, waiting for the acks
+    (csd_lock_wait spins). A CPU with interrupts off answers when it turns them back on.
+    True: every CPU answered at once; False: spinning, continues at `pc` on the last ack."""
+    own = S.t[tid, T_CORE]
+    cnt = 0
+    for c in range(S.k[K_CORES]):
+        if c != own and S.core[c, C_RAN_MM] and S.core[c, C_IRQOFF]:
+            S.core[c, C_ACK0 + S.core[c, C_ACK_N]] = tid
+            S.core[c, C_ACK_N] += 1
+            cnt += 1
+    if cnt == 0:
+        return True
+    S.t[tid, T_M_PENDING_ACKS] = cnt
+    S.t[tid, T_PC] = pc
+    spin(S, tid)
+    return False

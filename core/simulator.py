@@ -1,0 +1,189 @@
+"""Params -> arrays -> engine.run -> the flat row of MODEL.md section 6."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from core import metrics as M
+from core.engine import run
+from core.params import POLICIES, Params
+from core.state import (G_COUNTERS, G_HIST_READ, G_HIST_WRITE, G_LAT_HIST, G_WARM_COUNTERS,
+                        G_WARM_HIST, G_EVENTS, G_NOW, G_OOM, G_STOP, LAT_BINS, LRU_CLASSIC, LRU_MGLRU, N_K, K_AGING_BASE,
+                        K_AGING_CHUNK, K_AGING_PTE, K_CHARGE, K_CORES, K_CTX_SWITCH, K_END_NS,
+                        K_FA_PAGE, K_FA_PAGES, K_FAULT_ENTRY, K_FILE_PAGES, K_FOLIO_ALLOC,
+                        K_FREE_PGTABLES, K_HIGH, K_HZ, K_IO_COMPLETE, K_IO_MEDIAN_NS,
+                        K_IO_SIGMA_PPM, K_IO_XFER, K_LRU, K_LRU_ADD_BATCH, K_LRU_OP,
+                        K_LRU_PER_FOLIO, K_MAX, K_MAX_EVENTS, K_MMAP, K_MUNMAP_GATHER, K_N_FILES,
+                        K_NOISE, K_NOISE_BUSY_NS, K_NOISE_SLEEP_NS, K_NOISE_WAKE, K_OPEN_CLOSE,
+                        K_OPEN_CLOSE_NS, K_PINNING, K_POLICY, K_PTE_INSTALL, K_QUEUE_DEPTH,
+                        K_RA_PAGES, K_RA_SUBMIT, K_RC_EVICT, K_RC_RMAP, K_RC_SCAN, K_RWSEM_OP,
+                        K_SLICE_NS, K_SPARSE, K_THREADS, K_TLB_BASE, K_TLB_PER_CPU, K_TOUCH,
+                        K_WAKEUP, K_WARMUP_NS, K_ZAP_PTE, K_ZERO_FILL, make_state)
+
+# Timer frequency of the modelled kernel: a jiffy is 4 ms (CONFIG_HZ_250, the x86 and
+# Android default); it sets the memory.high penalty granularity.
+HZ = 250
+
+
+def constants(p: Params) -> np.ndarray:
+    """The int64 constant vector `k` the compiled code reads (times in ns)."""
+    k = np.zeros(N_K, np.int64)
+    c = p.costs
+    k[K_THREADS] = p.workload.threads
+    k[K_CORES] = p.machine.cores
+    k[K_FILE_PAGES] = p.file_pages
+    k[K_N_FILES] = p.workload.threads
+    k[K_POLICY] = POLICIES.index(p.policy.name)
+    k[K_LRU] = LRU_MGLRU if p.machine.lru == "mglru" else LRU_CLASSIC
+    k[K_PINNING] = 1 if p.machine.pinning == "round_robin" else 0
+    k[K_SLICE_NS] = int(p.machine.sched_slice_us * 1000)
+    k[K_FA_PAGES] = p.fault_around_pages
+    k[K_RA_PAGES] = p.ra_pages
+    k[K_HIGH] = p.memory_high_pages
+    k[K_MAX] = p.memory_max_pages
+    k[K_SPARSE] = int(p.device.sparse)
+    k[K_IO_MEDIAN_NS] = int(p.device.io_median_us * 1000)
+    k[K_IO_SIGMA_PPM] = int(p.device.io_sigma * 1e6)
+    k[K_QUEUE_DEPTH] = p.device.queue_depth
+    k[K_OPEN_CLOSE] = int(p.workload.open_close)
+    k[K_NOISE] = int(p.machine.noise)
+    k[K_NOISE_BUSY_NS] = int(p.machine.noise_busy_us * 1000)
+    k[K_NOISE_SLEEP_NS] = int(p.machine.noise_sleep_us * 1000)
+    k[K_END_NS] = int(p.sim.duration_s * 1e9)
+    k[K_WARMUP_NS] = int(p.sim.warmup_s * 1e9)
+    k[K_MAX_EVENTS] = p.sim.max_events
+    k[K_HZ] = HZ
+    k[K_TOUCH] = c.touch_ns
+    k[K_FAULT_ENTRY] = c.fault_entry_ns
+    k[K_PTE_INSTALL] = c.pte_install_ns
+    k[K_FA_PAGE] = c.fault_around_page_ns
+    k[K_FOLIO_ALLOC] = c.folio_alloc_ns
+    k[K_ZERO_FILL] = c.zero_fill_ns
+    k[K_RA_SUBMIT] = c.readahead_submit_ns
+    k[K_IO_XFER] = c.io_transfer_ns_per_page
+    k[K_IO_COMPLETE] = c.io_complete_ns
+    k[K_RWSEM_OP] = c.rwsem_op_ns
+    k[K_WAKEUP] = c.wakeup_latency_ns
+    k[K_LRU_OP] = c.lru_lock_op_ns
+    k[K_LRU_PER_FOLIO] = c.lru_lock_per_folio_ns
+    k[K_LRU_ADD_BATCH] = c.lru_add_batch
+    k[K_RC_SCAN] = c.reclaim_scan_ns
+    k[K_RC_EVICT] = c.reclaim_evict_ns
+    k[K_RC_RMAP] = c.reclaim_rmap_ns
+    k[K_AGING_PTE] = c.aging_walk_pte_ns
+    k[K_AGING_CHUNK] = c.aging_walk_chunk_pages
+    k[K_AGING_BASE] = c.aging_base_ns
+    k[K_MMAP] = c.mmap_ns
+    k[K_MUNMAP_GATHER] = c.munmap_gather_ns
+    k[K_ZAP_PTE] = c.zap_pte_ns
+    k[K_FREE_PGTABLES] = c.free_pgtables_ns
+    k[K_TLB_BASE] = c.tlb_flush_base_ns
+    k[K_TLB_PER_CPU] = c.tlb_flush_per_cpu_ns
+    k[K_OPEN_CLOSE_NS] = c.open_close_ns
+    k[K_CHARGE] = c.charge_ns
+    k[K_NOISE_WAKE] = c.noise_wake_ns
+    k[K_CTX_SWITCH] = c.ctx_switch_ns
+    return k
+
+
+def build_state(p: Params):
+    k = constants(p)
+    n = p.workload.threads
+    return make_state(k, n_threads=n, n_cores=p.machine.cores, n_pages=n * p.file_pages,
+                      n_files=n, file_pages=p.file_pages, n_vmas=n)
+
+
+def _latency_percentile(hist: np.ndarray, q: float) -> float | None:
+    """Percentile from the 1/8-octave histogram, at the bin's geometric middle (us)."""
+    total = int(hist.sum())
+    if total == 0:
+        return None
+    rank = q * total
+    acc = np.cumsum(hist)
+    b = int(np.searchsorted(acc, rank, side="left"))
+    if b == 0:
+        return 0.032
+    lo = 64.0 * 2.0 ** ((b - 1) / 8.0)
+    return lo * 2.0 ** (1 / 16.0) / 1000.0
+
+
+def row_from_state(p: Params, S, wall_s: float) -> dict:
+    g = S.g
+    counters = g[G_COUNTERS:G_COUNTERS + M.N_COUNTERS]
+    c = counters - g[G_WARM_COUNTERS:G_WARM_COUNTERS + M.N_COUNTERS]
+    c[M.PEAK_USAGE_PAGES] = counters[M.PEAK_USAGE_PAGES]
+    c[M.VMA_WRITER_WAIT_MAX_NS] = counters[M.VMA_WRITER_WAIT_MAX_NS]
+    hr = g[G_HIST_READ:G_HIST_READ + 8] - g[G_WARM_HIST:G_WARM_HIST + 8]
+    hw = g[G_HIST_WRITE:G_HIST_WRITE + 8] - g[G_WARM_HIST + 8:G_WARM_HIST + 16]
+    lat = g[G_LAT_HIST:G_LAT_HIST + LAT_BINS]
+    sim_time_s = max(0.0, S.g[G_NOW] / 1e9 - p.sim.warmup_s)
+    events = int(S.g[G_EVENTS])
+    rounds = int(c[M.ROUNDS])
+    drops = int(c[M.RETRY_MMAP_DROP])
+    misses = int(c[M.RETRY_IO_MISS])
+    rc, wc = int(c[M.MMAP_READ_COUNT]), int(c[M.MMAP_WRITE_COUNT])
+    row: dict = {name: None for name in M.METRIC_COLUMNS}
+    row.update({
+        "rounds": rounds,
+        "throughput_rounds_s": rounds / sim_time_s if sim_time_s > 0 else None,
+        "pgfault": int(c[M.PGFAULT]),
+        "pgmajfault": int(c[M.PGMAJFAULT]),
+        "retry_mmap_drop": drops,
+        "retry_io_miss": misses,
+        "miss_drop_pct": 100.0 * misses / drops if drops else None,
+        "vma_lock_success": int(c[M.VMA_LOCK_SUCCESS]),
+        "vma_lock_abort": int(c[M.VMA_LOCK_ABORT]),
+        "vma_lock_retry": int(c[M.VMA_LOCK_RETRY]),
+        "vma_lock_miss": int(c[M.VMA_LOCK_MISS]),
+        "pages_read": int(c[M.PAGES_READ]),
+        "pages_reclaimed": int(c[M.PAGES_RECLAIMED]),
+        "refaults": int(c[M.REFAULTS]),
+        "high_throttle_ms": c[M.HIGH_THROTTLE_NS] / 1e6,
+        "peak_usage_mb": c[M.PEAK_USAGE_PAGES] * 4 / 1024,
+        "mmap_read_count": rc,
+        "mmap_read_wait_total_us": c[M.MMAP_READ_WAIT_NS] / 1e3,
+        "mmap_read_wait_avg_us": c[M.MMAP_READ_WAIT_NS] / 1e3 / rc if rc else None,
+        "mmap_write_count": wc,
+        "mmap_write_wait_total_us": c[M.MMAP_WRITE_WAIT_NS] / 1e3,
+        "mmap_write_wait_avg_us": c[M.MMAP_WRITE_WAIT_NS] / 1e3 / wc if wc else None,
+        "vma_writer_wait_max_us": c[M.VMA_WRITER_WAIT_MAX_NS] / 1e3,
+        "vma_writer_wait_total_us": c[M.VMA_WRITER_WAIT_NS] / 1e3,
+        "fault_latency_p50_us": _latency_percentile(lat, 0.50),
+        "fault_latency_p99_us": _latency_percentile(lat, 0.99),
+        "drops_per_round": drops / rounds if rounds else None,
+        "misses_per_round": misses / rounds if rounds else None,
+        "pgscan": int(c[M.PGSCAN]),
+        "ra_truncated": int(c[M.RA_TRUNCATED]),
+        "max_reclaim": int(c[M.MAX_RECLAIM]),
+        "high_reclaim_inkernel": int(c[M.HIGH_RECLAIM_INKERNEL]),
+        "lru_lock_wait_total_us": c[M.LRU_LOCK_WAIT_NS] / 1e3,
+        "aging_runs": int(c[M.AGING_RUNS]),
+        "sim_time_s": sim_time_s,
+        "events": events,
+        "wall_s": wall_s,
+        "events_per_s": events / wall_s if wall_s > 0 else None,
+    })
+    for i in range(M.N_HIST):
+        row[f"mmap_read_hist_{i}"] = int(hr[i])
+        row[f"mmap_write_hist_{i}"] = int(hw[i])
+    if S.g[G_STOP]:
+        raise RuntimeError(f"sim.max_events={p.sim.max_events} reached at "
+                           f"t={S.g[G_NOW] / 1e9:.3f} s before sim.duration_s")
+    row["memcg_oom"] = int(S.g[G_OOM])
+    return row
+
+
+def simulate(params: Params, seed: int) -> dict:
+    """One replicate: the flat row of MODEL.md section 6 (see core.metrics)."""
+    if not isinstance(params, Params):
+        raise TypeError("simulate() takes a core.Params")
+    S = build_state(params)
+    t0 = time.perf_counter()
+    run(S, np.int64(seed & 0x7FFFFFFF))
+    return row_from_state(params, S, time.perf_counter() - t0)
+
+
+def simulate_batch(params: Params, seeds) -> list[dict]:
+    return [simulate(params, int(s)) for s in seeds]

@@ -1,0 +1,349 @@
+"""Every array of the simulation, its dtype and unit, declared once.
+
+State is struct-of-arrays: one numpy array per attribute of threads, pages, VMAs, cores and
+block-device requests, plus two int64 vectors for scalars (`g`, indexed by the G_* names) and
+constants (`k`, indexed by the K_* names). Compiled kernels take the `State` namedtuple and
+index it; there is no Python object per page or thread anywhere in the hot path.
+
+The enums below are the vocabulary the mechanism modules share (thread run states, page
+flags, fault flags, program counters). Program counters are grouped by the module that owns
+them (hundreds digit), so the engine can dispatch a thread to its module in one comparison.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+import numpy as np
+
+# ---- thread run states (sched) -------------------------------------------------------------
+TS_RUNNING = 0    # on a core, an EV_THREAD pending at the end of its burst
+TS_RUNNABLE = 1   # in a run queue, waiting for a core
+TS_BLOCKED = 2    # asleep on a lock/folio/vma; someone else wakes it
+TS_SLEEPING = 3   # timed sleep (penalty, jiffy); an EV_THREAD pending, no core held
+TS_SPINNING = 4   # busy-waiting on a spinlock or IPI acks: keeps its core, no event
+
+# ---- event kinds -----------------------------------------------------------------------------
+EV_THREAD = 0     # continue thread `id` at its program counter
+EV_IO_DONE = 1    # block request `id` completed
+EV_NOISE = 2      # noise spinner of core `id` toggles
+EV_WARMUP = 3     # end of warm-up: snapshot the counters
+
+# ---- page (folio) flags ----------------------------------------------------------------------
+PG_PRESENT = 1        # in the page cache (xarray holds a folio)
+PG_LOCKED = 2
+PG_UPTODATE = 4
+PG_READAHEAD = 8
+PG_REFERENCED = 16
+PG_ACTIVE = 32
+PG_WORKINGSET = 64
+PG_ISOLATED = 128     # off the LRU, held by a reclaimer
+PG_LRU = 256          # on an LRU list (not in a per-CPU batch)
+PG_INBATCH = 512      # in a per-CPU lru_add batch, not yet on a list
+
+# ---- PTE bits (per VMA page) -----------------------------------------------------------------
+PTE_PRESENT = 1
+PTE_YOUNG = 2
+
+# ---- fault flags (include/linux/mm_types.h, enum fault_flag) ----------------------------------
+FAULT_FLAG_ALLOW_RETRY = 1
+FAULT_FLAG_TRIED = 2
+FAULT_FLAG_VMA_LOCK = 4
+
+# ---- which lock a fault holds ---------------------------------------------------------------
+LOCK_NONE = 0
+LOCK_VMA = 1
+LOCK_MMAP = 2
+
+# ---- policies (index into core.params.POLICIES) ---------------------------------------------
+POL_BASELINE = 0
+POL_VMA_RETRY = 1
+POL_VMA_RETRY_UPTODATE = 2
+POL_RETRY_HARD = 3
+POL_HOLD_VMA_IO = 4
+POL_MMAP_LOCK_ONLY = 5
+
+# ---- LRU ---------------------------------------------------------------------------------------
+LRU_MGLRU = 0
+LRU_CLASSIC = 1
+MAX_NR_GENS = 4        # include/linux/mmzone.h
+MIN_NR_GENS = 2
+LIST_INACTIVE = 4      # classic lists live after the four MGLRU generation lists
+LIST_ACTIVE = 5
+N_LISTS = 6
+NO_LIST = -1
+
+# ---- rwsem waiter types ----------------------------------------------------------------------
+RW_READ = 0
+RW_WRITE = 1
+
+# ---- program counters, grouped by owning module ----------------------------------------------
+# workloads/file_thrash: 100s
+W_ROUND_START = 100
+W_MMAP = 101
+W_TOUCH = 102
+W_MUNMAP = 103
+W_ROUND_END = 104
+# fault: 200s
+F_BEGIN = 200
+F_LOCK_VMA = 201
+F_LOCK_MMAP = 202
+F_MMAP_LOCKED = 203
+F_HANDLE = 204
+F_FILEMAP = 205
+F_GET_FOLIO = 206
+F_FOLIO_LOCK = 207
+F_LOCKED = 208
+F_READ_FOLIO_DONE = 209
+F_OUT_RETRY = 210
+F_FINISH = 211
+F_END = 212
+F_RETURN_TO_USER = 213
+F_NEW_FOLIO_CHARGED = 214
+# mm (mmap/munmap): 300s
+M_MMAP = 300
+M_MMAP_LOCKED = 301
+M_MMAP_DONE = 302
+M_MUNMAP = 303
+M_MUNMAP_LOCKED = 304
+M_VMA_START_WRITE = 305
+M_DOWNGRADE = 306
+M_ZAP = 307
+M_TLB_FLUSH = 308
+M_TLB_ACKED = 309
+M_FREE_PGTABLES = 310
+M_MUNMAP_DONE = 311
+M_RETURN_TO_USER = 312
+M_ZAP_PTES = 313
+M_ACTIVATE = 314
+M_ACTIVATE_LOCKED = 315
+M_ACTIVATE_DONE = 316
+# readahead: 400s
+RA_SYNC = 400
+RA_ASYNC = 401
+RA_LOOP = 402
+RA_CHARGED = 403
+RA_READ_PAGES = 404
+RA_SPARSE_DONE = 405
+RA_END = 406
+# memcg (charge, over-high): 500s
+MC_CHARGE = 500
+MC_RECLAIMED = 501
+MC_OVER_HIGH = 502
+MC_OVER_HIGH_RECLAIMED = 503
+MC_OVER_HIGH_SLEPT = 504
+# lru / reclaim: 600s
+LR_ADD_DRAIN = 600
+LR_ADD_DRAIN_LOCKED = 601
+LR_ADD_DRAIN_DONE = 602
+RC_BEGIN = 610
+RC_PRIORITY = 611
+RC_ISOLATE = 612
+RC_ISOLATE_LOCKED = 613
+RC_SHRINK = 614
+RC_PUTBACK = 615
+RC_PUTBACK_LOCKED = 616
+RC_PUTBACK_DONE = 617
+RC_AGING = 620
+RC_AGING_CHUNK = 621
+RC_AGING_CHUNK_DONE = 622
+RC_AGING_INC = 623
+RC_AGING_INC_LOCKED = 624
+RC_AGING_DONE = 625
+PC_RETURN = 999       # pop the call stack
+
+STACK_DEPTH = 16
+RECLAIM_BATCH = 32     # SWAP_CLUSTER_MAX
+LAT_BINS = 256         # fault-latency histogram: log2 bins of 1/8 octave from 64 ns
+
+# ---- scalar slots of g (int64) ---------------------------------------------------------------
+(G_NOW, G_SEQ, G_EVENTS, G_HEAP_N,
+ G_RQ_HEAD, G_RQ_TAIL, G_RQ_LEN, G_IDLE_N,
+ G_RW_WRITER, G_RW_READERS, G_RW_QHEAD, G_RW_QTAIL, G_RW_QLEN,
+ G_LRU_OWNER, G_LRU_QHEAD, G_LRU_QTAIL,
+ G_USAGE, G_PEAK_USAGE, G_MAX_SEQ, G_MIN_SEQ, G_NONRESIDENT_AGE,
+ G_AGING_WALKER, G_AGING_SEQ, G_WARM, G_WARM_ROUNDS_T0,
+ G_IO_INFLIGHT, G_IO_QHEAD, G_IO_QTAIL, G_IO_FREE,
+ G_STOP, G_OOM, G_MM_CPUS, N_G) = range(33)
+
+# ---- constants of k (int64) ------------------------------------------------------------------
+(K_THREADS, K_CORES, K_FILE_PAGES, K_N_FILES, K_POLICY, K_LRU, K_PINNING,
+ K_SLICE_NS, K_FA_PAGES, K_RA_PAGES, K_HIGH, K_MAX, K_SPARSE, K_IO_MEDIAN_NS,
+ K_IO_SIGMA_PPM, K_QUEUE_DEPTH, K_OPEN_CLOSE, K_NOISE, K_NOISE_BUSY_NS, K_NOISE_SLEEP_NS,
+ K_END_NS, K_WARMUP_NS, K_MAX_EVENTS, K_HZ,
+ # costs
+ K_TOUCH, K_FAULT_ENTRY, K_PTE_INSTALL, K_FA_PAGE, K_FOLIO_ALLOC, K_ZERO_FILL, K_RA_SUBMIT,
+ K_IO_XFER, K_IO_COMPLETE, K_RWSEM_OP, K_WAKEUP, K_LRU_OP, K_LRU_PER_FOLIO, K_LRU_ADD_BATCH,
+ K_RC_SCAN, K_RC_EVICT, K_RC_RMAP, K_AGING_PTE, K_AGING_CHUNK, K_AGING_BASE,
+ K_MMAP, K_MUNMAP_GATHER, K_ZAP_PTE, K_FREE_PGTABLES, K_TLB_BASE, K_TLB_PER_CPU,
+ K_OPEN_CLOSE_NS, K_CHARGE, K_NOISE_WAKE, K_CTX_SWITCH, N_K) = range(55)
+
+# ---- per-thread registers: columns of S.t (int64[n_threads, N_T]) ---------------------------
+T_PC = 0   # program counter (PC_* above)
+T_SP = 1   # depth of the return stack
+T_STATE = 2   # TS_*
+T_CORE = 3   # core it runs or spins on, -1 if none
+T_SLICE_NS = 4   # ns of CPU used in the current slice
+T_WAIT_NEXT = 5   # next thread in whatever FIFO it sleeps, spins or queues in
+T_WAIT_START = 6   # ns: when the current wait began
+T_RW_WANT = 7   # RW_READ / RW_WRITE while queued on mmap_lock
+T_VMA = 8   # VMA its file is mapped at, -1 while unmapped
+T_FILE = 9   # file it owns
+T_PAGE = 10  # next page of the round to touch
+T_DEBT = 11  # pages: current->memcg_nr_pages_over_high
+T_F_PAGE = 12  # fault: page index in the file
+T_F_FLAGS = 13  # fault: FAULT_FLAG_*
+T_F_LOCK = 14  # fault: LOCK_* it holds
+T_F_MAJOR = 15  # fault: VM_FAULT_MAJOR on this attempt
+T_F_FPIN = 16  # fault: the lock was dropped on this attempt (fpin != NULL)
+T_F_FROM_VMA = 17  # fault: unused (kept for swap faults)
+T_F_START = 18  # ns: when the fault began
+T_RA_NEXT = 19  # readahead: next page of the window
+T_RA_END = 20  # readahead: end of the window (exclusive)
+T_RA_MARK = 21  # readahead: page to get PG_readahead
+T_RA_RUN_START = 22  # readahead: first page of the run not yet submitted
+T_RA_RUN_N = 23  # readahead: pages in that run
+T_RA_COST = 24  # ns of CPU accumulated and not yet spent
+T_RA_NORETRY = 25  # unused
+T_C_NR = 26  # charge: pages
+T_C_NORETRY = 27  # charge: __GFP_NORETRY
+T_C_OK = 28  # charge: succeeded
+T_C_DRAINED = 29  # charge: drain_all_stock done
+T_C_RETRIES = 30  # charge: MAX_RECLAIM_RETRIES left
+T_C_RECLAIMED_ANY = 31  # unused
+T_OH_NR = 32  # over-high: debt being settled (pages)
+T_OH_RETRIES = 33  # over-high: no-progress retries left
+T_OH_IN_RETRY = 34  # over-high: in the retry loop
+T_OH_RECLAIMED = 35  # unused
+T_R_TARGET = 36  # reclaim: nr_to_reclaim
+T_R_RECLAIMED = 37  # reclaim: freed so far
+T_R_PRIORITY = 38  # reclaim: scan priority
+T_R_BUDGET = 39  # reclaim: folios left to scan at this priority
+T_R_BATCH_N = 40  # reclaim: folios in the isolated batch
+T_R_COST = 41  # unused
+T_R_WALK_VMA = 42  # aging walk: VMA position
+T_R_WALK_PAGE = 43  # aging walk: page position
+T_R_SEQ = 44  # aging: max_seq when it started
+T_M_PENDING_ACKS = 45  # TLB-shootdown acknowledgements still awaited
+T_M_COUNT = 46  # folios still to activate after a zap (classic LRU)
+T_STACK0 = 47                 # STACK_DEPTH return program counters
+T_R_BATCH0 = T_STACK0 + STACK_DEPTH       # RECLAIM_BATCH isolated folios
+N_T = T_R_BATCH0 + RECLAIM_BATCH
+
+# ---- per-folio state: columns of S.pg (int64[n_pages, N_P]) ---------------------------------
+(P_FLAGS,      # PG_* bits
+ P_GEN,        # MGLRU seq the folio belongs to (lazily sorted, as in the folio flags)
+ P_LIST,       # list it is linked on, NO_LIST if none
+ P_PREV, P_NEXT,  # LRU links
+ P_SHADOW,     # eviction stamp left in the xarray, -1 if none
+ P_REFS,       # extra references (a fault between lookup and map): not evictable
+ P_WQ_HEAD, P_WQ_TAIL,  # folio-lock waiters, FIFO through T_WAIT_NEXT
+ N_P) = range(10)
+
+# ---- per-VMA state: columns of S.vma (int64[n_vmas, N_V + file_pages]) ----------------------
+(V_FILE, V_ATTACHED, V_READERS, V_WRITE_LOCKED,
+ V_WRITER,     # thread waiting in vma_start_write, -1 if none
+ V_PTE0,       # PTE_* bits of page i at column V_PTE0 + i
+ ) = range(6)
+
+# ---- per-file state: columns of S.file (int64[n_files, N_FL]) -------------------------------
+(FL_VMA,       # VMA mapping the file (i_mmap, for rmap), -1 if none
+ FL_RA_START, FL_RA_SIZE, FL_RA_ASYNC,  # struct file_ra_state
+ N_FL) = range(5)
+
+# ---- per-CPU state: columns of S.core (int64[n_cores, C_ACK0 + n_threads]) -------------------
+(C_THREAD,     # running/spinning thread, -1 idle, -2 noise spinner
+ C_NOISE_PENDING, C_NOISE_BUSY,
+ C_STOCK,      # pages of the memcg cached in this CPU's charge stock
+ C_FB_N,       # folios in this CPU's lru_add batch
+ C_IRQOFF,     # spinning on or holding lru_lock with interrupts off
+ C_ACK_N,      # flushers waiting for this CPU's IPI acknowledgement
+ C_RAN_MM,     # in mm_cpumask
+ C_RQ_HEAD, C_RQ_TAIL,  # per-core run queue (pinning)
+ C_IDLE_POS,   # position in the idle list, -1 if busy
+ C_FB0,        # C_FB0 .. C_FB0+14: the lru_add batch
+ ) = range(12)
+C_ACK0 = C_FB0 + 15
+
+# ---- block requests: columns of S.rq (int64[n_rq, 4]) ---------------------------------------
+RQ_FIRST, RQ_N, RQ_NEXT, RQ_OWNER = range(4)
+
+# ---- event heap: columns of S.ev (int64[cap, 4]) --------------------------------------------
+EV_TIME, EV_SEQ, EV_KIND, EV_ID = range(4)
+
+# ---- regions of S.g after the scalars -------------------------------------------------------
+from core.metrics import N_COUNTERS as _NC  # noqa: E402
+
+G_LRU_HEAD = N_G
+G_LRU_TAIL = G_LRU_HEAD + N_LISTS
+G_LRU_SIZE = G_LRU_TAIL + N_LISTS
+G_GEN_PAGES = G_LRU_SIZE + N_LISTS       # lrugen->nr_pages by generation
+G_COUNTERS = G_GEN_PAGES + MAX_NR_GENS   # vm events, core.metrics indices
+G_WARM_COUNTERS = G_COUNTERS + _NC       # their snapshot at the end of warm-up
+G_HIST_READ = G_WARM_COUNTERS + _NC      # mmap_lock read waits, decades of us
+G_HIST_WRITE = G_HIST_READ + 8
+G_WARM_HIST = G_HIST_WRITE + 8           # snapshot of both at warm-up
+G_LAT_HIST = G_WARM_HIST + 16            # fault latency, 1/8-octave bins from 64 ns
+G_IDLE_LIST = G_LAT_HIST + LAT_BINS      # idle cores (indexed set with C_IDLE_POS)
+
+# Few arrays on purpose: numba passes a namedtuple member by member on every call that is
+# not inlined (measured: 1.8 us per call with 110 arrays, 0.07 us with 6).
+State = namedtuple("State", [
+    "g",     # int64[G_IDLE_LIST + cores] scalars (G_*), LRU lists, counters, histograms
+    "k",     # int64[N_K] constants (K_*), times in ns
+    "t",     # int64[threads, N_T]  thread registers
+    "pg",    # int64[pages, N_P]    folios
+    "vma",   # int64[vmas, V_PTE0 + file_pages]
+    "file",  # int64[files, N_FL]
+    "core",  # int64[cores, C_ACK0 + threads]
+    "rq",    # int64[requests, 4]   block requests
+    "ev",    # int64[cap, 4]        event heap
+])
+
+
+def make_state(k: np.ndarray, n_threads: int, n_cores: int, n_pages: int,
+               n_files: int, file_pages: int, n_vmas: int) -> State:
+    """Allocate every array at its initial value (nothing mapped, cache empty)."""
+    cap = 4 * n_threads + 4 * n_cores + 64
+    n_rq = 4 * n_threads + 16
+    g = np.zeros(G_IDLE_LIST + n_cores, np.int64)
+    for slot in (G_RW_WRITER, G_RW_QHEAD, G_RW_QTAIL, G_RQ_HEAD, G_RQ_TAIL, G_LRU_OWNER,
+                 G_LRU_QHEAD, G_LRU_QTAIL, G_AGING_WALKER, G_IO_QHEAD, G_IO_QTAIL):
+        g[slot] = -1
+    g[G_MAX_SEQ] = MIN_NR_GENS   # lru_gen_init_lruvec: min_seq 0, max_seq MIN_NR_GENS
+    g[G_IDLE_N] = n_cores
+    g[G_LRU_HEAD:G_LRU_HEAD + N_LISTS] = -1
+    g[G_LRU_TAIL:G_LRU_TAIL + N_LISTS] = -1
+    g[G_IDLE_LIST:G_IDLE_LIST + n_cores] = np.arange(n_cores - 1, -1, -1)
+    t = np.zeros((n_threads, N_T), np.int64)
+    t[:, T_PC] = W_ROUND_START
+    t[:, T_STATE] = TS_RUNNABLE
+    t[:, T_CORE] = -1
+    t[:, T_WAIT_NEXT] = -1
+    t[:, T_VMA] = -1
+    t[:, T_FILE] = np.arange(n_threads) % n_files
+    t[:, T_R_BATCH0:] = -1
+    pg = np.zeros((n_pages, N_P), np.int64)
+    pg[:, P_LIST] = NO_LIST
+    pg[:, P_PREV] = -1
+    pg[:, P_NEXT] = -1
+    pg[:, P_SHADOW] = -1
+    pg[:, P_WQ_HEAD] = -1
+    pg[:, P_WQ_TAIL] = -1
+    vma = np.zeros((n_vmas, V_PTE0 + file_pages), np.int64)
+    vma[:, V_FILE] = np.arange(n_vmas) % n_files
+    vma[:, V_WRITER] = -1
+    file = np.zeros((n_files, N_FL), np.int64)
+    file[:, FL_VMA] = -1
+    core = np.zeros((n_cores, C_ACK0 + n_threads), np.int64)
+    core[:, C_THREAD] = -1
+    core[:, C_RQ_HEAD] = -1
+    core[:, C_RQ_TAIL] = -1
+    core[:, C_IDLE_POS] = np.arange(n_cores - 1, -1, -1)
+    core[:, C_FB0:] = -1
+    rq = np.zeros((n_rq, 4), np.int64)
+    rq[:, RQ_NEXT] = np.arange(1, n_rq + 1)
+    rq[-1, RQ_NEXT] = -1
+    rq[:, RQ_OWNER] = -1
+    ev = np.zeros((cap, 4), np.int64)
+    return State(g=g, k=k, t=t, pg=pg, vma=vma, file=file, core=core, rq=rq, ev=ev)

@@ -1,0 +1,446 @@
+"""Reclaim of the memcg's LRU (mm/vmscan.c), run on the charging thread.
+
+`try_to_free_mem_cgroup_pages` -> `do_try_to_free_pages`: priorities DEF_PRIORITY (12)
+down to 0, each scanning `lru_size >> priority` folios in batches of SWAP_CLUSTER_MAX (32),
+until `nr_to_reclaim` folios are freed. A batch is:
+
+1. `isolate` under lru_lock (spinning with interrupts off if contended): take up to 32
+   folios off the tail of the oldest generation (MGLRU `scan_folios`, sorting promoted
+   folios to their generation on the way) or of the inactive list (classic).
+2. `shrink_folio_list` without lru_lock: a locked folio or one with extra references is
+   kept; a mapped folio whose PTE is young is referenced (MGLRU: `lru_gen_look_around`
+   promotes it and its young neighbours; classic: `folio_check_references` keeps it once,
+   activates it the second time); a mapped old folio is unmapped (`try_to_unmap`, its PTE
+   cleared: the owner will fault again); an unmapped clean folio is freed
+   (`__remove_mapping`), leaving a shadow, and uncharged.
+3. `move_folios_to_lru` under lru_lock again for the kept ones (MGLRU never puts a rejected
+   folio back into the oldest generation: it goes in as active, `max_seq - 1`).
+
+MGLRU eviction needs three generations. With only two, the reclaimer ages first
+(`try_to_inc_max_seq`): it walks the page tables of the mm (`walk_mm`) under
+`mmap_read_trylock`, chunk by chunk, promoting young folios to `max_seq`, then adds a
+generation under lru_lock (`inc_max_seq`). A reclaimer that finds the mm already being
+walked by another adds the generation at once without walking (`iterate_mm_list`). A
+failed trylock skips the walk (`walk_mm` returns -EBUSY) and still adds the generation.
+Simplifications: one memcg, one node and zone; the should_run_aging balance test of a
+three-generation lruvec is taken at every priority (the kernel waits for priority < 12).
+"""
+
+from numba import njit
+
+from core.metrics import AGING_RUNS, PAGES_RECLAIMED, PGSCAN
+from core.rwsem import down_read_trylock, up_read
+from core.sched import run_for
+from core.state import (FL_VMA, G_AGING_SEQ, G_AGING_WALKER, G_COUNTERS, G_GEN_PAGES, G_LRU_SIZE, G_LRU_TAIL, G_MAX_SEQ, G_MIN_SEQ, G_USAGE, K_AGING_BASE, K_AGING_CHUNK, K_AGING_PTE, K_FILE_PAGES, K_LRU, K_RC_EVICT, K_RC_RMAP, K_RC_SCAN, K_THREADS, LIST_ACTIVE, LIST_INACTIVE, LRU_MGLRU, MAX_NR_GENS, MIN_NR_GENS, PC_RETURN, PG_ACTIVE, PG_ISOLATED, PG_LOCKED, PG_LRU, PG_REFERENCED, PG_UPTODATE, PTE_PRESENT, PTE_YOUNG, P_FLAGS, P_GEN, P_REFS, RC_AGING, RC_AGING_CHUNK, RC_AGING_CHUNK_DONE, RC_AGING_DONE, RC_AGING_INC, RC_AGING_INC_LOCKED, RC_BEGIN, RC_ISOLATE, RC_ISOLATE_LOCKED, RC_PRIORITY, RC_PUTBACK, RC_PUTBACK_DONE, RC_PUTBACK_LOCKED, RC_SHRINK, RECLAIM_BATCH, T_PC, T_R_BATCH0, T_R_BATCH_N, T_R_BUDGET, T_R_PRIORITY, T_R_RECLAIMED, T_R_SEQ, T_R_TARGET, T_R_WALK_PAGE, T_R_WALK_VMA, T_SP, T_STACK0, V_ATTACHED, V_FILE, V_PTE0)
+from core.lru import (folio_update_gen, inc_max_seq, list_add, list_del, lru_gen_from_seq,
+                      lru_hold_ns, lruvec_add_folio, lruvec_del_folio, nr_gens,
+                      spin_lock_irq_lru, spin_unlock_irq_lru, try_to_inc_min_seq,
+                      workingset_eviction)
+
+DEF_PRIORITY = 12
+SWAP_CLUSTER_MAX = 32
+MIN_LRU_BATCH = 64      # BITS_PER_LONG: lru_gen_look_around's window
+MAX_SCAN_PER_BATCH = 4 * RECLAIM_BATCH
+
+
+@njit(cache=True)
+def call(S, tid, target, ret):
+    sp = S.t[tid, T_SP]
+    S.t[tid, T_STACK0 + sp] = ret
+    S.t[tid, T_SP] = sp + 1
+    S.t[tid, T_PC] = target
+
+
+@njit(cache=True)
+def start_reclaim(S, tid, nr_to_reclaim, ret):
+    """try_to_free_mem_cgroup_pages(nr): result in r_reclaimed when `ret` runs."""
+    S.t[tid, T_R_TARGET] = max(nr_to_reclaim, SWAP_CLUSTER_MAX)
+    call(S, tid, RC_BEGIN, ret)
+
+
+@njit(cache=True)
+def lru_file_total(S):
+    if S.k[K_LRU] == LRU_MGLRU:
+        t = 0
+        for i in range(MAX_NR_GENS):
+            t += S.g[G_LRU_SIZE + i]
+        return t
+    return S.g[G_LRU_SIZE + LIST_INACTIVE] + S.g[G_LRU_SIZE + LIST_ACTIVE]
+
+
+@njit(cache=True)
+def should_run_aging(S):
+    """(needed, mandatory): mglru should_run_aging for the file type."""
+    gens = nr_gens(S)
+    if gens <= MIN_NR_GENS:
+        return True, True
+    if gens > MIN_NR_GENS + 1:
+        return False, False
+    total = 0
+    for i in range(MAX_NR_GENS):
+        total += S.g[G_GEN_PAGES + i]
+    young = S.g[G_GEN_PAGES + lru_gen_from_seq(S.g[G_MAX_SEQ])]
+    old = S.g[G_GEN_PAGES + lru_gen_from_seq(S.g[G_MIN_SEQ])]
+    if young * MIN_NR_GENS > total or old * (MIN_NR_GENS + 2) < total:
+        return True, False
+    return False, False
+
+
+# ---- isolation (lru_lock held) -------------------------------------------------------------
+@njit(cache=True)
+def isolate_folios(S, tid):
+    """scan_folios / isolate_lru_folios: fill r_batch. Returns folios scanned."""
+    n = 0
+    scanned = 0
+    budget = S.t[tid, T_R_BUDGET]
+    if S.k[K_LRU] == LRU_MGLRU:
+        while n < RECLAIM_BATCH and scanned < MAX_SCAN_PER_BATCH and scanned < budget:
+            try_to_inc_min_seq(S)
+            if nr_gens(S) <= MIN_NR_GENS:
+                break
+            lst = lru_gen_from_seq(S.g[G_MIN_SEQ])
+            p = S.g[G_LRU_TAIL + lst]
+            if p < 0:
+                break
+            scanned += 1
+            if S.pg[p, P_GEN] != S.g[G_MIN_SEQ]:
+                # sort_folio: promoted since it was listed; move it to its generation.
+                list_del(S, p)
+                list_add(S, lru_gen_from_seq(S.pg[p, P_GEN]), p)
+                continue
+            lruvec_del_folio(S, p)
+            S.pg[p, P_FLAGS] |= PG_ISOLATED
+            S.t[tid, T_R_BATCH0 + n] = p
+            n += 1
+        try_to_inc_min_seq(S)
+    else:
+        while n < RECLAIM_BATCH and scanned < budget:
+            p = S.g[G_LRU_TAIL + LIST_INACTIVE]
+            if p < 0:
+                break
+            scanned += 1
+            lruvec_del_folio(S, p)
+            S.pg[p, P_FLAGS] |= PG_ISOLATED
+            S.t[tid, T_R_BATCH0 + n] = p
+            n += 1
+    S.t[tid, T_R_BATCH_N] = n
+    S.g[G_COUNTERS + PGSCAN] += scanned
+    S.t[tid, T_R_BUDGET] = budget - max(scanned, 1)
+    return scanned
+
+
+@njit(cache=True)
+def shrink_active_list(S, nr):
+    """Classic: deactivate up to nr folios from the active tail (lru_lock held); a young
+    mapped folio loses its young bit on the way (folio_referenced)."""
+    moved = 0
+    while moved < nr:
+        p = S.g[G_LRU_TAIL + LIST_ACTIVE]
+        if p < 0:
+            break
+        list_del(S, p)
+        S.pg[p, P_FLAGS] &= ~PG_ACTIVE
+        list_add(S, LIST_INACTIVE, p)
+        moved += 1
+    return moved
+
+
+@njit(cache=True)
+def inactive_is_low(S):
+    """inactive_is_low with inactive_ratio 1 (memcgs under 1 GiB; sqrt(10*GB) above)."""
+    inactive = S.g[G_LRU_SIZE + LIST_INACTIVE]
+    active = S.g[G_LRU_SIZE + LIST_ACTIVE]
+    gb = (inactive + active) >> 18
+    ratio = 1
+    if gb:
+        r = 1
+        while (r + 1) * (r + 1) <= 10 * gb:
+            r += 1
+        ratio = r
+    return inactive * ratio < active
+
+
+# ---- shrink_folio_list (no lru_lock) ------------------------------------------------------
+@njit(cache=True)
+def _pte_of(S, p):
+    """The VMA mapping folio p and its page index there, or (-1, -1)."""
+    n = S.k[K_FILE_PAGES]
+    f = p // n
+    v = S.file[f, FL_VMA]
+    return v, p - f * n
+
+
+@njit(cache=True)
+def lru_gen_look_around(S, v, index):
+    """Promote the young PTEs around `index` (MIN_LRU_BATCH window) to max_seq, clearing
+    their young bits. Returns PTEs looked at."""
+    n = S.k[K_FILE_PAGES]
+    start = index - MIN_LRU_BATCH // 2
+    if start < 0:
+        start = 0
+    end = start + MIN_LRU_BATCH
+    if end > n:
+        end = n
+    base = S.vma[v, V_FILE] * n
+    seq = S.g[G_MAX_SEQ]
+    for i in range(start, end):
+        pte = S.vma[v, V_PTE0 + i]
+        if (pte & (PTE_PRESENT | PTE_YOUNG)) == (PTE_PRESENT | PTE_YOUNG):
+            S.vma[v, V_PTE0 + i] = PTE_PRESENT
+            q = base + i
+            if S.pg[q, P_FLAGS] & PG_LRU:
+                folio_update_gen(S, q, seq)
+    return end - start
+
+
+@njit(cache=True)
+def shrink_folio_list(S, tid):
+    """Decide each isolated folio: keep (r_batch keeps it) or free it. Returns cost_ns."""
+    n = S.t[tid, T_R_BATCH_N]
+    kept = 0
+    cost = 0
+    freed = 0
+    mglru = S.k[K_LRU] == LRU_MGLRU
+    for i in range(n):
+        p = S.t[tid, T_R_BATCH0 + i]
+        fl = S.pg[p, P_FLAGS]
+        cost += S.k[K_RC_SCAN]
+        keep = False
+        activate = False
+        if (fl & PG_LOCKED) or S.pg[p, P_REFS] > 0 or not (fl & PG_UPTODATE):
+            keep = True                       # folio_trylock fails / folio_ref_freeze fails
+        else:
+            v, idx = _pte_of(S, p)
+            mapped = v >= 0 and (S.vma[v, V_PTE0 + idx] & PTE_PRESENT) != 0
+            if mapped:
+                cost += S.k[K_RC_RMAP]        # folio_referenced: rmap walk of the mapping
+                young = (S.vma[v, V_PTE0 + idx] & PTE_YOUNG) != 0
+                if young:
+                    S.vma[v, V_PTE0 + idx] = PTE_PRESENT
+                    if mglru:
+                        cost += lru_gen_look_around(S, v, idx) * 8
+                        keep = True
+                        activate = True
+                    else:
+                        # folio_check_references: mapped folios start with one reference
+                        # from the fault; look twice before activating.
+                        if fl & PG_REFERENCED:
+                            activate = True
+                        S.pg[p, P_FLAGS] |= PG_REFERENCED
+                        keep = True
+                if not keep:
+                    S.vma[v, V_PTE0 + idx] = 0     # try_to_unmap; the TLB flush is batched
+                    cost += S.k[K_RC_RMAP]
+        if keep:
+            if activate:
+                S.pg[p, P_FLAGS] |= PG_ACTIVE
+            S.t[tid, T_R_BATCH0 + kept] = p
+            kept += 1
+            continue
+        # __remove_mapping: the folio leaves the page cache, a shadow stays behind.
+        S.pg[p, P_FLAGS] = 0
+        S.pg[p, P_GEN] = 0
+        workingset_eviction(S, p)
+        S.g[G_USAGE] -= 1                     # mem_cgroup_uncharge_folios
+        cost += S.k[K_RC_EVICT]
+        freed += 1
+    S.t[tid, T_R_BATCH_N] = kept
+    S.t[tid, T_R_RECLAIMED] += freed
+    S.g[G_COUNTERS + PAGES_RECLAIMED] += freed
+    return cost
+
+
+@njit(cache=True)
+def move_folios_to_lru(S, tid):
+    """Put the kept folios back, lru_lock held. Returns folios moved."""
+    n = S.t[tid, T_R_BATCH_N]
+    mglru = S.k[K_LRU] == LRU_MGLRU
+    for i in range(n):
+        p = S.t[tid, T_R_BATCH0 + i]
+        S.pg[p, P_FLAGS] &= ~PG_ISOLATED
+        if mglru:
+            # evict_folios: "don't add rejected folios to the oldest generation".
+            S.pg[p, P_FLAGS] |= PG_ACTIVE
+            lruvec_add_folio(S, p, True)
+        else:
+            lruvec_add_folio(S, p, False)
+    S.t[tid, T_R_BATCH_N] = 0
+    return n
+
+
+# ---- the aging walk (walk_mm) -------------------------------------------------------------
+@njit(cache=True)
+def walk_mm_chunk(S, tid):
+    """walk_page_range from (r_walk_vma, r_walk_page) until MAX_LRU_BATCH young folios were
+    batched or the mm ends. Returns (ptes_scanned, finished)."""
+    nv = S.k[K_THREADS]
+    n = S.k[K_FILE_PAGES]
+    chunk = S.k[K_AGING_CHUNK]
+    seq = S.g[G_MAX_SEQ]
+    v = S.t[tid, T_R_WALK_VMA]
+    i = S.t[tid, T_R_WALK_PAGE]
+    scanned = 0
+    batched = 0
+    while v < nv:
+        if S.vma[v, V_ATTACHED]:
+            base = S.vma[v, V_FILE] * n
+            while i < n:
+                pte = S.vma[v, V_PTE0 + i]
+                scanned += 1
+                if (pte & (PTE_PRESENT | PTE_YOUNG)) == (PTE_PRESENT | PTE_YOUNG):
+                    S.vma[v, V_PTE0 + i] = PTE_PRESENT
+                    q = base + i
+                    if S.pg[q, P_FLAGS] & PG_LRU:
+                        folio_update_gen(S, q, seq)
+                    batched += 1
+                i += 1
+                if batched >= chunk:
+                    S.t[tid, T_R_WALK_VMA] = v
+                    S.t[tid, T_R_WALK_PAGE] = i
+                    return scanned, False
+        v += 1
+        i = 0
+    S.t[tid, T_R_WALK_VMA] = v
+    S.t[tid, T_R_WALK_PAGE] = 0
+    return scanned, True
+
+
+# ---- the reclaim program -------------------------------------------------------------------
+@njit(cache=True)
+def step(S, tid, pc):
+    """Run one step of the reclaim program; True to keep stepping, False once the thread
+    waits (a burst, a spin)."""
+    if pc == RC_BEGIN:
+        S.t[tid, T_R_RECLAIMED] = 0
+        S.t[tid, T_R_PRIORITY] = DEF_PRIORITY
+        S.t[tid, T_R_BATCH_N] = 0
+        S.t[tid, T_PC] = RC_PRIORITY
+        return True
+
+    if pc == RC_PRIORITY:
+        if S.t[tid, T_R_RECLAIMED] >= S.t[tid, T_R_TARGET] or S.t[tid, T_R_PRIORITY] < 0:
+            S.t[tid, T_PC] = PC_RETURN
+            return True
+        if S.k[K_LRU] == LRU_MGLRU:
+            need, mandatory = should_run_aging(S)
+            if need and (mandatory or S.t[tid, T_R_PRIORITY] < DEF_PRIORITY):
+                S.t[tid, T_R_SEQ] = S.g[G_MAX_SEQ]
+                S.t[tid, T_R_PRIORITY] -= 1
+                call(S, tid, RC_AGING, RC_PRIORITY)
+                return True
+        total = lru_file_total(S)
+        if S.k[K_LRU] != LRU_MGLRU:
+            total = S.g[G_LRU_SIZE + LIST_INACTIVE]
+        S.t[tid, T_R_BUDGET] = total >> S.t[tid, T_R_PRIORITY]
+        S.t[tid, T_R_PRIORITY] -= 1
+        S.t[tid, T_PC] = RC_ISOLATE
+        return True
+
+    if pc == RC_ISOLATE:
+        if S.t[tid, T_R_RECLAIMED] >= S.t[tid, T_R_TARGET] or S.t[tid, T_R_BUDGET] <= 0:
+            S.t[tid, T_PC] = RC_PRIORITY
+            return True
+        if spin_lock_irq_lru(S, tid, RC_ISOLATE_LOCKED):
+            S.t[tid, T_PC] = RC_ISOLATE_LOCKED
+            return True
+        return False
+
+    if pc == RC_ISOLATE_LOCKED:
+        moved = 0
+        if S.k[K_LRU] != LRU_MGLRU and inactive_is_low(S):
+            moved = shrink_active_list(S, SWAP_CLUSTER_MAX)
+        scanned = isolate_folios(S, tid)
+        if scanned == 0 and moved == 0:
+            S.t[tid, T_R_BUDGET] = 0
+        run_for(S, tid, lru_hold_ns(S, scanned + moved), RC_SHRINK)
+        return False
+
+    if pc == RC_SHRINK:
+        spin_unlock_irq_lru(S, tid)
+        if S.t[tid, T_R_BATCH_N] == 0:
+            S.t[tid, T_PC] = RC_ISOLATE
+            return True
+        cost = shrink_folio_list(S, tid)
+        run_for(S, tid, cost, RC_PUTBACK)
+        return False
+
+    if pc == RC_PUTBACK:
+        if S.t[tid, T_R_BATCH_N] == 0:
+            S.t[tid, T_PC] = RC_ISOLATE
+            return True
+        if spin_lock_irq_lru(S, tid, RC_PUTBACK_LOCKED):
+            S.t[tid, T_PC] = RC_PUTBACK_LOCKED
+            return True
+        return False
+
+    if pc == RC_PUTBACK_LOCKED:
+        n = move_folios_to_lru(S, tid)
+        run_for(S, tid, lru_hold_ns(S, n), RC_PUTBACK_DONE)
+        return False
+
+    if pc == RC_PUTBACK_DONE:
+        spin_unlock_irq_lru(S, tid)
+        S.t[tid, T_PC] = RC_ISOLATE
+        return True
+
+    # -- try_to_inc_max_seq ------------------------------------------------------------------
+    if pc == RC_AGING:
+        if S.g[G_MAX_SEQ] != S.t[tid, T_R_SEQ]:
+            S.t[tid, T_PC] = PC_RETURN           # someone else already aged
+            return True
+        if S.g[G_AGING_WALKER] >= 0:
+            S.t[tid, T_PC] = RC_AGING_INC        # iterate_mm_list: the mm is being walked
+            return True
+        S.g[G_AGING_WALKER] = tid
+        S.g[G_AGING_SEQ] = S.t[tid, T_R_SEQ]
+        S.t[tid, T_R_WALK_VMA] = 0
+        S.t[tid, T_R_WALK_PAGE] = 0
+        S.t[tid, T_PC] = RC_AGING_CHUNK
+        return True
+
+    if pc == RC_AGING_CHUNK:
+        if S.g[G_MAX_SEQ] != S.t[tid, T_R_SEQ]:
+            S.g[G_AGING_WALKER] = -1          # walk_mm: another thread called inc_max_seq
+            S.t[tid, T_PC] = PC_RETURN
+            return True
+        if not down_read_trylock(S):
+            S.g[G_AGING_WALKER] = -1          # -EBUSY: no walk, the iteration still ends
+            S.t[tid, T_PC] = RC_AGING_INC
+            return True
+        scanned, finished = walk_mm_chunk(S, tid)
+        S.t[tid, T_R_BUDGET] = 1 if finished else 0
+        run_for(S, tid, scanned * S.k[K_AGING_PTE], RC_AGING_CHUNK_DONE)
+        return False
+
+    if pc == RC_AGING_CHUNK_DONE:
+        up_read(S)
+        if S.t[tid, T_R_BUDGET]:
+            S.g[G_AGING_WALKER] = -1
+            S.t[tid, T_PC] = RC_AGING_INC
+        else:
+            S.t[tid, T_PC] = RC_AGING_CHUNK
+        return True
+
+    if pc == RC_AGING_INC:
+        if S.g[G_MAX_SEQ] != S.t[tid, T_R_SEQ]:
+            S.t[tid, T_PC] = PC_RETURN
+            return True
+        if spin_lock_irq_lru(S, tid, RC_AGING_INC_LOCKED):
+            S.t[tid, T_PC] = RC_AGING_INC_LOCKED
+            return True
+        return False
+
+    if pc == RC_AGING_INC_LOCKED:
+        moved = 0
+        if S.g[G_MAX_SEQ] == S.t[tid, T_R_SEQ]:
+            moved = inc_max_seq(S)
+            S.g[G_COUNTERS + AGING_RUNS] += 1
+        run_for(S, tid, S.k[K_AGING_BASE] + lru_hold_ns(S, moved), RC_AGING_DONE)
+        return False
+
+    if pc == RC_AGING_DONE:
+        spin_unlock_irq_lru(S, tid)
+        S.t[tid, T_PC] = PC_RETURN
+        return True
+
+    raise RuntimeError("vmscan: unknown program counter")

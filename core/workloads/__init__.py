@@ -1,0 +1,1 @@
+"""Workloads: the user-space programs whose threads drive the fault path."""

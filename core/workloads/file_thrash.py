@@ -1,0 +1,68 @@
+"""file_thrash: the published stress test's reproducer (MODEL.md section 4).
+
+Each worker thread owns one file and loops: [open] -> mmap(PROT_READ, MAP_SHARED) of the
+whole file -> read one byte of every 4 KiB page in order -> munmap [-> close]. A round is
+one loop. Reads of pages whose PTEs are present advance in one burst (the whole run of
+mapped pages costs touch_ns each and one event); the first page without a PTE faults.
+"""
+
+from numba import njit
+
+from core.fault import fault_begin
+from core.metrics import ROUNDS
+from core.sched import run_for
+from core.state import (FL_RA_ASYNC, FL_RA_SIZE, FL_RA_START, F_LOCK_VMA, G_COUNTERS, K_FILE_PAGES, K_OPEN_CLOSE, K_OPEN_CLOSE_NS, K_TOUCH, M_MMAP, M_MUNMAP, PTE_PRESENT, PTE_YOUNG, T_FILE, T_F_START, T_PAGE, T_PC, T_VMA, V_PTE0, W_MMAP, W_MUNMAP, W_ROUND_END, W_ROUND_START, W_TOUCH)
+from core.vmscan import call
+
+
+@njit(cache=True)
+def step(S, tid, pc):
+    if pc == W_ROUND_START:
+        if S.k[K_OPEN_CLOSE]:
+            # A new struct file: its readahead state starts afresh.
+            f = S.t[tid, T_FILE]
+            S.file[f, FL_RA_START] = 0
+            S.file[f, FL_RA_SIZE] = 0
+            S.file[f, FL_RA_ASYNC] = 0
+            run_for(S, tid, S.k[K_OPEN_CLOSE_NS], W_MMAP)
+            return False
+        S.t[tid, T_PC] = W_MMAP
+        return True
+
+    if pc == W_MMAP:
+        S.t[tid, T_PAGE] = 0
+        call(S, tid, M_MMAP, W_TOUCH)
+        return True
+
+    if pc == W_TOUCH:
+        v = S.t[tid, T_VMA]
+        n = S.k[K_FILE_PAGES]
+        i = S.t[tid, T_PAGE]
+        start = i
+        while i < n and (S.vma[v, V_PTE0 + i] & PTE_PRESENT):
+            S.vma[v, V_PTE0 + i] |= PTE_YOUNG      # the MMU sets the accessed bit
+            i += 1
+        S.t[tid, T_PAGE] = i
+        cost = (i - start) * S.k[K_TOUCH]
+        if i >= n:
+            if cost > 0:
+                run_for(S, tid, cost, W_MUNMAP)
+                return False
+            S.t[tid, T_PC] = W_MUNMAP
+            return True
+        # Touch the run, then take the fault on page i: one burst for both.
+        cost += fault_begin(S, tid, i, W_TOUCH)
+        S.t[tid, T_F_START] += (i - start) * S.k[K_TOUCH]
+        run_for(S, tid, cost, F_LOCK_VMA)
+        return False
+
+    if pc == W_MUNMAP:
+        call(S, tid, M_MUNMAP, W_ROUND_END)
+        return True
+
+    if pc == W_ROUND_END:
+        S.g[G_COUNTERS + ROUNDS] += 1
+        S.t[tid, T_PC] = W_ROUND_START
+        return True
+
+    raise RuntimeError("file_thrash: unknown program counter")
