@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 
@@ -16,8 +17,10 @@ class Progress:
         self.bar = None
         if sys.stderr.isatty():
             from tqdm import tqdm
+            # A pty that reports a 0x0 size (script, some CI runners) makes tqdm hide the bar.
+            size = shutil.get_terminal_size((100, 20))
             self.bar = tqdm(total=total, unit="run", desc=label or "sweep", file=sys.stderr,
-                            dynamic_ncols=True)
+                            ncols=size.columns or 100, nrows=size.lines or 20)
             self._postfix()
 
     def _postfix(self) -> None:

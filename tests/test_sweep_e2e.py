@@ -130,3 +130,19 @@ def test_point_prints_one_json_row_per_replicate():
         assert r["machine.cores"] == 2 and r["workload.threads"] == 4
         assert isinstance(r["seed"], int)
     assert rows[0]["seed"] != rows[1]["seed"]
+
+
+def test_point_row_equals_the_grid_row(smoke):
+    """sweep.point with the grid's root seed reproduces the grid's replicate 0 exactly."""
+    _, run = smoke
+    ref = (pl.read_parquet(run / "points.parquet")
+           .filter((pl.col("workload.threads") == 4) & (pl.col("policy") == "baseline")
+                   & (pl.col("replicate") == 0)).row(0, named=True))
+    proc = run_point(["machine.cores=2", "workload.threads=4", "workload.file_mb=2",
+                      "memcg.high_mb=8", "memcg.max_mb=10", "sim.duration_s=0.2",
+                      "sim.warmup_s=0.05", "sweep.root_seed=1"])
+    assert proc.returncode == 0, proc.stderr
+    row = json.loads(proc.stdout.splitlines()[0])
+    assert row["seed"] == ref["seed"] and row["point_hash"] == ref["point_hash"]
+    for m in ("rounds", "pgfault", "retry_mmap_drop", "mmap_read_count"):
+        assert row[m] == ref[m] or (row[m] is None and ref[m] is None), m
