@@ -5,10 +5,20 @@ Public API: `Params` (frozen, validated), `ParamError`, `simulate(params, seed) 
 core imports numpy and numba only; it knows nothing of Hydra or Ray.
 """
 
+from core import _jitcache  # noqa: F401  (first: numba's cache must be keyed before any @njit)
 from core.costs import Costs
 from core.metrics import METRIC_COLUMNS, MODEL_VERSION
-from core.params import (DeviceParams, MachineParams, MemcgParams, Params, ParamError,
-                         PolicyParams, SimParams, WorkloadParams, POLICIES)
+from core.params import (
+    POLICIES,
+    DeviceParams,
+    MachineParams,
+    MemcgParams,
+    ParamError,
+    Params,
+    PolicyParams,
+    SimParams,
+    WorkloadParams,
+)
 
 
 def simulate(params: Params, seed: int) -> dict:
@@ -23,6 +33,19 @@ def simulate_batch(params: Params, seeds) -> list[dict]:
     return _simulate_batch(params, seeds)
 
 
-__all__ = ["Params", "ParamError", "MachineParams", "WorkloadParams", "PolicyParams",
-           "MemcgParams", "DeviceParams", "SimParams", "Costs", "simulate", "simulate_batch",
-           "METRIC_COLUMNS", "MODEL_VERSION", "POLICIES"]
+__all__ = [
+    "METRIC_COLUMNS",
+    "MODEL_VERSION",
+    "POLICIES",
+    "Costs",
+    "DeviceParams",
+    "MachineParams",
+    "MemcgParams",
+    "ParamError",
+    "Params",
+    "PolicyParams",
+    "SimParams",
+    "WorkloadParams",
+    "simulate",
+    "simulate_batch",
+]

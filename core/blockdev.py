@@ -14,7 +14,24 @@ from numba import njit
 from core.evq import schedule
 from core.metrics import PAGES_READ
 from core.pagecache import folio_mark_uptodate_unlock
-from core.state import (EV_IO_DONE, G_COUNTERS, G_IO_FREE, G_IO_INFLIGHT, G_IO_QHEAD, G_IO_QTAIL, G_NOW, K_IO_COMPLETE, K_IO_MEDIAN_NS, K_IO_SIGMA_PPM, K_IO_XFER, K_QUEUE_DEPTH, RQ_FIRST, RQ_N, RQ_NEXT, RQ_OWNER)
+from core.state import (
+    EV_IO_DONE,
+    G_COUNTERS,
+    G_IO_FREE,
+    G_IO_INFLIGHT,
+    G_IO_QHEAD,
+    G_IO_QTAIL,
+    G_NOW,
+    K_IO_COMPLETE,
+    K_IO_MEDIAN_NS,
+    K_IO_SIGMA_PPM,
+    K_IO_XFER,
+    K_QUEUE_DEPTH,
+    RQ_FIRST,
+    RQ_N,
+    RQ_NEXT,
+    RQ_OWNER,
+)
 
 
 @njit(cache=True)

@@ -12,9 +12,40 @@ from numba import njit
 from core import fault, lru, memcg, mm, readahead, vmscan
 from core.blockdev import io_done
 from core.evq import pop, schedule
-from core.state import (EV_IO_DONE, EV_NOISE, EV_THREAD, EV_TIME, EV_WARMUP, G_COUNTERS, G_EVENTS, G_HEAP_N, G_HIST_READ, G_HIST_WRITE, G_LAT_HIST, G_NOW, G_PEAK_USAGE, G_STOP, G_USAGE, G_WARM, G_WARM_COUNTERS, G_WARM_HIST, K_CORES, K_END_NS, K_MAX_EVENTS, K_NOISE, K_NOISE_SLEEP_NS, K_THREADS, K_WARMUP_NS, LAT_BINS, PC_RETURN, T_PC, T_SP, T_STACK0)
 from core.metrics import N_COUNTERS, PEAK_USAGE_PAGES, VMA_WRITER_WAIT_MAX_NS
 from core.sched import make_runnable, noise_event, thread_event_prologue
+from core.state import (
+    EV_IO_DONE,
+    EV_NOISE,
+    EV_THREAD,
+    EV_TIME,
+    EV_WARMUP,
+    G_COUNTERS,
+    G_EVENTS,
+    G_HEAP_N,
+    G_HIST_READ,
+    G_HIST_WRITE,
+    G_LAT_HIST,
+    G_NOW,
+    G_PEAK_USAGE,
+    G_STOP,
+    G_USAGE,
+    G_WARM,
+    G_WARM_COUNTERS,
+    G_WARM_HIST,
+    K_CORES,
+    K_END_NS,
+    K_MAX_EVENTS,
+    K_NOISE,
+    K_NOISE_SLEEP_NS,
+    K_THREADS,
+    K_WARMUP_NS,
+    LAT_BINS,
+    PC_RETURN,
+    T_PC,
+    T_SP,
+    T_STACK0,
+)
 from core.workloads import file_thrash
 
 

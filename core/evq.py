@@ -7,7 +7,7 @@ bit.
 
 from numba import njit
 
-from core.state import (EV_ID, EV_KIND, EV_SEQ, EV_TIME, G_HEAP_N, G_NOW, G_SEQ)
+from core.state import EV_ID, EV_KIND, EV_SEQ, EV_TIME, G_HEAP_N, G_NOW, G_SEQ
 
 
 @njit(cache=True)

@@ -32,18 +32,88 @@ back to the VMA lock except the hard cases, which file read faults never hit),
 
 from numba import njit
 
-from core.memcg import (CHARGE_NEEDS_RECLAIM, CHARGE_OK_OVER_HIGH, charge_slow,
-                        handle_over_high_in_charge, mem_cgroup_handle_over_high,
-                        try_charge_fast, uncharge)
-from core.metrics import (PGFAULT, PGMAJFAULT, RETRY_IO_MISS, RETRY_MMAP_DROP,
-                          VMA_LOCK_ABORT, VMA_LOCK_RETRY, VMA_LOCK_SUCCESS)
 from core.blockdev import submit_read
-from core.pagecache import (filemap_map_pages, finish_fault, folio_lock, folio_trylock,
-                            folio_unlock, folio_wait_handoff)
+from core.memcg import (
+    CHARGE_NEEDS_RECLAIM,
+    CHARGE_OK_OVER_HIGH,
+    charge_slow,
+    handle_over_high_in_charge,
+    mem_cgroup_handle_over_high,
+    try_charge_fast,
+    uncharge,
+)
+from core.metrics import (
+    PGFAULT,
+    PGMAJFAULT,
+    RETRY_IO_MISS,
+    RETRY_MMAP_DROP,
+    VMA_LOCK_ABORT,
+    VMA_LOCK_RETRY,
+    VMA_LOCK_SUCCESS,
+)
+from core.pagecache import (
+    filemap_map_pages,
+    finish_fault,
+    folio_lock,
+    folio_trylock,
+    folio_unlock,
+    folio_wait_handoff,
+)
 from core.readahead import filemap_add_folio, page_cache_async_ra, page_cache_sync_ra
 from core.rwsem import down_read, up_read
 from core.sched import run_for
-from core.state import (FAULT_FLAG_ALLOW_RETRY, FAULT_FLAG_TRIED, FAULT_FLAG_VMA_LOCK, F_END, F_FILEMAP, F_FOLIO_LOCK, F_GET_FOLIO, F_HANDLE, F_LOCKED, F_LOCK_MMAP, F_LOCK_VMA, F_MMAP_LOCKED, F_NEW_FOLIO_CHARGED, F_OUT_RETRY, F_READ_FOLIO_DONE, F_RETURN_TO_USER, G_COUNTERS, G_LAT_HIST, G_NOW, K_FAULT_ENTRY, K_FILE_PAGES, K_POLICY, K_SPARSE, K_ZERO_FILL, LAT_BINS, LOCK_MMAP, LOCK_NONE, LOCK_VMA, LR_ADD_DRAIN, PC_RETURN, PG_LOCKED, PG_PRESENT, PG_READAHEAD, PG_UPTODATE, POL_BASELINE, POL_HOLD_VMA_IO, POL_MMAP_LOCK_ONLY, POL_VMA_RETRY_UPTODATE, P_FLAGS, P_REFS, T_C_OK, T_FILE, T_F_FLAGS, T_F_FPIN, T_F_LOCK, T_F_MAJOR, T_F_PAGE, T_F_START, T_PC, T_VMA)
+from core.state import (
+    F_END,
+    F_FILEMAP,
+    F_FOLIO_LOCK,
+    F_GET_FOLIO,
+    F_HANDLE,
+    F_LOCK_MMAP,
+    F_LOCK_VMA,
+    F_LOCKED,
+    F_MMAP_LOCKED,
+    F_NEW_FOLIO_CHARGED,
+    F_OUT_RETRY,
+    F_READ_FOLIO_DONE,
+    F_RETURN_TO_USER,
+    FAULT_FLAG_ALLOW_RETRY,
+    FAULT_FLAG_TRIED,
+    FAULT_FLAG_VMA_LOCK,
+    G_COUNTERS,
+    G_LAT_HIST,
+    G_NOW,
+    K_FAULT_ENTRY,
+    K_FILE_PAGES,
+    K_POLICY,
+    K_SPARSE,
+    K_ZERO_FILL,
+    LAT_BINS,
+    LOCK_MMAP,
+    LOCK_NONE,
+    LOCK_VMA,
+    LR_ADD_DRAIN,
+    P_FLAGS,
+    P_REFS,
+    PC_RETURN,
+    PG_LOCKED,
+    PG_PRESENT,
+    PG_READAHEAD,
+    PG_UPTODATE,
+    POL_BASELINE,
+    POL_HOLD_VMA_IO,
+    POL_MMAP_LOCK_ONLY,
+    POL_VMA_RETRY_UPTODATE,
+    T_C_OK,
+    T_F_FLAGS,
+    T_F_FPIN,
+    T_F_LOCK,
+    T_F_MAJOR,
+    T_F_PAGE,
+    T_F_START,
+    T_FILE,
+    T_PC,
+    T_VMA,
+)
 from core.vma import lock_vma_under_rcu, vma_end_read
 from core.vmscan import call
 

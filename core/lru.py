@@ -22,7 +22,51 @@ from numba import njit
 
 from core.metrics import LRU_LOCK_WAIT_NS, REFAULTS
 from core.sched import end_spin, local_irq_disable, local_irq_enable, run_for, spin
-from core.state import (C_FB0, C_FB_N, G_COUNTERS, G_GEN_PAGES, G_LRU_HEAD, G_LRU_OWNER, G_LRU_QHEAD, G_LRU_QTAIL, G_LRU_SIZE, G_LRU_TAIL, G_MAX_SEQ, G_MIN_SEQ, G_NONRESIDENT_AGE, G_NOW, K_LRU, K_LRU_ADD_BATCH, K_LRU_OP, K_LRU_PER_FOLIO, LIST_ACTIVE, LIST_INACTIVE, LRU_MGLRU, LR_ADD_DRAIN, LR_ADD_DRAIN_DONE, LR_ADD_DRAIN_LOCKED, MAX_NR_GENS, MIN_NR_GENS, NO_LIST, PC_RETURN, PG_ACTIVE, PG_INBATCH, PG_LRU, PG_WORKINGSET, P_FLAGS, P_GEN, P_LIST, P_NEXT, P_PREV, P_SHADOW, T_CORE, T_PC, T_WAIT_NEXT, T_WAIT_START)
+from core.state import (
+    C_FB0,
+    C_FB_N,
+    G_COUNTERS,
+    G_GEN_PAGES,
+    G_LRU_HEAD,
+    G_LRU_OWNER,
+    G_LRU_QHEAD,
+    G_LRU_QTAIL,
+    G_LRU_SIZE,
+    G_LRU_TAIL,
+    G_MAX_SEQ,
+    G_MIN_SEQ,
+    G_NONRESIDENT_AGE,
+    G_NOW,
+    K_LRU,
+    K_LRU_ADD_BATCH,
+    K_LRU_OP,
+    K_LRU_PER_FOLIO,
+    LIST_ACTIVE,
+    LIST_INACTIVE,
+    LR_ADD_DRAIN,
+    LR_ADD_DRAIN_DONE,
+    LR_ADD_DRAIN_LOCKED,
+    LRU_MGLRU,
+    MAX_NR_GENS,
+    MIN_NR_GENS,
+    NO_LIST,
+    P_FLAGS,
+    P_GEN,
+    P_LIST,
+    P_NEXT,
+    P_PREV,
+    P_SHADOW,
+    PC_RETURN,
+    PG_ACTIVE,
+    PG_INBATCH,
+    PG_LRU,
+    PG_WORKINGSET,
+    T_CORE,
+    T_PC,
+    T_PREEMPT_COUNT,
+    T_WAIT_NEXT,
+    T_WAIT_START,
+)
 
 
 # ---- lru_lock ------------------------------------------------------------------------------
@@ -31,6 +75,7 @@ def spin_lock_irq_lru(S, tid, pc):
     """spin_lock_irq(&lruvec->lru_lock). True: held now. False: spinning (core kept,
     interrupts off); continues at `pc` holding the lock."""
     local_irq_disable(S, S.t[tid, T_CORE])
+    S.t[tid, T_PREEMPT_COUNT] += 1
     if S.g[G_LRU_OWNER] < 0:
         S.g[G_LRU_OWNER] = tid
         return True
@@ -52,6 +97,7 @@ def spin_unlock_irq_lru(S, tid):
     if S.g[G_LRU_OWNER] != tid:
         raise RuntimeError("lru_lock invariant: unlock by a thread that is not the owner")
     local_irq_enable(S, S.t[tid, T_CORE])
+    S.t[tid, T_PREEMPT_COUNT] -= 1
     head = S.g[G_LRU_QHEAD]
     if head < 0:
         S.g[G_LRU_OWNER] = -1
@@ -142,8 +188,7 @@ def lru_gen_folio_seq(S, p, reclaiming):
     else:
         gen = MAX_NR_GENS - ws
     seq = S.g[G_MAX_SEQ] - gen + 1
-    if seq < S.g[G_MIN_SEQ]:
-        seq = S.g[G_MIN_SEQ]
+    seq = max(seq, S.g[G_MIN_SEQ])
     return seq
 
 

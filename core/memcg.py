@@ -21,7 +21,35 @@ from numba import njit
 
 from core.metrics import HIGH_RECLAIM_INKERNEL, HIGH_THROTTLE_NS, MAX_RECLAIM
 from core.sched import sleep_for
-from core.state import (C_STOCK, G_COUNTERS, G_OOM, G_PEAK_USAGE, G_USAGE, K_CORES, K_HIGH, K_HZ, K_MAX, MC_CHARGE, MC_OVER_HIGH, MC_OVER_HIGH_RECLAIMED, MC_OVER_HIGH_SLEPT, MC_RECLAIMED, PC_RETURN, T_CORE, T_C_DRAINED, T_C_NORETRY, T_C_NR, T_C_OK, T_C_RETRIES, T_DEBT, T_OH_IN_RETRY, T_OH_NR, T_OH_RETRIES, T_PC, T_R_RECLAIMED)
+from core.state import (
+    C_STOCK,
+    G_COUNTERS,
+    G_OOM,
+    G_PEAK_USAGE,
+    G_USAGE,
+    K_CORES,
+    K_HIGH,
+    K_HZ,
+    K_MAX,
+    MC_CHARGE,
+    MC_OVER_HIGH,
+    MC_OVER_HIGH_RECLAIMED,
+    MC_OVER_HIGH_SLEPT,
+    MC_RECLAIMED,
+    PC_RETURN,
+    T_C_DRAINED,
+    T_C_NORETRY,
+    T_C_NR,
+    T_C_OK,
+    T_C_RETRIES,
+    T_CORE,
+    T_DEBT,
+    T_OH_IN_RETRY,
+    T_OH_NR,
+    T_OH_RETRIES,
+    T_PC,
+    T_R_RECLAIMED,
+)
 from core.vmscan import call, start_reclaim
 
 MEMCG_CHARGE_BATCH = 64
@@ -41,8 +69,7 @@ def _page_counter_try_charge(S, nr):
     if mx > 0 and u > mx:
         return False
     S.g[G_USAGE] = u
-    if u > S.g[G_PEAK_USAGE]:
-        S.g[G_PEAK_USAGE] = u
+    S.g[G_PEAK_USAGE] = max(S.g[G_PEAK_USAGE], u)
     return True
 
 
@@ -164,8 +191,7 @@ def step(S, tid, pc):
 
     if pc == MC_OVER_HIGH_RECLAIMED:
         penalty = calculate_high_delay(S, S.t[tid, T_OH_NR])
-        if penalty > 2 * S.k[K_HZ]:
-            penalty = 2 * S.k[K_HZ]               # MEMCG_MAX_HIGH_DELAY_JIFFIES
+        penalty = min(penalty, 2 * S.k[K_HZ])               # MEMCG_MAX_HIGH_DELAY_JIFFIES
         if penalty <= S.k[K_HZ] // 100:
             S.t[tid, T_OH_IN_RETRY] = 0
             S.t[tid, T_PC] = PC_RETURN

@@ -16,13 +16,61 @@ back to user mode.
 
 from numba import njit
 
-from core.lru import spin_lock_irq_lru, spin_unlock_irq_lru, lru_hold_ns, list_del, list_add
+from core.lru import list_add, list_del, lru_hold_ns, spin_lock_irq_lru, spin_unlock_irq_lru
 from core.memcg import mem_cgroup_handle_over_high
 from core.rwsem import down_write, downgrade_write, up_read, up_write
 from core.sched import run_for, smp_call_function_wait
-from core.state import (C_FB_N, FL_VMA, G_MM_CPUS, K_FILE_PAGES, K_FREE_PGTABLES, K_LRU, K_LRU_ADD_BATCH, K_MMAP, K_MUNMAP_GATHER, K_TLB_BASE, K_TLB_PER_CPU, K_ZAP_PTE, LIST_ACTIVE, LRU_CLASSIC, LR_ADD_DRAIN, M_ACTIVATE, M_ACTIVATE_DONE, M_ACTIVATE_LOCKED, M_DOWNGRADE, M_FREE_PGTABLES, M_MMAP, M_MMAP_DONE, M_MMAP_LOCKED, M_MUNMAP, M_MUNMAP_DONE, M_MUNMAP_LOCKED, M_RETURN_TO_USER, M_TLB_ACKED, M_TLB_FLUSH, M_VMA_START_WRITE, M_ZAP, M_ZAP_PTES, PC_RETURN, PG_ACTIVE, PG_LRU, PG_REFERENCED, PTE_PRESENT, PTE_YOUNG, P_FLAGS, T_CORE, T_M_COUNT, T_PC, T_VMA, V_ATTACHED, V_FILE, V_PTE0)
+from core.state import (
+    C_FB_N,
+    FL_VMA,
+    G_MM_CPUS,
+    K_FILE_PAGES,
+    K_FREE_PGTABLES,
+    K_LRU,
+    K_LRU_ADD_BATCH,
+    K_MMAP,
+    K_MUNMAP_GATHER,
+    K_TLB_BASE,
+    K_TLB_PER_CPU,
+    K_ZAP_PTE,
+    LIST_ACTIVE,
+    LR_ADD_DRAIN,
+    LRU_CLASSIC,
+    M_ACTIVATE,
+    M_ACTIVATE_DONE,
+    M_ACTIVATE_LOCKED,
+    M_DOWNGRADE,
+    M_FREE_PGTABLES,
+    M_MMAP,
+    M_MMAP_DONE,
+    M_MMAP_LOCKED,
+    M_MUNMAP,
+    M_MUNMAP_DONE,
+    M_MUNMAP_LOCKED,
+    M_RETURN_TO_USER,
+    M_TLB_ACKED,
+    M_TLB_FLUSH,
+    M_VMA_START_WRITE,
+    M_ZAP,
+    M_ZAP_PTES,
+    P_FLAGS,
+    PC_RETURN,
+    PG_ACTIVE,
+    PG_LRU,
+    PG_REFERENCED,
+    PTE_PRESENT,
+    PTE_YOUNG,
+    T_CORE,
+    T_M_COUNT,
+    T_PC,
+    T_VMA,
+    V_ATTACHED,
+    V_FILE,
+    V_PTE0,
+)
 from core.vma import vma_start_write, vma_write_unlock
 from core.vmscan import call
+
 
 @njit(cache=True)
 def zap_pte_range(S, v):

@@ -14,7 +14,27 @@ page of the window whose folio is uptodate, unlocked and not PG_readahead.
 from numba import njit
 
 from core.sched import block, wake
-from core.state import (G_NOW, K_FA_PAGE, K_FA_PAGES, K_FILE_PAGES, K_PTE_INSTALL, PG_ISOLATED, PG_LOCKED, PG_PRESENT, PG_READAHEAD, PG_UPTODATE, PTE_PRESENT, PTE_YOUNG, P_FLAGS, P_WQ_HEAD, P_WQ_TAIL, T_PC, T_WAIT_NEXT, T_WAIT_START, V_PTE0)
+from core.state import (
+    G_NOW,
+    K_FA_PAGE,
+    K_FA_PAGES,
+    K_FILE_PAGES,
+    K_PTE_INSTALL,
+    P_FLAGS,
+    P_WQ_HEAD,
+    P_WQ_TAIL,
+    PG_ISOLATED,
+    PG_LOCKED,
+    PG_PRESENT,
+    PG_READAHEAD,
+    PG_UPTODATE,
+    PTE_PRESENT,
+    PTE_YOUNG,
+    T_PC,
+    T_WAIT_NEXT,
+    T_WAIT_START,
+    V_PTE0,
+)
 
 
 @njit(cache=True)
@@ -90,8 +110,7 @@ def filemap_map_pages(S, v, f, index):
     n = S.k[K_FILE_PAGES]
     start = index - index % fa
     end = start + fa
-    if end > n:
-        end = n
+    end = min(end, n)
     base = f * n
     mapped = 0
     for i in range(start, end):

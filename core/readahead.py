@@ -19,12 +19,49 @@ from numba import njit
 
 from core.blockdev import submit_read
 from core.lru import folio_add_lru, workingset_refault
-from core.memcg import (CHARGE_NEEDS_RECLAIM, CHARGE_OK_OVER_HIGH, charge_slow,
-                        handle_over_high_in_charge, try_charge_fast, uncharge)
+from core.memcg import (
+    CHARGE_NEEDS_RECLAIM,
+    CHARGE_OK_OVER_HIGH,
+    charge_slow,
+    handle_over_high_in_charge,
+    try_charge_fast,
+    uncharge,
+)
 from core.metrics import PAGES_READ, RA_TRUNCATED
 from core.pagecache import folio_mark_uptodate_unlock
 from core.sched import run_for
-from core.state import (FL_RA_ASYNC, FL_RA_SIZE, FL_RA_START, G_COUNTERS, K_CHARGE, K_FILE_PAGES, K_FOLIO_ALLOC, K_RA_PAGES, K_RA_SUBMIT, K_SPARSE, K_ZERO_FILL, LR_ADD_DRAIN, PC_RETURN, PG_LOCKED, PG_PRESENT, PG_READAHEAD, P_FLAGS, RA_CHARGED, RA_LOOP, RA_READ_PAGES, RA_SPARSE_DONE, T_C_OK, T_FILE, T_PC, T_RA_COST, T_RA_END, T_RA_MARK, T_RA_NEXT, T_RA_RUN_N, T_RA_RUN_START)
+from core.state import (
+    FL_RA_ASYNC,
+    FL_RA_SIZE,
+    FL_RA_START,
+    G_COUNTERS,
+    K_CHARGE,
+    K_FILE_PAGES,
+    K_FOLIO_ALLOC,
+    K_RA_PAGES,
+    K_RA_SUBMIT,
+    K_SPARSE,
+    K_ZERO_FILL,
+    LR_ADD_DRAIN,
+    P_FLAGS,
+    PC_RETURN,
+    PG_LOCKED,
+    PG_PRESENT,
+    PG_READAHEAD,
+    RA_CHARGED,
+    RA_LOOP,
+    RA_READ_PAGES,
+    RA_SPARSE_DONE,
+    T_C_OK,
+    T_FILE,
+    T_PC,
+    T_RA_COST,
+    T_RA_END,
+    T_RA_MARK,
+    T_RA_NEXT,
+    T_RA_RUN_N,
+    T_RA_RUN_START,
+)
 from core.vmscan import call
 
 
@@ -41,8 +78,7 @@ def get_next_ra_size(cur, max_pages):
 def _begin_window(S, tid, start, size, async_size, ret):
     n = S.k[K_FILE_PAGES]
     end = start + size
-    if end > n:
-        end = n
+    end = min(end, n)
     S.t[tid, T_RA_NEXT] = start
     S.t[tid, T_RA_END] = end
     S.t[tid, T_RA_MARK] = start + size - async_size

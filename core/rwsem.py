@@ -19,7 +19,23 @@ from numba import njit
 
 from core.metrics import MMAP_READ_COUNT, MMAP_READ_WAIT_NS, MMAP_WRITE_COUNT, MMAP_WRITE_WAIT_NS
 from core.sched import block, wake
-from core.state import (G_COUNTERS, G_HIST_READ, G_HIST_WRITE, G_NOW, G_RW_QHEAD, G_RW_QLEN, G_RW_QTAIL, G_RW_READERS, G_RW_WRITER, RW_READ, RW_WRITE, T_PC, T_RW_WANT, T_WAIT_NEXT, T_WAIT_START)
+from core.state import (
+    G_COUNTERS,
+    G_HIST_READ,
+    G_HIST_WRITE,
+    G_NOW,
+    G_RW_QHEAD,
+    G_RW_QLEN,
+    G_RW_QTAIL,
+    G_RW_READERS,
+    G_RW_WRITER,
+    RW_READ,
+    RW_WRITE,
+    T_PC,
+    T_RW_WANT,
+    T_WAIT_NEXT,
+    T_WAIT_START,
+)
 
 MAX_READERS_WAKEUP = 0x100
 

@@ -15,7 +15,46 @@ slices and noise periods hundreds of microseconds or more.
 from numba import njit
 
 from core.evq import schedule
-from core.state import (C_ACK0, C_ACK_N, C_IDLE_POS, C_IRQOFF, C_NOISE_BUSY, C_NOISE_PENDING, C_RAN_MM, C_RQ_HEAD, C_RQ_TAIL, C_THREAD, EV_NOISE, EV_THREAD, G_IDLE_LIST, G_IDLE_N, G_MM_CPUS, G_NOW, G_RQ_HEAD, G_RQ_LEN, G_RQ_TAIL, K_CORES, K_CTX_SWITCH, K_NOISE_BUSY_NS, K_NOISE_SLEEP_NS, K_PINNING, K_SLICE_NS, K_WAKEUP, TS_BLOCKED, TS_RUNNABLE, TS_RUNNING, TS_SLEEPING, TS_SPINNING, T_CORE, T_M_PENDING_ACKS, T_PC, T_SLICE_NS, T_STATE, T_WAIT_NEXT)
+from core.state import (
+    C_ACK0,
+    C_ACK_N,
+    C_IDLE_POS,
+    C_IRQOFF,
+    C_NOISE_BUSY,
+    C_NOISE_PENDING,
+    C_RAN_MM,
+    C_RQ_HEAD,
+    C_RQ_TAIL,
+    C_THREAD,
+    EV_NOISE,
+    EV_THREAD,
+    G_IDLE_LIST,
+    G_IDLE_N,
+    G_MM_CPUS,
+    G_NOW,
+    G_RQ_HEAD,
+    G_RQ_LEN,
+    G_RQ_TAIL,
+    K_CORES,
+    K_CTX_SWITCH,
+    K_NOISE_BUSY_NS,
+    K_NOISE_SLEEP_NS,
+    K_PINNING,
+    K_SLICE_NS,
+    K_WAKEUP,
+    T_CORE,
+    T_M_PENDING_ACKS,
+    T_PC,
+    T_PREEMPT_COUNT,
+    T_SLICE_NS,
+    T_STATE,
+    T_WAIT_NEXT,
+    TS_BLOCKED,
+    TS_RUNNABLE,
+    TS_RUNNING,
+    TS_SLEEPING,
+    TS_SPINNING,
+)
 
 NOISE_THREAD = -2
 IDLE = -1
@@ -201,6 +240,8 @@ def preempt_if_due(S, tid):
     Returns True if the thread left its core (it is back in the run queue, at the head when
     a noise spinner took its core, at the tail when its slice ended).
     """
+    if S.t[tid, T_PREEMPT_COUNT] > 0:
+        return False                          # spin_lock and get_cpu disable preemption
     c = S.t[tid, T_CORE]
     if S.core[c, C_NOISE_PENDING]:
         S.t[tid, T_CORE] = -1
@@ -253,9 +294,20 @@ def thread_event_prologue(S, tid):
 
 
 # Keep names visible to modules that only need the state constants.
-__all__ = ["run_for", "block", "wake", "sleep_for", "spin", "end_spin", "dispatch_core",
-           "make_runnable", "noise_event", "thread_event_prologue", "TS_SPINNING",
-           "TS_BLOCKED"]
+__all__ = [
+    "TS_BLOCKED",
+    "TS_SPINNING",
+    "block",
+    "dispatch_core",
+    "end_spin",
+    "make_runnable",
+    "noise_event",
+    "run_for",
+    "sleep_for",
+    "spin",
+    "thread_event_prologue",
+    "wake",
+]
 
 
 # ---- interrupts off and TLB-shootdown acknowledgements -------------------------------------

@@ -9,18 +9,77 @@ import numpy as np
 from core import metrics as M
 from core.engine import run
 from core.params import POLICIES, Params
-from core.state import (G_COUNTERS, G_HIST_READ, G_HIST_WRITE, G_LAT_HIST, G_WARM_COUNTERS,
-                        G_WARM_HIST, G_EVENTS, G_NOW, G_OOM, G_STOP, LAT_BINS, LRU_CLASSIC, LRU_MGLRU, N_K, K_AGING_BASE,
-                        K_AGING_CHUNK, K_AGING_PTE, K_CHARGE, K_CORES, K_CTX_SWITCH, K_END_NS,
-                        K_FA_PAGE, K_FA_PAGES, K_FAULT_ENTRY, K_FILE_PAGES, K_FOLIO_ALLOC,
-                        K_FREE_PGTABLES, K_HIGH, K_HZ, K_IO_COMPLETE, K_IO_MEDIAN_NS,
-                        K_IO_SIGMA_PPM, K_IO_XFER, K_LRU, K_LRU_ADD_BATCH, K_LRU_OP,
-                        K_LRU_PER_FOLIO, K_MAX, K_MAX_EVENTS, K_MMAP, K_MUNMAP_GATHER, K_N_FILES,
-                        K_NOISE, K_NOISE_BUSY_NS, K_NOISE_SLEEP_NS, K_NOISE_WAKE, K_OPEN_CLOSE,
-                        K_OPEN_CLOSE_NS, K_PINNING, K_POLICY, K_PTE_INSTALL, K_QUEUE_DEPTH,
-                        K_RA_PAGES, K_RA_SUBMIT, K_RC_EVICT, K_RC_RMAP, K_RC_SCAN, K_RWSEM_OP,
-                        K_SLICE_NS, K_SPARSE, K_THREADS, K_TLB_BASE, K_TLB_PER_CPU, K_TOUCH,
-                        K_WAKEUP, K_WARMUP_NS, K_ZAP_PTE, K_ZERO_FILL, make_state)
+from core.state import (
+    G_COUNTERS,
+    G_EVENTS,
+    G_HIST_READ,
+    G_HIST_WRITE,
+    G_LAT_HIST,
+    G_NOW,
+    G_OOM,
+    G_STOP,
+    G_WARM_COUNTERS,
+    G_WARM_HIST,
+    K_AGING_BASE,
+    K_AGING_CHUNK,
+    K_AGING_PTE,
+    K_CHARGE,
+    K_CORES,
+    K_CTX_SWITCH,
+    K_END_NS,
+    K_FA_PAGE,
+    K_FA_PAGES,
+    K_FAULT_ENTRY,
+    K_FILE_PAGES,
+    K_FOLIO_ALLOC,
+    K_FREE_PGTABLES,
+    K_HIGH,
+    K_HZ,
+    K_IO_COMPLETE,
+    K_IO_MEDIAN_NS,
+    K_IO_SIGMA_PPM,
+    K_IO_XFER,
+    K_LRU,
+    K_LRU_ADD_BATCH,
+    K_LRU_OP,
+    K_LRU_PER_FOLIO,
+    K_MAX,
+    K_MAX_EVENTS,
+    K_MMAP,
+    K_MUNMAP_GATHER,
+    K_N_FILES,
+    K_NOISE,
+    K_NOISE_BUSY_NS,
+    K_NOISE_SLEEP_NS,
+    K_NOISE_WAKE,
+    K_OPEN_CLOSE,
+    K_OPEN_CLOSE_NS,
+    K_PINNING,
+    K_POLICY,
+    K_PTE_INSTALL,
+    K_QUEUE_DEPTH,
+    K_RA_PAGES,
+    K_RA_SUBMIT,
+    K_RC_EVICT,
+    K_RC_RMAP,
+    K_RC_SCAN,
+    K_RWSEM_OP,
+    K_SLICE_NS,
+    K_SPARSE,
+    K_THREADS,
+    K_TLB_BASE,
+    K_TLB_PER_CPU,
+    K_TOUCH,
+    K_WAKEUP,
+    K_WARMUP_NS,
+    K_ZAP_PTE,
+    K_ZERO_FILL,
+    LAT_BINS,
+    LRU_CLASSIC,
+    LRU_MGLRU,
+    N_K,
+    make_state,
+)
 
 # Timer frequency of the modelled kernel: a jiffy is 4 ms (CONFIG_HZ_250, the x86 and
 # Android default); it sets the memory.high penalty granularity.
@@ -168,6 +227,11 @@ def row_from_state(p: Params, S, wall_s: float) -> dict:
     for i in range(M.N_HIST):
         row[f"mmap_read_hist_{i}"] = int(hr[i])
         row[f"mmap_write_hist_{i}"] = int(hw[i])
+    for key, value in row.items():
+        if isinstance(value, np.floating):
+            row[key] = float(value)
+        elif isinstance(value, np.integer):
+            row[key] = int(value)
     if S.g[G_STOP]:
         raise RuntimeError(f"sim.max_events={p.sim.max_events} reached at "
                            f"t={S.g[G_NOW] / 1e9:.3f} s before sim.duration_s")

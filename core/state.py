@@ -226,7 +226,8 @@ T_R_WALK_PAGE = 43  # aging walk: page position
 T_R_SEQ = 44  # aging: max_seq when it started
 T_M_PENDING_ACKS = 45  # TLB-shootdown acknowledgements still awaited
 T_M_COUNT = 46  # folios still to activate after a zap (classic LRU)
-T_STACK0 = 47                 # STACK_DEPTH return program counters
+T_PREEMPT_COUNT = 47  # preempt_count: >0 while holding or spinning on a spinlock
+T_STACK0 = 48                 # STACK_DEPTH return program counters
 T_R_BATCH0 = T_STACK0 + STACK_DEPTH       # RECLAIM_BATCH isolated folios
 N_T = T_R_BATCH0 + RECLAIM_BATCH
 
@@ -272,7 +273,7 @@ RQ_FIRST, RQ_N, RQ_NEXT, RQ_OWNER = range(4)
 EV_TIME, EV_SEQ, EV_KIND, EV_ID = range(4)
 
 # ---- regions of S.g after the scalars -------------------------------------------------------
-from core.metrics import N_COUNTERS as _NC  # noqa: E402
+from core.metrics import N_COUNTERS as _NC
 
 G_LRU_HEAD = N_G
 G_LRU_TAIL = G_LRU_HEAD + N_LISTS

@@ -13,7 +13,16 @@ from numba import njit
 
 from core.metrics import VMA_WRITER_WAIT_MAX_NS, VMA_WRITER_WAIT_NS
 from core.sched import block, wake
-from core.state import (G_COUNTERS, G_NOW, T_PC, T_WAIT_START, V_ATTACHED, V_READERS, V_WRITER, V_WRITE_LOCKED)
+from core.state import (
+    G_COUNTERS,
+    G_NOW,
+    T_PC,
+    T_WAIT_START,
+    V_ATTACHED,
+    V_READERS,
+    V_WRITE_LOCKED,
+    V_WRITER,
+)
 
 
 @njit(cache=True)
@@ -31,8 +40,7 @@ def _vma_writer_got_it(S, v, tid):
     S.vma[v, V_WRITE_LOCKED] = 1
     w = S.g[G_NOW] - S.t[tid, T_WAIT_START]
     S.g[G_COUNTERS + VMA_WRITER_WAIT_NS] += w
-    if w > S.g[G_COUNTERS + VMA_WRITER_WAIT_MAX_NS]:
-        S.g[G_COUNTERS + VMA_WRITER_WAIT_MAX_NS] = w
+    S.g[G_COUNTERS + VMA_WRITER_WAIT_MAX_NS] = max(S.g[G_COUNTERS + VMA_WRITER_WAIT_MAX_NS], w)
 
 
 @njit(cache=True)

@@ -28,14 +28,92 @@ three-generation lruvec is taken at every priority (the kernel waits for priorit
 
 from numba import njit
 
+from core.lru import (
+    folio_update_gen,
+    inc_max_seq,
+    list_add,
+    list_del,
+    lru_gen_from_seq,
+    lru_hold_ns,
+    lruvec_add_folio,
+    lruvec_del_folio,
+    nr_gens,
+    spin_lock_irq_lru,
+    spin_unlock_irq_lru,
+    try_to_inc_min_seq,
+    workingset_eviction,
+)
 from core.metrics import AGING_RUNS, PAGES_RECLAIMED, PGSCAN
 from core.rwsem import down_read_trylock, up_read
 from core.sched import run_for
-from core.state import (FL_VMA, G_AGING_SEQ, G_AGING_WALKER, G_COUNTERS, G_GEN_PAGES, G_LRU_SIZE, G_LRU_TAIL, G_MAX_SEQ, G_MIN_SEQ, G_USAGE, K_AGING_BASE, K_AGING_CHUNK, K_AGING_PTE, K_FILE_PAGES, K_LRU, K_RC_EVICT, K_RC_RMAP, K_RC_SCAN, K_THREADS, LIST_ACTIVE, LIST_INACTIVE, LRU_MGLRU, MAX_NR_GENS, MIN_NR_GENS, PC_RETURN, PG_ACTIVE, PG_ISOLATED, PG_LOCKED, PG_LRU, PG_REFERENCED, PG_UPTODATE, PTE_PRESENT, PTE_YOUNG, P_FLAGS, P_GEN, P_REFS, RC_AGING, RC_AGING_CHUNK, RC_AGING_CHUNK_DONE, RC_AGING_DONE, RC_AGING_INC, RC_AGING_INC_LOCKED, RC_BEGIN, RC_ISOLATE, RC_ISOLATE_LOCKED, RC_PRIORITY, RC_PUTBACK, RC_PUTBACK_DONE, RC_PUTBACK_LOCKED, RC_SHRINK, RECLAIM_BATCH, T_PC, T_R_BATCH0, T_R_BATCH_N, T_R_BUDGET, T_R_PRIORITY, T_R_RECLAIMED, T_R_SEQ, T_R_TARGET, T_R_WALK_PAGE, T_R_WALK_VMA, T_SP, T_STACK0, V_ATTACHED, V_FILE, V_PTE0)
-from core.lru import (folio_update_gen, inc_max_seq, list_add, list_del, lru_gen_from_seq,
-                      lru_hold_ns, lruvec_add_folio, lruvec_del_folio, nr_gens,
-                      spin_lock_irq_lru, spin_unlock_irq_lru, try_to_inc_min_seq,
-                      workingset_eviction)
+from core.state import (
+    FL_VMA,
+    G_AGING_SEQ,
+    G_AGING_WALKER,
+    G_COUNTERS,
+    G_GEN_PAGES,
+    G_LRU_SIZE,
+    G_LRU_TAIL,
+    G_MAX_SEQ,
+    G_MIN_SEQ,
+    G_USAGE,
+    K_AGING_BASE,
+    K_AGING_CHUNK,
+    K_AGING_PTE,
+    K_FILE_PAGES,
+    K_LRU,
+    K_RC_EVICT,
+    K_RC_RMAP,
+    K_RC_SCAN,
+    K_THREADS,
+    LIST_ACTIVE,
+    LIST_INACTIVE,
+    LRU_MGLRU,
+    MAX_NR_GENS,
+    MIN_NR_GENS,
+    P_FLAGS,
+    P_GEN,
+    P_REFS,
+    PC_RETURN,
+    PG_ACTIVE,
+    PG_ISOLATED,
+    PG_LOCKED,
+    PG_LRU,
+    PG_REFERENCED,
+    PG_UPTODATE,
+    PTE_PRESENT,
+    PTE_YOUNG,
+    RC_AGING,
+    RC_AGING_CHUNK,
+    RC_AGING_CHUNK_DONE,
+    RC_AGING_DONE,
+    RC_AGING_INC,
+    RC_AGING_INC_LOCKED,
+    RC_BEGIN,
+    RC_ISOLATE,
+    RC_ISOLATE_LOCKED,
+    RC_PRIORITY,
+    RC_PUTBACK,
+    RC_PUTBACK_DONE,
+    RC_PUTBACK_LOCKED,
+    RC_SHRINK,
+    RECLAIM_BATCH,
+    T_PC,
+    T_R_BATCH0,
+    T_R_BATCH_N,
+    T_R_BUDGET,
+    T_R_PRIORITY,
+    T_R_RECLAIMED,
+    T_R_SEQ,
+    T_R_TARGET,
+    T_R_WALK_PAGE,
+    T_R_WALK_VMA,
+    T_SP,
+    T_STACK0,
+    V_ATTACHED,
+    V_FILE,
+    V_PTE0,
+)
 
 DEF_PRIORITY = 12
 SWAP_CLUSTER_MAX = 32
@@ -176,11 +254,9 @@ def lru_gen_look_around(S, v, index):
     their young bits. Returns PTEs looked at."""
     n = S.k[K_FILE_PAGES]
     start = index - MIN_LRU_BATCH // 2
-    if start < 0:
-        start = 0
+    start = max(start, 0)
     end = start + MIN_LRU_BATCH
-    if end > n:
-        end = n
+    end = min(end, n)
     base = S.vma[v, V_FILE] * n
     seq = S.g[G_MAX_SEQ]
     for i in range(start, end):

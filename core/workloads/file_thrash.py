@@ -11,7 +11,32 @@ from numba import njit
 from core.fault import fault_begin
 from core.metrics import ROUNDS
 from core.sched import run_for
-from core.state import (FL_RA_ASYNC, FL_RA_SIZE, FL_RA_START, F_LOCK_VMA, G_COUNTERS, K_FILE_PAGES, K_OPEN_CLOSE, K_OPEN_CLOSE_NS, K_TOUCH, M_MMAP, M_MUNMAP, PTE_PRESENT, PTE_YOUNG, T_FILE, T_F_START, T_PAGE, T_PC, T_VMA, V_PTE0, W_MMAP, W_MUNMAP, W_ROUND_END, W_ROUND_START, W_TOUCH)
+from core.state import (
+    F_LOCK_VMA,
+    FL_RA_ASYNC,
+    FL_RA_SIZE,
+    FL_RA_START,
+    G_COUNTERS,
+    K_FILE_PAGES,
+    K_OPEN_CLOSE,
+    K_OPEN_CLOSE_NS,
+    K_TOUCH,
+    M_MMAP,
+    M_MUNMAP,
+    PTE_PRESENT,
+    PTE_YOUNG,
+    T_F_START,
+    T_FILE,
+    T_PAGE,
+    T_PC,
+    T_VMA,
+    V_PTE0,
+    W_MMAP,
+    W_MUNMAP,
+    W_ROUND_END,
+    W_ROUND_START,
+    W_TOUCH,
+)
 from core.vmscan import call
 
 
