@@ -1,0 +1,736 @@
+"""Mechanism-level tests of the fault simulator (core/): tiny hand-built states, exact outcomes.
+
+The njit functions are called directly from Python on a `State` built by
+`core.simulator.build_state`; numba compiles each entry point once and caches it. Threads that
+call a blocking primitive are first put "on a core" by hand (`_on_core`), exactly as the
+scheduler would have left them. Scripted runs drive the engine's event loop one event at a time
+(`_step_event` mirrors `core.engine.run`) so a test can stop at a precise point.
+No test asserts a wall-clock time.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+import core  # noqa: F401  (configures numba's cache directory first)
+from core import Params, engine, evq, fault, lru, pagecache, rwsem, sched, vma, vmscan
+from core import metrics as M
+from core.blockdev import io_done
+from core.simulator import build_state
+from core.state import (
+    C_STOCK,
+    C_THREAD,
+    EV_IO_DONE,
+    EV_THREAD,
+    FAULT_FLAG_ALLOW_RETRY,
+    FAULT_FLAG_TRIED,
+    FAULT_FLAG_VMA_LOCK,
+    FL_VMA,
+    G_COUNTERS,
+    G_GEN_PAGES,
+    G_HEAP_N,
+    G_HIST_READ,
+    G_HIST_WRITE,
+    G_IDLE_LIST,
+    G_IDLE_N,
+    G_IO_INFLIGHT,
+    G_LAT_HIST,
+    G_LRU_HEAD,
+    G_LRU_SIZE,
+    G_LRU_TAIL,
+    G_MAX_SEQ,
+    G_MIN_SEQ,
+    G_NONRESIDENT_AGE,
+    G_NOW,
+    G_OOM,
+    G_PEAK_USAGE,
+    G_RW_QHEAD,
+    G_RW_QLEN,
+    G_RW_QTAIL,
+    G_RW_READERS,
+    G_RW_WRITER,
+    G_STOP,
+    G_USAGE,
+    K_FA_PAGE,
+    K_FILE_PAGES,
+    K_IO_COMPLETE,
+    K_IO_MEDIAN_NS,
+    K_IO_XFER,
+    K_MAX,
+    K_PTE_INSTALL,
+    K_RC_EVICT,
+    K_RC_RMAP,
+    K_RC_SCAN,
+    K_WAKEUP,
+    LAT_BINS,
+    LIST_ACTIVE,
+    LIST_INACTIVE,
+    LOCK_MMAP,
+    LOCK_NONE,
+    LOCK_VMA,
+    M_DOWNGRADE,
+    NO_LIST,
+    P_FLAGS,
+    P_GEN,
+    P_LIST,
+    P_NEXT,
+    P_PREV,
+    P_SHADOW,
+    PG_ACTIVE,
+    PG_ISOLATED,
+    PG_LOCKED,
+    PG_LRU,
+    PG_PRESENT,
+    PG_READAHEAD,
+    PG_REFERENCED,
+    PG_UPTODATE,
+    PTE_PRESENT,
+    PTE_YOUNG,
+    RW_READ,
+    RW_WRITE,
+    T_CORE,
+    T_F_FLAGS,
+    T_F_FPIN,
+    T_F_LOCK,
+    T_PC,
+    T_R_BATCH0,
+    T_R_BATCH_N,
+    T_R_BUDGET,
+    T_R_RECLAIMED,
+    T_RW_WANT,
+    T_STATE,
+    T_VMA,
+    T_WAIT_NEXT,
+    TS_BLOCKED,
+    TS_RUNNING,
+    V_ATTACHED,
+    V_PTE0,
+    V_READERS,
+    V_WRITE_LOCKED,
+    V_WRITER,
+)
+
+# ---- helpers ----------------------------------------------------------------------------------
+
+BASE = {
+    "machine": {"cores": 4, "fault_around_kb": 64},
+    "workload": {"threads": 4, "file_mb": 1},
+    "sim": {"duration_s": 1.0, "warmup_s": 0.0},
+}
+
+
+def _params(**groups) -> Params:
+    d = copy.deepcopy(BASE)
+    for g, sub in groups.items():
+        d.setdefault(g, {}).update(sub)
+    return Params.from_dict(d)
+
+
+def _state(**groups):
+    p = _params(**groups)
+    return p, build_state(p)
+
+
+def _on_core(S, tid, c):
+    """Leave thread `tid` running on idle core `c` (what sched._start_on does, without the
+    EV_THREAD event: the test itself plays the thread)."""
+    assert S.core[c, C_THREAD] == -1
+    sched._idle_remove(S, c)
+    S.t[tid, T_STATE] = TS_RUNNING
+    S.t[tid, T_CORE] = c
+    S.core[c, C_THREAD] = tid
+
+
+def _all_on_cores(S, n):
+    for tid in range(n):
+        _on_core(S, tid, tid)
+
+
+def _counter(S, idx):
+    return int(S.g[G_COUNTERS + idx])
+
+
+def _rw_queue(S):
+    out = []
+    tid = int(S.g[G_RW_QHEAD])
+    while tid >= 0:
+        out.append(tid)
+        tid = int(S.t[tid, T_WAIT_NEXT])
+    return out
+
+
+def _list(S, lst):
+    """LRU list `lst` from head (young end) to tail."""
+    out = []
+    p = int(S.g[G_LRU_HEAD + lst])
+    while p >= 0:
+        out.append(p)
+        p = int(S.pg[p, P_NEXT])
+    return out
+
+
+def _start(S, tids):
+    for tid in tids:
+        sched.make_runnable(S, tid, int(S.t[tid, T_PC]), 0)
+
+
+def _step_event(S):
+    """One iteration of core.engine.run's loop."""
+    t, kind, ident = evq.pop(S)
+    S.g[G_NOW] = t
+    if kind == EV_THREAD:
+        if sched.thread_event_prologue(S, ident):
+            engine.thread_step(S, ident)
+    elif kind == EV_IO_DONE:
+        io_done(S, ident)
+    else:
+        raise AssertionError(f"unexpected event kind {kind}")
+
+
+def _drive_until(S, cond, max_events=10_000):
+    for _ in range(max_events):
+        if cond(S):
+            return
+        assert S.g[G_HEAP_N] > 0, "event queue ran dry before the condition held"
+        _step_event(S)
+    raise AssertionError("condition not reached")
+
+
+# ---- 1. mmap_lock rwsem -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("ns,bucket", [
+    (0, 0), (999, 0), (1000, 1), (9_999, 1), (10_000, 2), (99_999, 2), (100_000, 3),
+    (1_000_000, 4), (10_000_000, 5), (100_000_000, 6), (999_999_999, 6),
+    (1_000_000_000, 7), (10**12, 7),
+])
+def test_wait_bucket_edges(ns, bucket):
+    assert rwsem.wait_bucket(ns) == bucket
+
+
+def test_rwsem_reader_queues_behind_waiting_writer():
+    _, S = _state()
+    _all_on_cores(S, 4)
+    assert rwsem.down_read(S, 0, 111)                    # fast path: reader holds
+    assert not rwsem.down_write(S, 1, 222)               # writer waits for the reader
+    assert not rwsem.down_read(S, 2, 333)                # reader queues behind the writer
+    assert S.g[G_RW_READERS] == 1 and S.g[G_RW_WRITER] == -1
+    assert _rw_queue(S) == [1, 2] and S.g[G_RW_QLEN] == 2 and S.g[G_RW_QTAIL] == 2
+    assert S.t[1, T_RW_WANT] == RW_WRITE and S.t[2, T_RW_WANT] == RW_READ
+    assert S.t[1, T_STATE] == TS_BLOCKED and S.t[2, T_STATE] == TS_BLOCKED
+    assert S.t[1, T_PC] == 222 and S.t[2, T_PC] == 333
+    # trylock fails while anyone waits, even though only readers hold the lock
+    assert not rwsem.down_read_trylock(S)
+    # only the fast-path acquisition is counted so far
+    assert _counter(S, M.MMAP_READ_COUNT) == 1
+    assert _counter(S, M.MMAP_WRITE_COUNT) == 0
+    assert S.g[G_HIST_READ] == 1 and S.g[G_HIST_READ + 1:G_HIST_READ + 8].sum() == 0
+
+    # the reader leaves: the writer (head) gets the lock alone, the reader stays queued
+    S.g[G_NOW] = 50_000
+    rwsem.up_read(S)
+    assert S.g[G_RW_WRITER] == 1 and S.g[G_RW_READERS] == 0
+    assert _rw_queue(S) == [2]
+    assert S.t[1, T_STATE] == TS_RUNNING                 # woken onto an idle core
+    assert _counter(S, M.MMAP_WRITE_COUNT) == 1
+    assert _counter(S, M.MMAP_WRITE_WAIT_NS) == 50_000
+    assert S.g[G_HIST_WRITE + 2] == 1                    # 50 us -> [10, 100) us
+    assert S.g[G_HIST_WRITE:G_HIST_WRITE + 8].sum() == 1
+
+    S.g[G_NOW] = 60_000
+    rwsem.up_write(S, 1)
+    assert S.g[G_RW_WRITER] == -1 and S.g[G_RW_READERS] == 1
+    assert _rw_queue(S) == [] and S.g[G_RW_QLEN] == 0 and S.g[G_RW_QTAIL] == -1
+    assert _counter(S, M.MMAP_READ_COUNT) == 2
+    assert _counter(S, M.MMAP_READ_WAIT_NS) == 60_000
+    assert S.g[G_HIST_READ + 2] == 1
+
+
+def test_rwsem_release_wakes_all_queued_readers_skipping_writer():
+    _, S = _state()
+    _all_on_cores(S, 4)
+    assert rwsem.down_write(S, 0, 100)
+    assert not rwsem.down_read(S, 1, 101)
+    assert not rwsem.down_write(S, 2, 102)
+    assert not rwsem.down_read(S, 3, 103)
+    assert _rw_queue(S) == [1, 2, 3]
+    assert not rwsem.down_read_trylock(S)                # writer holds
+
+    S.g[G_NOW] = 5_000
+    rwsem.up_write(S, 0)
+    # reader at the head: every queued reader comes in, the writer between them stays
+    assert S.g[G_RW_READERS] == 2 and S.g[G_RW_WRITER] == -1
+    assert _rw_queue(S) == [2] and S.g[G_RW_QLEN] == 1
+    assert S.g[G_RW_QHEAD] == 2 and S.g[G_RW_QTAIL] == 2 and S.t[2, T_WAIT_NEXT] == -1
+    assert S.t[1, T_STATE] == TS_RUNNING and S.t[3, T_STATE] == TS_RUNNING
+    assert S.t[2, T_STATE] == TS_BLOCKED
+    assert S.t[1, T_PC] == 101 and S.t[3, T_PC] == 103
+    assert _counter(S, M.MMAP_READ_COUNT) == 2
+    assert _counter(S, M.MMAP_READ_WAIT_NS) == 10_000
+    assert S.g[G_HIST_READ + 1] == 2                     # 5 us each -> [1, 10) us
+    # still a waiter: trylock fails although only readers hold it
+    assert not rwsem.down_read_trylock(S)
+
+    S.g[G_NOW] = 1_000_000
+    rwsem.up_read(S)
+    assert S.g[G_RW_WRITER] == -1 and S.g[G_RW_READERS] == 1   # one reader still in
+    assert _rw_queue(S) == [2]
+    S.g[G_NOW] = 2_000_000
+    rwsem.up_read(S)
+    assert S.g[G_RW_WRITER] == 2 and S.g[G_RW_READERS] == 0
+    assert _rw_queue(S) == [] and S.g[G_RW_QHEAD] == -1 and S.g[G_RW_QTAIL] == -1
+    assert S.t[2, T_PC] == 102
+    assert _counter(S, M.MMAP_WRITE_COUNT) == 2
+    assert _counter(S, M.MMAP_WRITE_WAIT_NS) == 2_000_000
+    hw = S.g[G_HIST_WRITE:G_HIST_WRITE + 8]
+    assert list(hw) == [1, 0, 0, 0, 1, 0, 0, 0]          # 0 us and 2000 us
+    hr = S.g[G_HIST_READ:G_HIST_READ + 8]
+    assert list(hr) == [0, 2, 0, 0, 0, 0, 0, 0]
+
+    rwsem.up_write(S, 2)
+    assert S.g[G_RW_WRITER] == -1
+    assert rwsem.down_read_trylock(S)                    # free and nobody waits
+    assert _counter(S, M.MMAP_READ_COUNT) == 3 and S.g[G_HIST_READ] == 1
+
+
+def test_rwsem_downgrade_lets_queued_readers_in():
+    _, S = _state()
+    _all_on_cores(S, 4)
+    assert rwsem.down_write(S, 0, 100)
+    assert not rwsem.down_read(S, 1, 101)
+    assert not rwsem.down_write(S, 2, 102)
+    assert not rwsem.down_read(S, 3, 103)
+    S.g[G_NOW] = 20_000
+    rwsem.downgrade_write(S, 0)
+    assert S.g[G_RW_WRITER] == -1
+    assert S.g[G_RW_READERS] == 3                        # the downgrader plus two readers
+    assert _rw_queue(S) == [2]
+    assert S.t[1, T_STATE] == TS_RUNNING and S.t[3, T_STATE] == TS_RUNNING
+    assert _counter(S, M.MMAP_READ_COUNT) == 2
+    assert _counter(S, M.MMAP_READ_WAIT_NS) == 40_000
+    # the writer gets it once all three readers are gone
+    for left in (2, 1):
+        rwsem.up_read(S)
+        assert S.g[G_RW_READERS] == left and S.g[G_RW_WRITER] == -1
+    rwsem.up_read(S)
+    assert S.g[G_RW_WRITER] == 2 and S.g[G_RW_READERS] == 0
+
+
+def test_rwsem_invariants_raise():
+    _, S = _state()
+    _all_on_cores(S, 4)
+    with pytest.raises(RuntimeError, match="up_read without readers"):
+        rwsem.up_read(S)
+    assert rwsem.down_write(S, 0, 100)
+    with pytest.raises(RuntimeError, match="not the owner"):
+        rwsem.up_write(S, 1)
+    with pytest.raises(RuntimeError, match="not the owner"):
+        rwsem.downgrade_write(S, 1)
+
+
+# ---- 2. per-VMA lock --------------------------------------------------------------------------
+
+def test_lock_vma_under_rcu_fails_when_detached_write_locked_or_writer_waits():
+    _, S = _state()
+    _all_on_cores(S, 4)
+    assert not vma.lock_vma_under_rcu(S, -1)             # no VMA
+    assert not vma.lock_vma_under_rcu(S, 0)              # not attached (initial state)
+    assert S.vma[0, V_READERS] == 0
+    S.vma[0, V_ATTACHED] = 1
+    S.vma[0, V_WRITE_LOCKED] = 1
+    assert not vma.lock_vma_under_rcu(S, 0)              # write-locked
+    assert S.vma[0, V_READERS] == 0
+    vma.vma_write_unlock(S, 0)
+    assert vma.lock_vma_under_rcu(S, 0)
+    assert vma.lock_vma_under_rcu(S, 0)
+    assert S.vma[0, V_READERS] == 2
+
+    S.g[G_NOW] = 1_000
+    assert not vma.vma_start_write(S, 1, 0, 777)         # readers present: sleeps
+    assert S.vma[0, V_WRITER] == 1 and S.t[1, T_STATE] == TS_BLOCKED
+    assert S.vma[0, V_WRITE_LOCKED] == 0
+    assert not vma.lock_vma_under_rcu(S, 0)              # a writer waits: new readers fail
+    assert S.vma[0, V_READERS] == 2
+
+    S.g[G_NOW] = 4_000
+    vma.vma_end_read(S, 0)
+    assert S.vma[0, V_WRITER] == 1 and S.vma[0, V_WRITE_LOCKED] == 0
+    assert S.t[1, T_STATE] == TS_BLOCKED
+    assert _counter(S, M.VMA_WRITER_WAIT_NS) == 0
+    S.g[G_NOW] = 8_000
+    vma.vma_end_read(S, 0)                               # the last reader hands over
+    assert S.vma[0, V_READERS] == 0
+    assert S.vma[0, V_WRITE_LOCKED] == 1 and S.vma[0, V_WRITER] == -1
+    assert S.t[1, T_STATE] == TS_RUNNING and S.t[1, T_PC] == 777
+    assert _counter(S, M.VMA_WRITER_WAIT_NS) == 7_000
+    assert _counter(S, M.VMA_WRITER_WAIT_MAX_NS) == 7_000
+    assert not vma.lock_vma_under_rcu(S, 0)              # write-locked
+
+    # mmap_write_unlock: readers again; a shorter second wait adds to the sum, not the max
+    vma.vma_write_unlock(S, 0)
+    assert vma.lock_vma_under_rcu(S, 0)
+    S.g[G_NOW] = 10_000
+    assert not vma.vma_start_write(S, 2, 0, 778)
+    S.g[G_NOW] = 13_000
+    vma.vma_end_read(S, 0)
+    assert S.vma[0, V_WRITE_LOCKED] == 1 and S.t[2, T_PC] == 778
+    assert _counter(S, M.VMA_WRITER_WAIT_NS) == 10_000
+    assert _counter(S, M.VMA_WRITER_WAIT_MAX_NS) == 7_000
+
+    # no readers: write-locked at once, a zero wait
+    vma.vma_write_unlock(S, 0)
+    assert vma.vma_start_write(S, 3, 0, 779)
+    assert S.vma[0, V_WRITE_LOCKED] == 1 and S.t[3, T_STATE] == TS_RUNNING
+    assert _counter(S, M.VMA_WRITER_WAIT_NS) == 10_000
+    with pytest.raises(RuntimeError, match="without a reader"):
+        vma.vma_end_read(S, 0)
+
+
+# ---- 3. hold_vma_io ---------------------------------------------------------------------------
+
+def _io_params(policy):
+    return dict(
+        machine={"cores": 2, "fault_around_kb": 4},
+        workload={"threads": 2, "file_mb": 1},
+        policy={"name": policy},
+        device={"sparse": False, "io_median_us": 1000.0, "io_sigma": 0.0, "ra_kb": 4},
+    )
+
+
+@pytest.mark.parametrize("policy", ["hold_vma_io", "baseline"])
+def test_maybe_unlock_mmap_for_io(policy):
+    _, S = _state(policy={"name": policy})
+    S.vma[0, V_ATTACHED] = 1
+    S.t[0, T_VMA] = 0
+    assert vma.lock_vma_under_rcu(S, 0)
+    S.t[0, T_F_LOCK] = LOCK_VMA
+    S.t[0, T_F_FLAGS] = FAULT_FLAG_ALLOW_RETRY | FAULT_FLAG_VMA_LOCK
+    S.t[0, T_F_FPIN] = 0
+    fault.maybe_unlock_mmap_for_io(S, 0)
+    if policy == "hold_vma_io":
+        assert S.vma[0, V_READERS] == 1 and S.t[0, T_F_LOCK] == LOCK_VMA
+        assert S.t[0, T_F_FPIN] == 0
+    else:
+        assert S.vma[0, V_READERS] == 0 and S.t[0, T_F_LOCK] == LOCK_NONE
+        assert S.t[0, T_F_FPIN] == 1
+    # mmap_lock is dropped on a first try under every policy (hold_vma_io keeps only the VMA
+    # lock) ...
+    _, S = _state(policy={"name": policy})
+    assert rwsem.down_read(S, 0, 0)
+    S.t[0, T_F_LOCK] = LOCK_MMAP
+    S.t[0, T_F_FLAGS] = FAULT_FLAG_ALLOW_RETRY
+    fault.maybe_unlock_mmap_for_io(S, 0)
+    assert S.g[G_RW_READERS] == 0 and S.t[0, T_F_FPIN] == 1
+    # ... and never on a TRIED attempt
+    assert rwsem.down_read(S, 0, 0)
+    S.t[0, T_F_LOCK] = LOCK_MMAP
+    S.t[0, T_F_FPIN] = 0
+    S.t[0, T_F_FLAGS] = FAULT_FLAG_ALLOW_RETRY | FAULT_FLAG_TRIED
+    fault.maybe_unlock_mmap_for_io(S, 0)
+    assert S.g[G_RW_READERS] == 1 and S.t[0, T_F_FPIN] == 0
+
+
+@pytest.mark.parametrize("policy", ["hold_vma_io", "baseline"])
+def test_vma_lock_held_across_io(policy):
+    p, S = _state(**_io_params(policy))
+    _start(S, [0])                                       # thread 1 stays out: the writer
+    _drive_until(S, lambda S: S.g[G_IO_INFLIGHT] == 1)
+    t_submit = int(S.g[G_NOW])
+    assert S.pg[0, P_FLAGS] & (PG_PRESENT | PG_LOCKED) == PG_PRESENT | PG_LOCKED
+    assert not S.pg[0, P_FLAGS] & PG_UPTODATE
+    c = int(S.g[G_IDLE_LIST + S.g[G_IDLE_N] - 1])
+    _on_core(S, 1, c)
+    if policy == "baseline":
+        # the fault dropped the VMA lock for the I/O: a writer gets in at once
+        assert S.vma[0, V_READERS] == 0 and S.t[0, T_F_LOCK] == LOCK_NONE
+        assert vma.vma_start_write(S, 1, 0, M_DOWNGRADE)
+        assert S.vma[0, V_WRITE_LOCKED] == 1
+        assert _counter(S, M.VMA_WRITER_WAIT_NS) == 0
+        return
+    assert S.vma[0, V_READERS] == 1 and S.t[0, T_F_LOCK] == LOCK_VMA
+    assert not vma.vma_start_write(S, 1, 0, M_DOWNGRADE)  # munmap's writer waits for the I/O
+    assert not vma.lock_vma_under_rcu(S, 0)
+    _drive_until(S, lambda S: S.vma[0, V_WRITE_LOCKED] == 1)
+    assert S.vma[0, V_READERS] == 0 and S.vma[0, V_WRITER] == -1
+    assert _counter(S, M.PAGES_READ) == 1
+    assert _counter(S, M.VMA_LOCK_SUCCESS) == 1 and _counter(S, M.RETRY_MMAP_DROP) == 0
+    # the writer waited for: the I/O, the faulting thread's wake-up, its PTE install
+    service = S.k[K_IO_MEDIAN_NS] + S.k[K_IO_XFER] + S.k[K_IO_COMPLETE]
+    wait = int(S.g[G_NOW]) - t_submit
+    assert wait == service + S.k[K_WAKEUP] + S.k[K_PTE_INSTALL]
+    assert _counter(S, M.VMA_WRITER_WAIT_NS) == wait
+    assert _counter(S, M.VMA_WRITER_WAIT_MAX_NS) == wait
+    assert S.t[1, T_PC] == M_DOWNGRADE
+
+
+# ---- 4. fault-around --------------------------------------------------------------------------
+
+def test_filemap_map_pages_skips_unmappable_folios():
+    _, S = _state(machine={"fault_around_kb": 64})      # a 16-page window
+    U = PG_PRESENT | PG_UPTODATE
+    flags = {
+        15: U,                       # outside the window
+        16: 0,                       # absent
+        17: U,                       # mapped
+        18: U | PG_LOCKED,           # locked: trylock fails
+        19: PG_PRESENT,              # not uptodate (being read)
+        20: U | PG_READAHEAD,        # left for a real fault
+        21: U | PG_ISOLATED,         # isolated by reclaim (the faulting page)
+        22: U,                       # its PTE is already present
+        23: PG_UPTODATE,             # not in the page cache
+        32: U,                       # outside the window
+    }
+    for i in range(24, 32):
+        flags[i] = U | PG_REFERENCED | PG_ACTIVE | PG_LRU
+    for i, fl in flags.items():
+        S.pg[i, P_FLAGS] = fl
+    S.vma[0, V_PTE0 + 22] = PTE_PRESENT
+    cost, mapped = pagecache.filemap_map_pages(S, 0, 0, 21)
+    ptes = S.vma[0, V_PTE0:V_PTE0 + S.k[K_FILE_PAGES]]
+    got = {i for i in range(S.k[K_FILE_PAGES]) if ptes[i] & PTE_PRESENT}
+    assert got == {17, 22} | set(range(24, 32))
+    assert all(ptes[i] == PTE_PRESENT | PTE_YOUNG for i in [17, *range(24, 32)])
+    assert ptes[22] == PTE_PRESENT                       # an existing PTE is left alone
+    assert not mapped
+    assert cost == 16 * S.k[K_FA_PAGE] + 9 * S.k[K_PTE_INSTALL]
+    # folio flags are untouched by mapping
+    assert all(S.pg[i, P_FLAGS] == fl for i, fl in flags.items())
+
+    # the faulting page already mapped in the window: nothing new, reported mapped
+    cost, mapped = pagecache.filemap_map_pages(S, 0, 0, 24)
+    assert mapped and cost == 16 * S.k[K_FA_PAGE]
+    # a mappable faulting page gets mapped; the window is aligned down to 16 pages
+    S.pg[42, P_FLAGS] = U
+    cost, mapped = pagecache.filemap_map_pages(S, 0, 0, 42)
+    assert mapped and cost == 16 * S.k[K_FA_PAGE] + 2 * S.k[K_PTE_INSTALL]   # 32 and 42
+    assert [i for i in range(32, 48) if S.vma[0, V_PTE0 + i]] == [32, 42]
+    # the window is clipped at the end of the file
+    n = int(S.k[K_FILE_PAGES])
+    S.pg[n - 1, P_FLAGS] = U
+    cost, mapped = pagecache.filemap_map_pages(S, 0, 0, n - 1)
+    assert mapped and cost == 16 * S.k[K_FA_PAGE] + S.k[K_PTE_INSTALL]
+
+
+# ---- 5. reclaim -------------------------------------------------------------------------------
+
+def _reclaim_state(lru_name):
+    _, S = _state(machine={"lru": lru_name, "cores": 1}, workload={"threads": 1, "file_mb": 1})
+    _on_core(S, 0, 0)
+    S.vma[0, V_ATTACHED] = 1
+    S.t[0, T_VMA] = 0
+    S.file[0, FL_VMA] = 0
+    return S
+
+
+def test_reclaim_classic_evicts_unmapped_before_mapped_referenced():
+    S = _reclaim_state("classic")
+    U = PG_PRESENT | PG_UPTODATE
+    A, B, C = 0, 1, 2        # unmapped clean, mapped young, locked (A at the tail)
+    for p, fl in ((A, U), (B, U), (C, U | PG_LOCKED)):
+        S.pg[p, P_FLAGS] = fl
+        lru.lruvec_add_folio(S, p, False)
+    S.vma[0, V_PTE0 + B] = PTE_PRESENT | PTE_YOUNG
+    S.g[G_USAGE] = 3
+    assert _list(S, LIST_INACTIVE) == [C, B, A]
+    assert S.g[G_LRU_TAIL + LIST_INACTIVE] == A
+
+    S.t[0, T_R_BUDGET] = 10
+    assert vmscan.isolate_folios(S, 0) == 3
+    assert S.t[0, T_R_BATCH_N] == 3
+    assert list(S.t[0, T_R_BATCH0:T_R_BATCH0 + 3]) == [A, B, C]   # tail first
+    assert S.t[0, T_R_BUDGET] == 7 and _counter(S, M.PGSCAN) == 3
+    assert S.g[G_LRU_SIZE + LIST_INACTIVE] == 0
+    for p in (A, B, C):
+        assert S.pg[p, P_FLAGS] & PG_ISOLATED and not S.pg[p, P_FLAGS] & PG_LRU
+        assert S.pg[p, P_LIST] == NO_LIST
+
+    cost = vmscan.shrink_folio_list(S, 0)
+    assert cost == 3 * S.k[K_RC_SCAN] + S.k[K_RC_RMAP] + S.k[K_RC_EVICT]
+    # A evicted: out of the page cache, a shadow left, uncharged
+    assert S.pg[A, P_FLAGS] == 0 and S.pg[A, P_SHADOW] == 1 and S.g[G_NONRESIDENT_AGE] == 1
+    assert S.g[G_USAGE] == 2
+    assert _counter(S, M.PAGES_RECLAIMED) == 1 and S.t[0, T_R_RECLAIMED] == 1
+    # B kept: referenced once (not yet active), its young bit consumed, still mapped
+    assert S.pg[B, P_FLAGS] == U | PG_ISOLATED | PG_REFERENCED
+    assert S.vma[0, V_PTE0 + B] == PTE_PRESENT
+    assert S.pg[B, P_SHADOW] == -1
+    # C kept untouched
+    assert S.pg[C, P_FLAGS] == U | PG_LOCKED | PG_ISOLATED
+    assert S.t[0, T_R_BATCH_N] == 2
+    assert list(S.t[0, T_R_BATCH0:T_R_BATCH0 + 2]) == [B, C]
+
+    assert vmscan.move_folios_to_lru(S, 0) == 2
+    assert _list(S, LIST_INACTIVE) == [C, B]
+    assert S.pg[B, P_FLAGS] == U | PG_LRU | PG_REFERENCED
+    assert S.pg[C, P_FLAGS] == U | PG_LOCKED | PG_LRU
+
+    # second pass, B accessed again: referenced twice -> activated; C still locked
+    S.vma[0, V_PTE0 + B] = PTE_PRESENT | PTE_YOUNG
+    S.t[0, T_R_BUDGET] = 10
+    assert vmscan.isolate_folios(S, 0) == 2
+    vmscan.shrink_folio_list(S, 0)
+    assert S.t[0, T_R_BATCH_N] == 2 and _counter(S, M.PAGES_RECLAIMED) == 1
+    vmscan.move_folios_to_lru(S, 0)
+    assert _list(S, LIST_ACTIVE) == [B] and _list(S, LIST_INACTIVE) == [C]
+    assert S.pg[B, P_FLAGS] & PG_ACTIVE
+
+    # deactivated with its young bit gone, B is unmapped and evicted; C unlocked goes too
+    S.pg[C, P_FLAGS] &= ~PG_LOCKED
+    assert vmscan.shrink_active_list(S, 32) == 1
+    assert _list(S, LIST_INACTIVE) == [B, C]
+    S.t[0, T_R_BUDGET] = 10
+    vmscan.isolate_folios(S, 0)
+    cost = vmscan.shrink_folio_list(S, 0)
+    assert S.t[0, T_R_BATCH_N] == 0
+    assert S.vma[0, V_PTE0 + B] == 0                     # try_to_unmap
+    assert S.pg[B, P_FLAGS] == 0 and S.pg[C, P_FLAGS] == 0
+    assert (S.pg[C, P_SHADOW], S.pg[B, P_SHADOW]) == (2, 3)   # C (tail) first
+    assert S.g[G_USAGE] == 0 and _counter(S, M.PAGES_RECLAIMED) == 3
+    assert cost == 2 * S.k[K_RC_SCAN] + 2 * S.k[K_RC_RMAP] + 2 * S.k[K_RC_EVICT]
+
+
+def test_reclaim_mglru_look_around_promotes_young_folio():
+    S = _reclaim_state("mglru")
+    U = PG_PRESENT | PG_UPTODATE
+    A, B, C = 0, 1, 5        # unmapped clean (tail), mapped young, mapped young neighbour
+    for p in (A, B, C):
+        S.pg[p, P_FLAGS] = U
+        lru.lruvec_add_folio(S, p, False)
+    S.vma[0, V_PTE0 + B] = PTE_PRESENT | PTE_YOUNG
+    S.vma[0, V_PTE0 + C] = PTE_PRESENT | PTE_YOUNG
+    S.g[G_USAGE] = 3
+    # clean file folios enter at max_seq - 3, clamped to min_seq = 0
+    assert (S.g[G_MIN_SEQ], S.g[G_MAX_SEQ]) == (0, 2)
+    assert _list(S, 0) == [C, B, A] and all(S.pg[p, P_GEN] == 0 for p in (A, B, C))
+    assert list(S.g[G_GEN_PAGES:G_GEN_PAGES + 4]) == [3, 0, 0, 0]
+
+    S.t[0, T_R_BUDGET] = 2
+    assert vmscan.isolate_folios(S, 0) == 2
+    assert list(S.t[0, T_R_BATCH0:T_R_BATCH0 + 2]) == [A, B]
+    cost = vmscan.shrink_folio_list(S, 0)
+    assert cost == (2 * S.k[K_RC_SCAN] + S.k[K_RC_EVICT] + S.k[K_RC_RMAP]
+                    + vmscan.MIN_LRU_BATCH * 8)
+    # A evicted with min_seq as its shadow
+    assert S.pg[A, P_FLAGS] == 0 and S.pg[A, P_SHADOW] == 0 and S.g[G_USAGE] == 2
+    assert _counter(S, M.PAGES_RECLAIMED) == 1
+    # B kept and marked active; look-around cleared both young bits and promoted C
+    assert S.t[0, T_R_BATCH_N] == 1 and S.t[0, T_R_BATCH0] == B
+    assert S.pg[B, P_FLAGS] == U | PG_ISOLATED | PG_ACTIVE
+    assert S.vma[0, V_PTE0 + B] == PTE_PRESENT and S.vma[0, V_PTE0 + C] == PTE_PRESENT
+    assert S.pg[C, P_GEN] == 2 and _list(S, 0) == [C]   # promoted in the flags only
+    assert list(S.g[G_GEN_PAGES:G_GEN_PAGES + 4]) == [0, 0, 1, 0]
+
+    assert vmscan.move_folios_to_lru(S, 0) == 1
+    # a rejected folio never goes back to the oldest generation: max_seq - 1, at the tail
+    assert S.pg[B, P_GEN] == 1 and _list(S, 1) == [B]
+    assert S.pg[B, P_FLAGS] == U | PG_LRU                # PG_active consumed by the add
+    assert list(S.g[G_GEN_PAGES:G_GEN_PAGES + 4]) == [0, 1, 1, 0]
+
+    # next isolation sorts C to its generation instead of isolating it; min_seq advances
+    S.t[0, T_R_BUDGET] = 10
+    assert vmscan.isolate_folios(S, 0) == 1
+    assert S.t[0, T_R_BATCH_N] == 0
+    assert _list(S, 0) == [] and _list(S, 2) == [C] and S.pg[C, P_FLAGS] & PG_LRU
+    assert (S.g[G_MIN_SEQ], S.g[G_MAX_SEQ]) == (1, 2)
+    assert S.pg[B, P_FLAGS] & PG_PRESENT and S.pg[C, P_FLAGS] & PG_PRESENT
+    assert _counter(S, M.PGSCAN) == 3
+
+
+def test_lru_list_links_consistent():
+    S = _reclaim_state("classic")
+    for p in range(5):
+        S.pg[p, P_FLAGS] = PG_PRESENT | PG_UPTODATE
+        lru.lruvec_add_folio(S, p, False)
+    lru.list_del(S, 2)
+    assert _list(S, LIST_INACTIVE) == [4, 3, 1, 0]
+    assert S.pg[3, P_NEXT] == 1 and S.pg[1, P_PREV] == 3
+    assert S.g[G_LRU_SIZE + LIST_INACTIVE] == 4
+    lru.list_add_tail(S, LIST_INACTIVE, 2)
+    assert _list(S, LIST_INACTIVE) == [4, 3, 1, 0, 2] and S.g[G_LRU_TAIL + LIST_INACTIVE] == 2
+
+
+# ---- 6. memory.max is never exceeded ----------------------------------------------------------
+
+@pytest.mark.parametrize("lru_name", ["mglru", "classic"])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_usage_never_exceeds_memory_max(lru_name, seed):
+    p = Params.from_dict({
+        "machine": {"cores": 4, "lru": lru_name},
+        "workload": {"threads": 8, "file_mb": 4},
+        "memcg": {"high_mb": 12, "max_mb": 16},
+        "sim": {"duration_s": 0.3, "warmup_s": 0.0},
+    })
+    S = build_state(p)
+    engine.run(S, np.int64(seed))
+    assert S.g[G_STOP] == 0
+    assert S.k[K_MAX] == 16 * 256
+    assert 0 < S.g[G_PEAK_USAGE] <= S.k[K_MAX]
+    assert _counter(S, M.PEAK_USAGE_PAGES) == S.g[G_PEAK_USAGE]
+    assert 0 <= S.g[G_USAGE] <= S.k[K_MAX]
+    # the limit bit: 8 threads x 4 MB of files do not fit in 16 MB
+    assert _counter(S, M.PAGES_RECLAIMED) > 0
+    assert _counter(S, M.ROUNDS) > 0
+    # usage = cached folios + per-CPU stocks + at most one charged-not-yet-added page a thread
+    present = int((S.pg[:, P_FLAGS] & PG_PRESENT).astype(bool).sum())
+    stock = int(S.core[:, C_STOCK].sum())
+    slack = int(S.g[G_USAGE]) - present - stock
+    assert 0 <= slack <= p.workload.threads, (S.g[G_USAGE], present, stock)
+    assert S.g[G_OOM] == 0
+
+
+# ---- 7. the first major fault, by policy ------------------------------------------------------
+
+# (retry_mmap_drop, mmap_lock read acquisitions, vma_lock_retry, vma_lock_success)
+FIRST_FAULT = {
+    "baseline": (1, 1, 1, 0),
+    "vma_retry": (1, 0, 1, 1),
+    "vma_retry_uptodate": (1, 0, 1, 1),
+    "retry_hard": (1, 0, 1, 1),
+    "hold_vma_io": (0, 0, 0, 1),
+    "mmap_lock_only": (1, 2, 0, 0),
+}
+
+
+@pytest.mark.parametrize("policy", sorted(FIRST_FAULT))
+def test_first_major_fault_counters(policy):
+    assert set(FIRST_FAULT) == set(core.POLICIES)
+    p = Params.from_dict({
+        "machine": {"cores": 1, "fault_around_kb": 4},
+        "workload": {"threads": 1, "file_mb": 1},
+        "policy": {"name": policy},
+        "device": {"ra_kb": 4},
+        "sim": {"duration_s": 1.0, "warmup_s": 0.0},
+    })
+    S = build_state(p)
+    _start(S, [0])
+    # run until the first fault has returned (its latency is recorded at F_END)
+    _drive_until(S, lambda S: S.g[G_LAT_HIST:G_LAT_HIST + LAT_BINS].sum() == 1)
+    drops, mmap_reads, vretry, vsuccess = FIRST_FAULT[policy]
+    got = {
+        "retry_mmap_drop": _counter(S, M.RETRY_MMAP_DROP),
+        "mmap_read_count": _counter(S, M.MMAP_READ_COUNT),
+        "vma_lock_retry": _counter(S, M.VMA_LOCK_RETRY),
+        "vma_lock_success": _counter(S, M.VMA_LOCK_SUCCESS),
+        "vma_lock_abort": _counter(S, M.VMA_LOCK_ABORT),
+        "pgmajfault": _counter(S, M.PGMAJFAULT),
+        "retry_io_miss": _counter(S, M.RETRY_IO_MISS),
+        "pages_read": _counter(S, M.PAGES_READ),
+        "mmap_write_count": _counter(S, M.MMAP_WRITE_COUNT),
+    }
+    assert got == {
+        "retry_mmap_drop": drops,
+        "mmap_read_count": mmap_reads,
+        "vma_lock_retry": vretry,
+        "vma_lock_success": vsuccess,
+        "vma_lock_abort": 0,
+        "pgmajfault": 1,
+        "retry_io_miss": 0,
+        "pages_read": 1,
+        "mmap_write_count": 1,               # the mmap() syscall itself
+    }
+    # the page is mapped and no lock is left held; the next touch (page 1) has begun faulting
+    assert S.vma[0, V_PTE0] & PTE_PRESENT
+    assert S.g[G_RW_READERS] == 0 and S.g[G_RW_WRITER] == -1 and S.vma[0, V_READERS] == 0
+    assert _counter(S, M.PGFAULT) == 2
