@@ -15,7 +15,7 @@ import copy
 import numpy as np
 import pytest
 
-import core  # noqa: F401  (configures numba's cache directory first)
+import core
 from core import Params, engine, evq, fault, lru, pagecache, rwsem, sched, vma, vmscan
 from core import metrics as M
 from core.blockdev import io_done
@@ -25,6 +25,10 @@ from core.state import (
     C_THREAD,
     EV_IO_DONE,
     EV_THREAD,
+    F_END,
+    F_HANDLE,
+    F_LOCK_VMA,
+    F_LOCKED,
     FAULT_FLAG_ALLOW_RETRY,
     FAULT_FLAG_TRIED,
     FAULT_FLAG_VMA_LOCK,
@@ -78,6 +82,7 @@ from core.state import (
     P_LIST,
     P_NEXT,
     P_PREV,
+    P_REFS,
     P_SHADOW,
     PG_ACTIVE,
     PG_ISOLATED,
@@ -95,6 +100,7 @@ from core.state import (
     T_F_FLAGS,
     T_F_FPIN,
     T_F_LOCK,
+    T_F_PAGE,
     T_PC,
     T_R_BATCH0,
     T_R_BATCH_N,
@@ -391,12 +397,12 @@ def test_lock_vma_under_rcu_fails_when_detached_write_locked_or_writer_waits():
 # ---- 3. hold_vma_io ---------------------------------------------------------------------------
 
 def _io_params(policy):
-    return dict(
-        machine={"cores": 2, "fault_around_kb": 4},
-        workload={"threads": 2, "file_mb": 1},
-        policy={"name": policy},
-        device={"sparse": False, "io_median_us": 1000.0, "io_sigma": 0.0, "ra_kb": 4},
-    )
+    return {
+        "machine": {"cores": 2, "fault_around_kb": 4},
+        "workload": {"threads": 2, "file_mb": 1},
+        "policy": {"name": policy},
+        "device": {"sparse": False, "io_median_us": 1000.0, "io_sigma": 0.0, "ra_kb": 4},
+    }
 
 
 @pytest.mark.parametrize("policy", ["hold_vma_io", "baseline"])
@@ -434,7 +440,7 @@ def test_maybe_unlock_mmap_for_io(policy):
 
 @pytest.mark.parametrize("policy", ["hold_vma_io", "baseline"])
 def test_vma_lock_held_across_io(policy):
-    p, S = _state(**_io_params(policy))
+    _, S = _state(**_io_params(policy))
     _start(S, [0])                                       # thread 1 stays out: the writer
     _drive_until(S, lambda S: S.g[G_IO_INFLIGHT] == 1)
     t_submit = int(S.g[G_NOW])
@@ -734,3 +740,62 @@ def test_first_major_fault_counters(policy):
     assert S.vma[0, V_PTE0] & PTE_PRESENT
     assert S.g[G_RW_READERS] == 0 and S.g[G_RW_WRITER] == -1 and S.vma[0, V_READERS] == 0
     assert _counter(S, M.PGFAULT) == 2
+
+
+# ---- page_not_uptodate: the synchronous re-read -------------------------------------------
+
+@pytest.mark.parametrize("sparse", [
+    False,
+    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=(
+        "model bug: fault.step F_READ_FOLIO_DONE's sparse branch zero-fills the folio but "
+        "does not count PAGES_READ, while the device path (blockdev.io_done) and sparse "
+        "readahead (RA_SPARSE_DONE) both count the pages they fill"))),
+])
+def test_sync_reread_counts_pages_read(sparse):
+    """A folio present but not uptodate (added by __filemap_get_folio after readahead did not
+    bring it) is read once under page_not_uptodate: the fault drops its VMA lock, reads, and
+    retries. The read is one page read, on a sparse file as on a device."""
+    _, S = _state(machine={"cores": 1, "fault_around_kb": 4},
+                  workload={"threads": 1, "file_mb": 1},
+                  device={"sparse": sparse, "io_median_us": 100.0, "io_sigma": 0.0})
+    _on_core(S, 0, 0)
+    S.vma[0, V_ATTACHED] = 1
+    S.t[0, T_VMA] = 0
+    S.file[0, FL_VMA] = 0
+    assert vma.lock_vma_under_rcu(S, 0)
+    S.t[0, T_F_LOCK] = LOCK_VMA
+    S.t[0, T_F_FLAGS] = FAULT_FLAG_ALLOW_RETRY | FAULT_FLAG_VMA_LOCK
+    S.t[0, T_F_PAGE] = 7
+    S.pg[7, P_FLAGS] = PG_PRESENT | PG_LOCKED          # F_FOLIO_LOCK took it
+    S.pg[7, P_REFS] = 1
+    S.t[0, T_PC] = F_LOCKED
+    engine.thread_step(S, 0)
+    assert S.vma[0, V_READERS] == 0 and S.t[0, T_F_FPIN] == 1   # dropped for the I/O
+    _drive_until(S, lambda S: S.t[0, T_PC] == F_LOCK_VMA or S.t[0, T_PC] == F_HANDLE
+                 or S.t[0, T_PC] == F_END)
+    assert S.pg[7, P_FLAGS] == PG_PRESENT | PG_UPTODATE and S.pg[7, P_REFS] == 0
+    assert _counter(S, M.RETRY_MMAP_DROP) == 1 and _counter(S, M.VMA_LOCK_RETRY) == 1
+    assert _counter(S, M.PAGES_READ) == 1
+
+
+# ---- block request slots ----------------------------------------------------------------------
+
+@pytest.mark.xfail(strict=True, raises=RuntimeError, reason=(
+    "model capacity bug: state.make_state sizes the block-request pool (S.rq) at "
+    "4*threads+16, but one readahead window submits one request per contiguous run of "
+    "absent pages (readahead.RA_READ_PAGES), up to ra_pages/2 of them; a fragmented page "
+    "cache makes a single thread exhaust the pool ('block request slots exhausted')"))
+def test_readahead_into_fragmented_cache_fits_request_pool():
+    _, S = _state(machine={"cores": 1, "fault_around_kb": 4},
+                  workload={"threads": 1, "file_mb": 1},
+                  device={"sparse": False, "ra_kb": 512, "io_median_us": 100.0,
+                          "io_sigma": 0.0},
+                  sim={"duration_s": 0.01})
+    # every other page of the first 128 cached (uptodate, on the LRU, charged)
+    for i in range(1, 128, 2):
+        S.pg[i, P_FLAGS] = PG_PRESENT | PG_UPTODATE
+        lru.lruvec_add_folio(S, i, False)
+        S.g[G_USAGE] += 1
+    assert S.rq.shape[0] == 4 * 1 + 16
+    engine.run(S, np.int64(1))                           # first fault: a 128-page window
+    assert _counter(S, M.PAGES_READ) >= 64
