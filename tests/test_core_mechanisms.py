@@ -26,6 +26,7 @@ from core.state import (
     EV_IO_DONE,
     EV_THREAD,
     F_END,
+    F_FOLIO_LOCK,
     F_HANDLE,
     F_LOCK_VMA,
     F_LOCKED,
@@ -107,6 +108,8 @@ from core.state import (
     T_R_BUDGET,
     T_R_RECLAIMED,
     T_RW_WANT,
+    T_SP,
+    T_STACK0,
     T_STATE,
     T_VMA,
     T_WAIT_NEXT,
@@ -117,6 +120,7 @@ from core.state import (
     V_READERS,
     V_WRITE_LOCKED,
     V_WRITER,
+    W_TOUCH,
 )
 
 # ---- helpers ----------------------------------------------------------------------------------
@@ -799,3 +803,55 @@ def test_readahead_into_fragmented_cache_fits_request_pool():
     assert S.rq.shape[0] == 4 * 1 + 16
     engine.run(S, np.int64(1))                           # first fault: a 128-page window
     assert _counter(S, M.PAGES_READ) >= 64
+
+
+# ---- a busy but uptodate folio, by policy -----------------------------------------------------
+
+# (lock dropped while waiting, retry_mmap_drop, vma_lock_retry, mmap reads, lock at the end)
+BUSY_UPTODATE = {
+    "baseline": (True, 1, 1, 1, LOCK_MMAP),
+    "vma_retry": (True, 1, 1, 0, LOCK_VMA),
+    "retry_hard": (True, 1, 1, 0, LOCK_VMA),
+    "vma_retry_uptodate": (False, 0, 0, 0, LOCK_VMA),   # patch 4: wait holding the VMA lock
+    "hold_vma_io": (False, 0, 0, 0, LOCK_VMA),
+}
+
+
+@pytest.mark.parametrize("policy", sorted(BUSY_UPTODATE))
+def test_wait_on_busy_uptodate_folio(policy):
+    """lock_folio_maybe_drop_mmap on an uptodate folio whose lock someone else holds (a PTE
+    install): which policies drop the VMA lock and retry, and how the retry is taken."""
+    dropped, drops, vretry, mmap_reads, final_lock = BUSY_UPTODATE[policy]
+    _, S = _state(machine={"cores": 1, "fault_around_kb": 4},
+                  workload={"threads": 1, "file_mb": 1}, policy={"name": policy})
+    _on_core(S, 0, 0)
+    S.vma[0, V_ATTACHED] = 1
+    S.t[0, T_VMA] = 0
+    S.file[0, FL_VMA] = 0
+    S.t[0, T_SP] = 1                                     # the fault returns to W_TOUCH
+    S.t[0, T_STACK0] = W_TOUCH
+    assert vma.lock_vma_under_rcu(S, 0)
+    S.t[0, T_F_LOCK] = LOCK_VMA
+    S.t[0, T_F_FLAGS] = FAULT_FLAG_ALLOW_RETRY | FAULT_FLAG_VMA_LOCK
+    S.t[0, T_F_PAGE] = 7
+    S.pg[7, P_FLAGS] = PG_PRESENT | PG_UPTODATE | PG_LOCKED
+    S.pg[7, P_REFS] = 1                                  # filemap_get_folio's reference
+    S.t[0, T_PC] = F_FOLIO_LOCK
+    engine.thread_step(S, 0)
+    assert S.t[0, T_STATE] == TS_BLOCKED                 # asleep on the folio
+    assert S.vma[0, V_READERS] == (0 if dropped else 1)
+    assert S.t[0, T_F_FPIN] == (1 if dropped else 0)
+    pagecache.folio_unlock(S, 7)                         # the other holder: lock handed over
+    assert S.pg[7, P_FLAGS] & PG_LOCKED
+    _drive_until(S, lambda S: S.t[0, T_PC] == F_END)
+    assert S.t[0, T_F_LOCK] == final_lock
+    assert S.vma[0, V_PTE0 + 7] == PTE_PRESENT | PTE_YOUNG
+    assert S.pg[7, P_FLAGS] == PG_PRESENT | PG_UPTODATE and S.pg[7, P_REFS] == 0
+    assert not S.t[0, T_F_FLAGS] & FAULT_FLAG_TRIED      # not MAJOR: no FAULT_FLAG_TRIED
+    assert _counter(S, M.RETRY_MMAP_DROP) == drops
+    assert _counter(S, M.VMA_LOCK_RETRY) == vretry
+    assert _counter(S, M.MMAP_READ_COUNT) == mmap_reads
+    assert _counter(S, M.PGMAJFAULT) == 0
+    _step_event(S)                                       # F_END
+    assert _counter(S, M.VMA_LOCK_SUCCESS) == (1 if final_lock == LOCK_VMA else 0)
+    assert S.vma[0, V_READERS] == 0 and S.g[G_RW_READERS] == 0
