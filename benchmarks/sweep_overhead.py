@@ -27,8 +27,8 @@ import polars as pl
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-# A real-simulator point of about one second on this machine (README of core: a 4-core,
-# 8-thread, 4 MB point of 0.5 simulated seconds runs in about a second once compiled).
+# A real-simulator point of about one second (a 4-core, 8-thread, 4 MB point of 0.5
+# simulated seconds; the numba compile of each worker's first point counts as overhead).
 SIM_POINT = ["machine.cores=4", "workload.file_mb=4", "memcg.high_mb=16", "memcg.max_mb=20",
              "sim.duration_s=0.5", "sim.warmup_s=0.1"]
 
@@ -49,9 +49,11 @@ def main() -> None:
     from sweep.runner import local_cpus
 
     root = Path(tempfile.mkdtemp(prefix="sweep_overhead_"))
-    threads = list(range(8, 8 + args.points))
+    # Distinct points of equal cost: machine.noise_busy_us does nothing while noise is off.
+    busy_us = [500 + i for i in range(args.points)]
     overrides = ["+grid=smoke", f"backend={args.backend}", f"output.root={root}",
-                 f"grid.axes.workload.threads=[{','.join(map(str, threads))}]",
+                 "grid.axes.workload.threads=[8]",
+                 f"+grid.axes.machine.noise_busy_us=[{','.join(map(str, busy_us))}]",
                  "grid.axes.policy.name=[baseline]", "grid.seeds=2", "output.report=false",
                  f"sweep.chunk_target_s={args.chunk_target_s}"]
     if args.backend == "sim":
