@@ -70,6 +70,14 @@ def plan(cfg: DictConfig) -> tuple[str, list[Point], list[Unit]]:
         raise SweepError(f"grid.seeds={seeds}: must be >= 1")
     if root_seed < 0:
         raise SweepError(f"grid.root_seed={root_seed}: must be >= 0")
+    if not cfg.sweep.chunk_target_s > 0:
+        raise SweepError(f"sweep.chunk_target_s={cfg.sweep.chunk_target_s}: must be > 0")
+    if cfg.sweep.in_flight_per_cpu < 1:
+        raise SweepError(f"sweep.in_flight_per_cpu={cfg.sweep.in_flight_per_cpu}: must be >= 1")
+    if cfg.ray.num_cpus is not None and cfg.ray.num_cpus < 1:
+        raise SweepError(f"ray.num_cpus={cfg.ray.num_cpus}: must be >= 1")
+    if cfg.ray.max_retries < 0:
+        raise SweepError(f"ray.max_retries={cfg.ray.max_retries}: must be >= 0")
     axes = OmegaConf.to_container(g.axes, resolve=True)
     zips = OmegaConf.to_container(g.zip, resolve=True)
     excl = OmegaConf.to_container(g.exclude, resolve=True)

@@ -20,6 +20,8 @@ CASES = [
     (["+grid=smoke", "ray.address=http://127.0.0.1:8265"], "dashboard (HTTP) address"),
     (["+grid=smoke", "ray.address=127.0.0.1:9", "ray.connect_timeout_s=2"],
      "cannot reach 127.0.0.1:9"),
+    (["+grid=smoke", "sweep.chunk_target_s=0"], "sweep.chunk_target_s=0.0: must be > 0"),
+    (["+grid=smoke", "grid.seeds=0"], "grid.seeds=0: must be >= 1"),
     ([], "no grid given: add +grid=<name>"),
 ]
 
@@ -35,10 +37,23 @@ def test_bad_input_is_one_line(tmp_path, args, needle):
     assert not root.exists(), "an invalid run wrote results"
 
 
-def test_kernel_backend_absent_is_one_line(tmp_path, monkeypatch):
+def test_kernel_backend_absent_is_one_line(monkeypatch):
     import importlib.util
-    if importlib.util.find_spec("sweep.kernel_backend") is not None:
-        pytest.skip("sweep/kernel_backend.py exists in this checkout")
-    proc = run_sweep(["+grid=smoke", "backend=kernel"], tmp_path / "out", timeout=60)
-    assert proc.returncode != 0 and "backend=kernel" in proc.stderr
-    assert not (tmp_path / "out").exists()
+
+    from sweep.backend import check_backend
+    from sweep.errors import SweepError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "sweep.kernel_backend" else real(name, *a))
+    with pytest.raises(SweepError, match="backend=kernel: sweep/kernel_backend.py is not there"):
+        check_backend("kernel")
+
+
+def test_kernel_backend_needs_a_kernel_runner_node():
+    from sweep.errors import SweepError
+    from sweep.runner import Cluster, compute
+
+    with pytest.raises(SweepError, match="'kernel_runner' resource"):
+        compute([], {}, "kernel", Cluster(address="x:1", cpus=4, kernel_runners=0), 1.0, 2, 0,
+                lambda rows: None)
