@@ -160,8 +160,10 @@ class ChunkPlanner:
 
     def __init__(self, units: Sequence[Unit], points: dict[str, Point], target_s: float,
                  cpus: int):
-        self.pending: deque[Unit] = deque(units)
         self.points = points
+        # Longest first (stable, so a point's replicates stay together): the last chunks to
+        # finish are the cheap ones, which shortens the tail when the CPUs run out of work.
+        self.pending: deque[Unit] = deque(sorted(units, key=lambda u: -self.cost(u)))
         self.pending_cost = sum(unit_cost(points[u.point_hash].params) for u in units)
         self.target_s = target_s
         self.cpus = max(cpus, 1)

@@ -72,7 +72,10 @@ def test_planner_calibrates_then_packs_to_target():
     while planner.pending:
         chunks.append(planner.next_chunk())
     assert sum(len(c) for c in chunks) == len(units)
-    assert [u for c in chunks for u in c] == units  # order kept, nothing lost or repeated
+    flat = [u for c in chunks for u in c]
+    assert sorted(flat, key=units.index) == units  # nothing lost or repeated
+    costs = [planner.cost(u) for u in flat]
+    assert costs == sorted(costs, reverse=True)  # longest first
     est = [sum(planner.cost(u) for u in c) * 0.01 for c in chunks[1:]]
     assert all(e <= 10.0 + 1e-9 or len(c) == 1 for e, c in zip(est, chunks[1:]))
     assert len(chunks) > 3
