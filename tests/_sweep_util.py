@@ -23,8 +23,8 @@ BACKEND = os.environ.get("SWEEP_TEST_BACKEND") or (
 TINY = ["machine.cores=2", "sim.duration_s=0.2", "sim.warmup_s=0.05"]
 
 
-def run_sweep(args: list[str], root: Path, env: dict | None = None, timeout: float = 240,
-              check: bool | None = None) -> subprocess.CompletedProcess:
+def run_sweep(args: list[str], root: Path | str, env: dict | None = None, timeout: float = 240,
+              check: bool | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "sweep", *args, f"output.root={root}"]
     if not any(a.startswith("backend=") for a in args):
         cmd.append(f"backend={BACKEND}")
@@ -32,7 +32,7 @@ def run_sweep(args: list[str], root: Path, env: dict | None = None, timeout: flo
     full_env.pop("RAY_ADDRESS", None)
     if env and "RAY_ADDRESS" in env:
         full_env["RAY_ADDRESS"] = env["RAY_ADDRESS"]
-    proc = subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True,
+    proc = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True,
                           timeout=timeout, check=False)
     if check:
         assert proc.returncode == 0, f"rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}"

@@ -146,3 +146,11 @@ def test_point_row_equals_the_grid_row(smoke):
     assert row["seed"] == ref["seed"] and row["point_hash"] == ref["point_hash"]
     for m in ("rounds", "pgfault", "retry_mmap_drop", "mmap_read_count"):
         assert row[m] == ref[m] or (row[m] is None and ref[m] is None), m
+
+
+def test_relative_output_root_and_no_litter_in_cwd(tmp_path):
+    """output.root is relative to where the command ran; Hydra leaves nothing else there."""
+    proc = run_sweep(["+grid=smoke", "backend=synthetic", "grid.axes.workload.threads=[4]",
+                      "grid.seeds=1"], "out", cwd=tmp_path, check=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"], proc.stderr
+    assert (tmp_path / "out" / "smoke" / "latest" / "points.parquet").is_file()
