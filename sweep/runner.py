@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import core
+from core.metrics import METRIC_COLUMNS
 from sweep.errors import SweepError
 from sweep.grid import Point, Unit
 
@@ -134,24 +135,36 @@ def run_chunk(backend_name: str, items: Sequence[tuple[str, dict, list[tuple[int
     for phash, params_dict, reps in items:
         seeds = [s for _, s in reps]
         t0 = time.perf_counter()
-        status, etype, emsg, results = "ok", None, None, None
-        try:
-            params = core.Params.from_dict(params_dict)
-            results = backend(params, seeds)
-            if len(results) != len(seeds):
-                raise RuntimeError(f"backend returned {len(results)} rows for "
-                                   f"{len(seeds)} seeds")
-        except Exception as e:  # noqa: BLE001  a failing point is data, not the end of the sweep
-            status, etype = "failed", type(e).__name__
-            # The whole message (numba's typing errors put the detail below line one).
-            emsg = str(e).strip()[:MAX_ERROR_CHARS] or type(e).__name__
+        outcomes = _run_seeds(backend, params_dict, seeds)
+        if len(seeds) > 1 and all(isinstance(o, BaseException) for o in outcomes):
+            # The batch failed as a whole: run replicate by replicate so one bad seed does
+            # not take the others' rows with it.
+            outcomes = [_run_seeds(backend, params_dict, [s])[0] for s in seeds]
         wall = (time.perf_counter() - t0) / max(len(seeds), 1)
-        for i, (rep, seed) in enumerate(reps):
-            row = dict(results[i]) if results is not None else {}
-            row.update(point_hash=phash, replicate=rep, seed=seed, status=status,
-                       error_type=etype, error=emsg, node_id=node_id, point_wall_s=wall)
+        for (rep, seed), out in zip(reps, outcomes):
+            if isinstance(out, BaseException):
+                # The whole message (numba's typing errors put the detail below line one).
+                row = {**dict.fromkeys(METRIC_COLUMNS), "status": "failed",
+                       "error_type": type(out).__name__,
+                       "error": str(out).strip()[:MAX_ERROR_CHARS] or type(out).__name__}
+            else:
+                row = {**out, "status": "ok", "error_type": None, "error": None}
+            row.update(point_hash=phash, replicate=rep, seed=seed, node_id=node_id,
+                       point_wall_s=wall)
             rows.append(row)
     return rows
+
+
+def _run_seeds(backend, params_dict: dict, seeds: list[int]) -> list[dict | BaseException]:
+    """The backend's rows for `seeds`, or the exception it raised in place of every row."""
+    try:
+        params = core.Params.from_dict(params_dict)
+        results = backend(params, seeds)
+        if len(results) != len(seeds):
+            raise RuntimeError(f"backend returned {len(results)} rows for {len(seeds)} seeds")
+        return list(results)
+    except Exception as e:  # noqa: BLE001  a failing point is data, not the end of the sweep
+        return [e] * len(seeds)
 
 
 # -- the driver loop ------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 Rows are a pure function of (params, seed): same columns as core.simulate, plausible
 magnitudes, no meaning. Knobs come from the environment so they reach Ray workers:
 SWEEP_SYNTHETIC_WORK_S busy-loops that many CPU seconds per replicate (default 0);
-SWEEP_SYNTHETIC_FAIL="key=value[,key=value]" raises for points whose params match all pairs.
+SWEEP_SYNTHETIC_FAIL="key=value[,key=value]" raises for points whose params match all pairs
+(the pseudo-key `seed_parity` = seed % 2 fails single replicates).
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ class SyntheticFailure(RuntimeError):
     pass
 
 
-def _should_fail(params: core.Params) -> bool:
+def _should_fail(params: core.Params, seed: int) -> bool:
     spec = os.environ.get("SWEEP_SYNTHETIC_FAIL", "")
     if not spec:
         return False
     flat = {f"{g}.{k}": str(v) for g, sub in params.to_dict().items() for k, v in sub.items()}
+    flat["seed_parity"] = str(seed % 2)
     pairs = [p.split("=", 1) for p in spec.split(",") if "=" in p]
     return all(flat.get(k) == v for k, v in pairs)
 
@@ -43,7 +45,7 @@ def _burn(seconds: float) -> None:
 
 
 def run_point(params: core.Params, seed: int) -> dict:
-    if _should_fail(params):
+    if _should_fail(params, seed):
         raise SyntheticFailure(f"synthetic failure for policy {params.policy.name}, "
                                f"threads {params.workload.threads}")
     work = float(os.environ.get("SWEEP_SYNTHETIC_WORK_S", "0") or 0)

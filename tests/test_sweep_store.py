@@ -105,3 +105,13 @@ def test_report_hook_called_when_present_and_enabled(tmp_path, monkeypatch, repo
     run_dir = (tmp_path / "smoke" / "latest").resolve()
     assert calls == ([run_dir] if report else [])
     assert pl.read_parquet(run_dir / "points.parquet").height == 8
+
+
+def test_one_bad_replicate_does_not_fail_the_others(monkeypatch):
+    monkeypatch.setenv("SWEEP_SYNTHETIC_FAIL", "seed_parity=1")
+    params = core.Params(machine=core.MachineParams(cores=2)).to_dict()
+    rows = run_chunk("synthetic", [("h", params, [(0, 10), (1, 11), (2, 12)])])
+    assert [r["status"] for r in rows] == ["ok", "failed", "ok"]
+    assert rows[1]["error_type"] == "SyntheticFailure" and rows[1]["rounds"] is None
+    assert rows[0]["rounds"] is not None and rows[0]["error"] is None
+    assert [r["replicate"] for r in rows] == [0, 1, 2] and rows[2]["seed"] == 12
