@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 import sweep.config  # noqa: F401  (registers the schemas)
 from sweep.errors import SweepError
@@ -95,6 +95,3 @@ def guarded(body: Callable[[DictConfig], int], cfg: DictConfig) -> None:
     if status:
         sys.exit(status)
 
-
-def to_container(cfg: DictConfig) -> dict:
-    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
