@@ -100,7 +100,10 @@ def connect(address: str | None, num_cpus: int | None, timeout_s: float,
         os.environ.pop("RAY_ADDRESS", None)
         # This machine may run kernel points, one at a time (see sweep/kernel_backend.py).
         resources = {"kernel_runner": 1.0} if backend == "kernel" else None
-        ray.init(num_cpus=n, resources=resources, runtime_env=runtime_env, **common)
+        # address="local": a new embedded instance even if `ray start` left one running here
+        # (ray.init() would join that one, with its size and its code).
+        ray.init(address="local", num_cpus=n, resources=resources, runtime_env=runtime_env,
+                 **common)
     else:
         check_address(address, timeout_s)
         try:
