@@ -92,6 +92,10 @@ def guarded(body: Callable[[DictConfig], int], cfg: DictConfig) -> None:
     except SweepError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted: finished chunks are in the store; run the same command to resume",
+              file=sys.stderr)
+        sys.exit(130)
     if status:
         sys.exit(status)
 
