@@ -128,7 +128,12 @@ def summary(run_dir: Path, grid_name: str, axes: Sequence[str], n_points: int,
     lines = [f"# Sweep `{grid_name}`", "",
              (f"{n_points} points x replicates = {n_units} rows ({n_cached} from the store, "
               f"{n_units - n_cached} computed), model {core.MODEL_VERSION}."), ""]
-    axis_hdr = list(axes)
+    # Axes with one value are stated once, not repeated in every row.
+    axis_hdr = [a for a in axes if agg[a].n_unique() > 1]
+    fixed = [a for a in axes if a not in axis_hdr]
+    if fixed and agg.height:
+        lines += ["Same for every point: "
+                  + ", ".join(f"`{a}={agg[a][0]}`" for a in fixed) + ".", ""]
     lines += ["## Per point (mean over replicates)", "",
               "| " + " | ".join([*axis_hdr, "policy", "n", *HEADLINE]) + " |",
               "|" + "---|" * (len(axis_hdr) + 2 + len(HEADLINE))]
