@@ -101,7 +101,7 @@ def run_sweep(cfg: DictConfig) -> int:
 
     if cfg.sweep.dry_run:
         cluster_desc = _cluster_desc(cfg)
-        planner = ChunkPlanner(todo, by_hash, float(cfg.sweep.chunk_target_s), 1)
+        planner = ChunkPlanner(todo, by_hash, float(cfg.sweep.chunk_target_s), 1, cfg.backend)
         print(f"{label}: {len(points)} points x {int(cfg.grid.seeds)} seeds = {len(units)} "
               f"runs; {len(done)} already in {store.dir}; {len(todo)} to compute in about "
               f"{planner.estimate_chunks()} chunks of ~{cfg.sweep.chunk_target_s:g} s; "

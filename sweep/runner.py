@@ -29,16 +29,23 @@ from core.metrics import METRIC_COLUMNS
 from sweep.errors import SweepError
 from sweep.grid import Point, Unit
 
-# Seconds of one replicate per (simulated second x thread) before anything is measured; only
-# the first window of chunks uses it (measured on the real simulator, small points).
-PRIOR_S_PER_COST = 0.1
+# Seconds of one replicate per unit of `unit_cost` before anything is measured; only the
+# first window of chunks and the dry run use it. sim: about 0.1-0.3 s per (thread x simulated
+# second) on small points of the 2-CPU development machine; kernel: the run's own duration
+# plus compile and setup.
+PRIOR_S_PER_COST = {"sim": 0.1, "kernel": 1.2}
+PRIOR_DEFAULT = 0.1
 # Longest error message kept in a failed row.
 MAX_ERROR_CHARS = 4000
 # Environment variables forwarded to workers (the synthetic backend's knobs).
 FORWARDED_ENV_PREFIX = "SWEEP_SYNTHETIC_"
 
 
-def unit_cost(params: core.Params) -> float:
+def unit_cost(params: core.Params, backend: str = "sim") -> float:
+    """Relative cost of one replicate: simulated events grow with threads x simulated time;
+    a kernel run takes its wall duration whatever the thread count."""
+    if backend == "kernel":
+        return max(params.sim.duration_s, 1e-3)
     return max(params.sim.duration_s, 1e-3) * max(params.workload.threads, 1)
 
 
@@ -175,12 +182,13 @@ class ChunkPlanner:
     """Greedy packing of pending units into chunks of about `target_s` estimated seconds."""
 
     def __init__(self, units: Sequence[Unit], points: dict[str, Point], target_s: float,
-                 cpus: int):
+                 cpus: int, backend: str = "sim"):
+        self.backend = backend
         self.points = points
         # Longest first (stable, so a point's replicates stay together): the last chunks to
         # finish are the cheap ones, which shortens the tail when the CPUs run out of work.
         self.pending: deque[Unit] = deque(sorted(units, key=lambda u: -self.cost(u)))
-        self.pending_cost = sum(unit_cost(points[u.point_hash].params) for u in units)
+        self.pending_cost = sum(self.cost(u) for u in units)
         self.target_s = target_s
         self.cpus = max(cpus, 1)
         self.cost_done = 0.0
@@ -188,7 +196,9 @@ class ChunkPlanner:
         self.calibrated = False
 
     def rate(self) -> float:
-        return self.wall_done / self.cost_done if self.cost_done > 0 else PRIOR_S_PER_COST
+        if self.cost_done > 0:
+            return self.wall_done / self.cost_done
+        return PRIOR_S_PER_COST.get(self.backend, PRIOR_DEFAULT)
 
     def observe(self, cost: float, wall: float) -> None:
         self.cost_done += cost
@@ -196,7 +206,7 @@ class ChunkPlanner:
         self.calibrated = True
 
     def cost(self, u: Unit) -> float:
-        return unit_cost(self.points[u.point_hash].params)
+        return unit_cost(self.points[u.point_hash].params, self.backend)
 
     def next_chunk(self) -> list[Unit]:
         if not self.pending:
@@ -248,7 +258,7 @@ def compute(units: Sequence[Unit], points: dict[str, Point], backend: str,
                              "'kernel_runner' resource (ray start --resources="
                              "'{\"kernel_runner\": 1}')")
     task = ray.remote(run_chunk).options(**options)
-    planner = ChunkPlanner(units, points, chunk_target_s, slots)
+    planner = ChunkPlanner(units, points, chunk_target_s, slots, backend)
     window = max(1, in_flight_per_cpu * max(slots, 1))
     in_flight: dict[Any, tuple[list[Unit], float]] = {}
 
