@@ -58,10 +58,12 @@ def flatten_axes(axes: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for k, v in axes.items():
         key = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            flat.update(flatten_axes(v, key + "."))
-        else:
-            flat[key] = v
+        sub = flatten_axes(v, key + ".") if isinstance(v, Mapping) else {key: v}
+        for k2, v2 in sub.items():
+            if k2 in flat:
+                raise SweepError(f"grid key '{k2}' is given twice (dotted and nested); "
+                                 "write it one way (nested, as command-line overrides do)")
+            flat[k2] = v2
     return flat
 
 

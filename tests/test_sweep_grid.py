@@ -67,6 +67,7 @@ def test_axis_given_as_dotted_or_nested_is_the_same():
     ({"machine.cores": [0]}, [], [], "machine.cores=0: allowed 1..4096"),
     ({"machine.cores": [4]}, [], [{"machine.cores": 4}], "removes every point"),
     ({"machine.cores": [4]}, [], [{"machine.corse": 4}], "grid.exclude[0]: unknown key"),
+    ({"machine.cores": [4], "machine": {"cores": [8]}}, [], [], "given twice"),
 ])
 def test_bad_grids_are_one_line_errors(axes, zips, excl, needle):
     with pytest.raises(SweepError) as ei:
