@@ -3,8 +3,8 @@
 Runs a grid of points that each keep one CPU busy for about one second, on an embedded local
 Ray with all CPUs of this machine, into a fresh output root, and prints:
 
-- busy CPU seconds: the sum over replicates of their measured wall time inside the worker
-  (the backend's own work; for the synthetic backend a busy loop of exactly --work-s CPU-s);
+- busy CPU seconds: the sum over replicates of the CPU time their worker spent in the
+  backend (for the synthetic backend a busy loop of exactly --work-s CPU-s);
 - efficiency = busy / (CPUs x wall), for the compute phase (first task submitted to last row
   stored) and for the whole command (Ray start, planning, store, CSVs, summary);
 - per-point overhead = (CPUs x wall - busy) / runs, in seconds.
@@ -73,23 +73,27 @@ def main() -> None:
             phase["compute"] = time.perf_counter() - t
 
     app.compute = timed_compute
+    load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
     status = app.run_sweep(cfg)
     whole = time.perf_counter() - t0
     pts = pl.read_parquet(root / "smoke" / "latest" / "points.parquet")
     cpus = local_cpus()
     runs = pts.height
-    busy = pts["point_wall_s"].sum()
+    busy = pts["point_cpu_s"].sum()
+    in_worker = pts["point_wall_s"].sum()
     print(f"backend {args.backend}: {runs} runs ({args.points} points x 2 seeds) on {cpus} "
-          f"CPUs, status {status}, failed {pts.filter(pl.col('status') != 'ok').height}")
-    print(f"busy CPU s (sum of per-run wall in workers): {busy:.1f}; "
-          f"mean per run {busy / runs:.3f} s")
+          f"CPUs, status {status}, failed {pts.filter(pl.col('status') != 'ok').height}; "
+          f"1-min load average before start {load_before:.2f} (other work on the machine "
+          f"lowers the figures below)")
+    print(f"busy CPU s (CPU time of the runs in the workers): {busy:.1f}, "
+          f"{busy / runs:.3f} s per run; wall inside the workers {in_worker:.1f} s")
     for name, wall in [("compute phase", phase.get("compute", float("nan"))),
                        ("whole command", whole)]:
         eff = busy / (cpus * wall)
         over = (cpus * wall - busy) / runs
-        print(f"{name:14s}: wall {wall:6.1f} s, efficiency {eff:.3f}, "
-              f"overhead {over * 1000:.0f} ms per run")
+        print(f"{name:14s}: wall {wall:6.1f} s, efficiency {eff:.3f} (busy CPU / "
+              f"(CPUs x wall)), overhead {over * 1000:.0f} ms per run")
 
 
 if __name__ == "__main__":

@@ -144,13 +144,14 @@ def run_chunk(backend_name: str, items: Sequence[tuple[str, dict, list[tuple[int
     rows: list[dict] = []
     for phash, params_dict, reps in items:
         seeds = [s for _, s in reps]
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         outcomes = _run_seeds(backend, params_dict, seeds)
         if len(seeds) > 1 and all(isinstance(o, BaseException) for o in outcomes):
             # The batch failed as a whole: run replicate by replicate so one bad seed does
             # not take the others' rows with it.
             outcomes = [_run_seeds(backend, params_dict, [s])[0] for s in seeds]
         wall = (time.perf_counter() - t0) / max(len(seeds), 1)
+        cpu = (time.process_time() - c0) / max(len(seeds), 1)
         for (rep, seed), out in zip(reps, outcomes):
             if isinstance(out, BaseException):
                 # The whole message (numba's typing errors put the detail below line one).
@@ -160,7 +161,7 @@ def run_chunk(backend_name: str, items: Sequence[tuple[str, dict, list[tuple[int
             else:
                 row = {**out, "status": "ok", "error_type": None, "error": None}
             row.update(point_hash=phash, replicate=rep, seed=seed, node_id=node_id,
-                       point_wall_s=wall)
+                       point_wall_s=wall, point_cpu_s=cpu)
             rows.append(row)
     return rows
 

@@ -28,7 +28,8 @@ META_SCHEMA: dict[str, pl.DataType] = {
     "point_hash": pl.String, "replicate": pl.Int64, "seed": pl.Int64,
     "backend": pl.String, "model_version": pl.String, "params_json": pl.String,
     "status": pl.String, "error_type": pl.String, "error": pl.String,
-    "node_id": pl.String, "point_wall_s": pl.Float64,
+    # Wall and CPU seconds per replicate in the worker (a batch's time split evenly).
+    "node_id": pl.String, "point_wall_s": pl.Float64, "point_cpu_s": pl.Float64,
     # Columns a backend adds beyond core.METRIC_COLUMNS (the kernel backend's kernel_release,
     # read_ahead_kb, params_ignored, ...), as one JSON object per row.
     "extra_json": pl.String,

@@ -31,7 +31,7 @@ def test_smoke_writes_every_output(smoke):
     # smoke: 2 thread counts x 2 policies = 4 points, 2 seeds each.
     assert pts.height == 8
     for col in [*AXES, "policy", "seed", "replicate", "point_hash", *METRIC_COLUMNS, "status",
-                "error", "node_id", "point_wall_s"]:
+                "error", "node_id", "point_wall_s", "point_cpu_s"]:
         assert col in pts.columns, col
     assert pts["status"].to_list() == ["ok"] * 8
     assert pts.select(pl.struct("point_hash", "replicate").n_unique()).item() == 8
