@@ -7,7 +7,12 @@ Ray with all CPUs of this machine, into a fresh output root, and prints:
   backend (for the synthetic backend a busy loop of exactly --work-s CPU-s);
 - efficiency = busy / (CPUs x wall), for the compute phase (first task submitted to last row
   stored) and for the whole command (Ray start, planning, store, CSVs, summary);
-- per-point overhead = (CPUs x wall - busy) / runs, in seconds.
+- occupancy = wall inside runs / (CPUs x wall): the share of the CPU slots' time spent
+  inside a run; unlike efficiency it does not drop when other programs share the CPUs, so
+  it isolates the framework's own gaps (scheduling, start-up, writing outputs);
+- per-run overhead = (CPUs x wall - wall inside runs) / runs.
+
+On an idle machine efficiency and occupancy agree.
 
     python benchmarks/sweep_overhead.py                      # synthetic 1 s points
     python benchmarks/sweep_overhead.py --backend sim        # real simulator points
@@ -91,9 +96,11 @@ def main() -> None:
     for name, wall in [("compute phase", phase.get("compute", float("nan"))),
                        ("whole command", whole)]:
         eff = busy / (cpus * wall)
-        over = (cpus * wall - busy) / runs
-        print(f"{name:14s}: wall {wall:6.1f} s, efficiency {eff:.3f} (busy CPU / "
-              f"(CPUs x wall)), overhead {over * 1000:.0f} ms per run")
+        occupancy = in_worker / (cpus * wall)
+        over = (cpus * wall - in_worker) / runs
+        print(f"{name:14s}: wall {wall:6.1f} s, efficiency {eff:.3f} (busy CPU / (CPUs x "
+              f"wall)), occupancy {occupancy:.3f} (in-run wall / (CPUs x wall)), "
+              f"overhead {over * 1000:.0f} ms per run")
 
 
 if __name__ == "__main__":
