@@ -100,11 +100,13 @@ def run_sweep(cfg: DictConfig) -> int:
     label = f"sweep {grid_name}"
 
     if cfg.sweep.dry_run:
-        cluster_desc = _cluster_desc(cfg)
+        cluster_desc, slots = _cluster_desc(cfg)
         planner = ChunkPlanner(todo, by_hash, float(cfg.sweep.chunk_target_s), 1, cfg.backend)
+        est_s = planner.pending_cost * planner.rate()
         print(f"{label}: {len(points)} points x {int(cfg.grid.seeds)} seeds = {len(units)} "
               f"runs; {len(done)} already in {store.dir}; {len(todo)} to compute in about "
-              f"{planner.estimate_chunks()} chunks of ~{cfg.sweep.chunk_target_s:g} s; "
+              f"{planner.estimate_chunks()} chunks of ~{cfg.sweep.chunk_target_s:g} s "
+              f"(a rough prior: ~{est_s / max(slots, 1) / 60:.1f} min on {slots} slots); "
               f"backend {cfg.backend}; {cluster_desc}")
         return 0
 
@@ -157,15 +159,20 @@ def _params_json(p: Point) -> str:
     return canonical_json(p.params.to_dict())
 
 
-def _cluster_desc(cfg: DictConfig) -> str:
+def _cluster_desc(cfg: DictConfig) -> tuple[str, int]:
+    """Where the sweep would run, and how many tasks at a time (CPUs, or kernel runners)."""
     address = cfg.ray.address or os.environ.get("RAY_ADDRESS")
     if not address:
         from sweep.runner import local_cpus
-        return f"local Ray with {cfg.ray.num_cpus or local_cpus()} CPUs"
-    cluster = connect(address, None, float(cfg.ray.connect_timeout_s))
+        cpus = cfg.ray.num_cpus or local_cpus()
+        slots = 1 if cfg.backend == "kernel" else cpus
+        return f"local Ray with {cpus} CPUs", slots
+    cluster = connect(address, None, float(cfg.ray.connect_timeout_s), cfg.backend)
     import ray
     ray.shutdown()
-    return f"cluster {address} with {cluster.cpus} CPUs"
+    slots = cluster.kernel_runners if cfg.backend == "kernel" else cluster.cpus
+    return (f"cluster {address} with {cluster.cpus} CPUs, {cluster.kernel_runners} kernel "
+            "runners"), slots
 
 
 def new_run_id() -> str:

@@ -30,10 +30,10 @@ from sweep.errors import SweepError
 from sweep.grid import Point, Unit
 
 # Seconds of one replicate per unit of `unit_cost` before anything is measured; only the
-# first window of chunks and the dry run use it. sim: about 0.1-0.3 s per (thread x simulated
-# second) on small points of the 2-CPU development machine; kernel: the run's own duration
-# plus compile and setup.
-PRIOR_S_PER_COST = {"sim": 0.1, "kernel": 1.2}
+# first window of chunks and the dry run use it. sim: the memcg grid measured 0.3 s per
+# (thread x simulated second) on the 2-CPU development machine (model 2.0.1); kernel: the
+# run's own duration plus compile and setup.
+PRIOR_S_PER_COST = {"sim": 0.3, "kernel": 1.2}
 PRIOR_DEFAULT = 0.1
 # Longest error message kept in a failed row.
 MAX_ERROR_CHARS = 4000
