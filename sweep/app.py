@@ -8,6 +8,7 @@ computed or the first file written, and reported as one SweepError line.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import os
@@ -25,8 +26,9 @@ import core
 from core.metrics import METRIC_COLUMNS
 from sweep import aggregate as agg
 from sweep.backend import check_backend
+from sweep.config import GridConfig
 from sweep.errors import SweepError
-from sweep.grid import POLICY_KEY, Point, Unit, expand, units_of
+from sweep.grid import POLICY_KEY, Point, Unit, expand, nearest, units_of, valid_keys
 from sweep.progress import Progress
 from sweep.runner import ChunkPlanner, check_address, compute, connect
 from sweep.store import STORE_SCHEMA, PointStore
@@ -63,6 +65,15 @@ def plan(cfg: DictConfig) -> tuple[str, list[Point], list[Unit]]:
                                                  "grid").glob("*.yaml")))
         raise SweepError(f"no grid given: add +grid=<name> (one of {avail})")
     g = cfg.grid
+    # `+key=value` slips past the schema (Hydra lets an append add a key); catch it here.
+    grid_keys = [f.name for f in dataclasses.fields(GridConfig)]
+    for k in g:
+        if k not in grid_keys:
+            raise SweepError(f"unknown grid key 'grid.{k}'{nearest(str(k), grid_keys)}")
+    known = valid_keys()
+    for k in (f"{grp}.{name}" for grp, sub in base_params(cfg).items() for name in sub):
+        if k not in known:
+            raise SweepError(f"unknown config key '{k}'{nearest(k, known)}")
     if OmegaConf.is_missing(g, "name"):
         raise SweepError("grid.name is missing: a grid file must set name (its results dir)")
     seeds, root_seed = int(g.seeds), int(g.root_seed)

@@ -22,6 +22,8 @@ CASES = [
      "cannot reach 127.0.0.1:9"),
     (["+grid=smoke", "sweep.chunk_target_s=0"], "sweep.chunk_target_s=0.0: must be > 0"),
     (["+grid=smoke", "grid.seeds=0"], "grid.seeds=0: must be >= 1"),
+    (["+grid=smoke", "+grid.axis=[1]"], "unknown grid key 'grid.axis'; did you mean axes?"),
+    (["+grid=smoke", "+machine.corez=4"], "unknown config key 'machine.corez'; did you mean"),
     ([], "no grid given: add +grid=<name>"),
 ]
 
