@@ -26,7 +26,7 @@ import core
 from core.metrics import METRIC_COLUMNS
 from sweep import aggregate as agg
 from sweep.backend import check_backend
-from sweep.config import GridConfig
+from sweep.config import GridConfig, OutputConfig, RayConfig, SweepConfig
 from sweep.errors import SweepError
 from sweep.grid import POLICY_KEY, Point, Unit, expand, nearest, units_of, valid_keys
 from sweep.progress import Progress
@@ -70,8 +70,12 @@ def plan(cfg: DictConfig) -> tuple[str, list[Point], list[Unit]]:
     for k in g:
         if k not in grid_keys:
             raise SweepError(f"unknown grid key 'grid.{k}'{nearest(str(k), grid_keys)}")
-    known = valid_keys()
-    for k in (f"{grp}.{name}" for grp, sub in base_params(cfg).items() for name in sub):
+    known = valid_keys() + [f"{grp}.{f.name}" for grp, schema in
+                            [("ray", RayConfig), ("sweep", SweepConfig), ("output", OutputConfig)]
+                            for f in dataclasses.fields(schema)]
+    sections = [*base_params(cfg).items(),
+                *((grp, cfg[grp]) for grp in ("ray", "sweep", "output"))]
+    for k in (f"{grp}.{name}" for grp, sub in sections for name in sub):
         if k not in known:
             raise SweepError(f"unknown config key '{k}'{nearest(k, known)}")
     if OmegaConf.is_missing(g, "name"):
