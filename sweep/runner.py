@@ -100,7 +100,7 @@ def connect(address: str | None, num_cpus: int | None, timeout_s: float,
     env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIX)}
     runtime_env = {"env_vars": env} if env else None
     common: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                                  "configure_logging": False}
+                              "configure_logging": False}
     if address is None:
         n = num_cpus or local_cpus()
         # A stray RAY_ADDRESS="" must not make ray.init look for a cluster.
@@ -248,7 +248,7 @@ def compute(units: Sequence[Unit], points: dict[str, Point], backend: str,
     import ray
 
     options: dict[str, Any] = {"num_cpus": 1, "max_retries": max_retries,
-                                   "retry_exceptions": False}
+                               "retry_exceptions": False}
     slots = cluster.cpus
     if backend == "kernel":
         # One kernel point per node at a time: the C workloads own the whole machine.
@@ -286,8 +286,8 @@ def compute(units: Sequence[Unit], points: dict[str, Point], backend: str,
                 cause = getattr(e, "cause", None) or e
                 msg = _first_line(str(cause)) or type(cause).__name__
                 rows = [{"point_hash": u.point_hash, "replicate": u.replicate, "seed": u.seed,
-                             "status": "failed", "error_type": type(cause).__name__, "error": msg,
-                             "node_id": None, "point_wall_s": None} for u in chunk]
+                         "status": "failed", "error_type": type(cause).__name__, "error": msg,
+                         "node_id": None, "point_wall_s": None} for u in chunk]
                 print(f"sweep: chunk of {len(chunk)} replicates failed: "
                       f"{type(cause).__name__}: {msg}", file=sys.stderr)
             ok_wall = [r["point_wall_s"] for r in rows if r.get("point_wall_s")]

@@ -39,10 +39,11 @@ def _fill_store(root, cfg):
 
 def test_store_roundtrip_newest_wins_and_failed_is_not_done(tmp_path):
     store = PointStore(tmp_path)
-    store.append([{"point_hash": "a", "replicate": 0, "seed": 1, "status": "failed", "error": "boom"}])
+    store.append([{"point_hash": "a", "replicate": 0, "seed": 1, "status": "failed",
+                   "error": "boom"}])
     assert store.done([("a", 0)]) == set()
     store.append([{"point_hash": "a", "replicate": 0, "seed": 1, "status": "ok", "rounds": 3,
-                       "kernel_release": "6.1"}])
+                   "kernel_release": "6.1"}])
     fresh = PointStore(tmp_path)  # re-read the manifest from disk
     assert fresh.done([("a", 0), ("a", 1)]) == {("a", 0)}
     rows = fresh.rows([("a", 0)]).collect()
