@@ -195,7 +195,7 @@ def _x_label(run: Run, x: str) -> str:
     tied = _tied(run, x)
     if not tied:
         return _axis_label(x)
-    return _axis_label(x) + "  (with " + ", ".join(_axis_label(t) for t in tied) + ")"
+    return _axis_label(x) + "  (second line: " + ", ".join(_axis_label(t) for t in tied) + ")"
 
 
 def _x_ticklabels(run: Run, x: str, xs: list) -> list[str]:
@@ -205,7 +205,7 @@ def _x_ticklabels(run: Run, x: str, xs: list) -> list[str]:
     out = []
     for v in xs:
         row = run.agg.filter(pl.col(x) == v).row(0, named=True)
-        out.append(_fmt_val(v) + "".join(f"\n{_fmt_val(row[t])}" for t in tied))
+        out.append(_fmt_val(v) + "".join(f"\n({_fmt_val(row[t])})" for t in tied))
     return out
 
 
@@ -280,7 +280,31 @@ def _slug(s: str) -> str:
 
 # ---- the plots ------------------------------------------------------------------------------
 
-def _metric_vs_axis(run: Run, metric: str, x: str, path: Path, what: str) -> Path | None:
+def _annotate_change(ax, sub: pl.DataFrame, metric: str, x: str, xs: list,
+                     policies: list[str]) -> None:
+    """Above each x, every policy's change of the mean against baseline, in its colour."""
+    for xv in xs:
+        at = sub.filter(pl.col(x) == xv)
+        means = dict(zip(at["policy"], at[f"{metric}_mean"], strict=True))
+        cis = dict(zip(at["policy"], at[f"{metric}_ci95"].fill_null(0.0), strict=True))
+        base = means.get("baseline")
+        if not base:
+            continue
+        top = max((m + cis.get(p, 0.0)) for p, m in means.items() if m is not None)
+        k = 0
+        for i, pol in enumerate(policies):
+            m = means.get(pol)
+            if pol == "baseline" or m is None:
+                continue
+            ax.annotate(f"{100.0 * (m - base) / abs(base):+.0f}%", xy=(xv, top),
+                        xytext=(0, 4 + 11 * k), textcoords="offset points", ha="center",
+                        va="bottom", fontsize=8.5, fontweight="bold",
+                        color=_style(pol, i)["color"])
+            k += 1
+
+
+def _metric_vs_axis(run: Run, metric: str, x: str, path: Path, what: str,
+                    annotate_change: bool = False) -> Path | None:
     facets = _facets(run, x)
     combos = _combos(run.agg, facets)
     fig, axs = _new_fig(len(combos))
@@ -310,6 +334,8 @@ def _metric_vs_axis(run: Run, metric: str, x: str, path: Path, what: str) -> Pat
             ax.fill_between(xv, mean - ci, mean + ci, color=st["color"], alpha=0.15,
                             linewidth=0, zorder=2)
             drawn = True
+        if annotate_change:
+            _annotate_change(ax, sub, metric, x, xs, run.policies)
         ax.set_xticks(xs)
         ax.set_xticklabels(_x_ticklabels(run, x, xs))
         ax.set_xlabel(_x_label(run, x))
@@ -325,8 +351,12 @@ def _metric_vs_axis(run: Run, metric: str, x: str, path: Path, what: str) -> Pat
     for ax in axs:
         ax.relim()
         ax.autoscale_view()
-    axs[0].set_ylim(bottom=0)
-    return _save(fig, path, _title(run, what), "policy (band: 95% CI)")
+    hi = axs[0].get_ylim()[1]
+    # Headroom for the change labels stacked above the highest point.
+    axs[0].set_ylim(0, hi * (1.12 + 0.06 * n_pol) if annotate_change else hi)
+    legend = "policy (band: 95% CI" + ("; labels: change of the mean vs baseline)"
+                                       if annotate_change else ")")
+    return _save(fig, path, _title(run, what), legend)
 
 
 def _memcg_axis(run: Run) -> str | None:
@@ -357,6 +387,8 @@ def _hist_plot(run: Run, lock: str, path: Path) -> Path | None:
     ymin = None
     for ax, combo in zip(axs, combos, strict=True):
         sub = _filter(h, combo)
+        used = set(sub.filter(pl.col("count_mean") > 0)["bucket"].to_list())
+        in_use = np.array([b in used for b in buckets])
         for i, pol in enumerate(pols):
             d = sub.filter(pl.col("policy") == pol)
             vals = {b: c for b, c in zip(d["bucket"], d["count_mean"], strict=True)}
@@ -369,8 +401,9 @@ def _hist_plot(run: Run, lock: str, path: Path) -> Path | None:
             ax.bar(xs, np.where(ys > 0, ys, np.nan), width=width, label=pol,
                    color=st["color"], edgecolor="black" if pol == "baseline" else "none",
                    linewidth=0.6, hatch="//" if pol == "baseline" else None, alpha=0.9)
-            # A log axis cannot show zero; say it, or an empty slot looks like missing data.
-            for xz in xs[ys <= 0]:
+            # A log axis cannot show zero; say it where another policy has waits, or the
+            # empty slot looks like missing data.
+            for xz in xs[(ys <= 0) & in_use]:
                 ax.text(xz, 0.02, "0", transform=ax.get_xaxis_transform(), ha="center",
                         va="bottom", fontsize=7.5, color=st["color"], fontweight="bold")
         ax.set_yscale("log")
@@ -442,7 +475,8 @@ def make_plots(run: Run) -> list[Path]:
         for x in _primary_axes(run):
             out.append(_metric_vs_axis(
                 run, "throughput_rounds_s", x, plots / f"throughput_vs_{_slug(x)}.png",
-                f"throughput against {_axis_label(x)}, one line per policy"))
+                f"throughput against {_axis_label(x)}, one line per policy",
+                annotate_change=True))
     mx = _memcg_axis(run)
     if mx and _has(run, "miss_drop_pct"):
         out.append(_metric_vs_axis(
@@ -578,6 +612,20 @@ def _axes_html(run: Run) -> str:
     return _table(["axis", "values", ""], rows)
 
 
+def _summary_tables(md: str) -> str:
+    """summary.md without its title (the page has one) and its failed-points list (the
+    page lists failed runs from points.parquet, with more detail)."""
+    out, skip = [], False
+    for line in md.splitlines():
+        if re.match(r"^#\s", line):
+            continue
+        if re.match(r"^##\s", line):
+            skip = line.strip().lower().startswith("## failed")
+        if not skip:
+            out.append(line)
+    return "\n".join(out)
+
+
 def render_html(run: Run, plots: list[Path]) -> str:
     n_ok = int((run.points["status"] == "ok").sum())
     failed, n_failed = _failed_html(run)
@@ -602,7 +650,7 @@ def render_html(run: Run, plots: list[Path]) -> str:
                      f'src="data:image/png;base64,{data}">'
                      f"<figcaption>plots/{html.escape(p.name)}</figcaption></figure>")
     parts += ['<h2 id="tables">Tables (summary.md)</h2>',
-              markdown_to_html(run.summary_md, heading_shift=1),
+              markdown_to_html(_summary_tables(run.summary_md), heading_shift=1),
               f'<h2 id="failed">Failed runs ({n_failed})</h2>', failed,
               "</body></html>"]
     return "\n".join(parts) + "\n"
