@@ -307,6 +307,7 @@ def _metric_vs_axis(run: Run, metric: str, x: str, path: Path, what: str,
                     annotate_change: bool = False) -> Path | None:
     facets = _facets(run, x)
     combos = _combos(run.agg, facets)
+    import numpy as np
     fig, axs = _new_fig(len(combos))
     drawn = False
     n_pol = len(run.policies)
@@ -331,7 +332,9 @@ def _metric_vs_axis(run: Run, metric: str, x: str, path: Path, what: str,
                     linestyle="--" if base else "-",
                     linewidth=2.0 if base else max(3.4 - 0.7 * (i - 1), 1.4),
                     markersize=6, zorder=3)
-            ax.fill_between(xv, mean - ci, mean + ci, color=st["color"], alpha=0.15,
+            # Every plotted metric is a count, rate or share: the band stops at zero.
+            ax.fill_between(xv, np.maximum(mean - ci, 0.0), mean + ci, color=st["color"],
+                            alpha=0.15,
                             linewidth=0, zorder=2)
             drawn = True
         if annotate_change:
@@ -352,8 +355,9 @@ def _metric_vs_axis(run: Run, metric: str, x: str, path: Path, what: str,
         ax.relim()
         ax.autoscale_view()
     hi = axs[0].get_ylim()[1]
-    # Headroom for the change labels stacked above the highest point.
-    axs[0].set_ylim(0, hi * (1.12 + 0.06 * n_pol) if annotate_change else hi)
+    # Headroom for the change labels stacked above the highest point; a little room below
+    # zero so a policy at exactly 0 (no lost I/O) shows as a line, not as the axis itself.
+    axs[0].set_ylim(-0.025 * hi, hi * (1.12 + 0.06 * n_pol) if annotate_change else hi)
     legend = "policy (band: 95% CI" + ("; labels: change of the mean vs baseline)"
                                        if annotate_change else ")")
     return _save(fig, path, _title(run, what), legend)
@@ -438,6 +442,7 @@ def _p99_plot(run: Run, path: Path) -> Path | None:
                                        / 2), panel_h=4.2)
     ax = axs[0]
     width = 0.8 / len(run.policies)
+    base_ys = None
     for i, pol in enumerate(run.policies):
         ys, es = [], []
         for combo in combos:
@@ -451,6 +456,15 @@ def _p99_plot(run: Run, path: Path) -> Path | None:
         ax.bar(xs, ys, width=width, yerr=es, capsize=3, label=pol, color=st["color"],
                edgecolor="black" if pol == "baseline" else "none", linewidth=0.6,
                hatch="//" if pol == "baseline" else None, alpha=0.9)
+        if pol == "baseline":
+            base_ys = ys
+        elif base_ys is not None:  # change against baseline above each bar
+            for xb, y, e, b0 in zip(xs, ys, es, base_ys, strict=True):
+                if not (np.isnan(y) or np.isnan(b0) or b0 == 0):
+                    ax.annotate(f"{100.0 * (y - b0) / abs(b0):+.0f}%", xy=(xb, y + e),
+                                xytext=(0, 3), textcoords="offset points", ha="center",
+                                va="bottom", fontsize=8, fontweight="bold",
+                                color=st["color"])
     ax.set_xticks(range(len(combos)))
     ax.set_xticklabels([_combo_text(c).replace(", ", "\n") or "all points" for c in combos],
                        fontsize=8.5)
@@ -460,7 +474,7 @@ def _p99_plot(run: Run, path: Path) -> Path | None:
         ax.set_xticklabels([""])
     plt.setp(ax.get_xticklabels(), ha="center")
     return _save(fig, path, _title(run, "page fault latency p99 per policy"),
-                 "policy (whisker: 95% CI)")
+                 "policy (whisker: 95% CI; labels: change vs baseline)")
 
 
 def make_plots(run: Run) -> list[Path]:

@@ -120,6 +120,20 @@ def test_single_value_axis_and_null_metric_are_skipped(copy):
     assert html.count("<img ") == 2
 
 
+def test_fault_latency_plot_when_the_backend_reports_it(copy):
+    import matplotlib.image as mpimg
+    agg = pl.read_csv(copy / "aggregate.csv", infer_schema_length=None)
+    p99 = pl.when(pl.col("policy") == "baseline").then(1800.0).otherwise(600.0)
+    agg.with_columns(p99.alias("fault_latency_p99_us_mean"),
+                     pl.lit(50.0).alias("fault_latency_p99_us_ci95")).write_csv(
+        copy / "aggregate.csv")
+    html = write_report(copy, quiet=True).read_text()
+    assert set(_pngs(copy)) == EXPECTED | {"fault_latency_p99.png"}
+    img = mpimg.imread(copy / "plots" / "fault_latency_p99.png")
+    assert float(np.var(img[..., :3])) > 0
+    assert html.count("<img ") == len(EXPECTED) + 1
+
+
 @pytest.mark.parametrize("name", INPUTS)
 def test_missing_file_is_one_line_naming_it(copy, name):
     (copy / name).unlink()
