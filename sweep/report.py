@@ -66,7 +66,7 @@ class Run:
     dir: Path
     grid: str
     axes: list[str]          # every grid axis column, in aggregate.csv order
-    varying: list[str]       # numeric axes with more than one value
+    varying: list[str]       # axes with more than one value (x axes if numeric, else facets)
     fixed: dict[str, object]  # axes with a single value
     agg: pl.DataFrame
     hist: pl.DataFrame
@@ -123,7 +123,7 @@ def load_run(run_dir: Path | str) -> Run:
     _need(hist, run_dir / "histograms.csv", axes)
     varying, fixed = [], {}
     for a in axes:
-        if agg.height and agg[a].n_unique() > 1 and agg[a].dtype.is_numeric():
+        if agg.height and agg[a].n_unique() > 1:
             varying.append(a)
         elif agg.height and agg[a].n_unique() == 1:
             fixed[a] = agg[a][0]
@@ -195,7 +195,8 @@ def _x_label(run: Run, x: str) -> str:
     tied = _tied(run, x)
     if not tied:
         return _axis_label(x)
-    return _axis_label(x) + "  (second line: " + ", ".join(_axis_label(t) for t in tied) + ")"
+    below = "second line" if len(tied) == 1 else "lines below"
+    return _axis_label(x) + f"  ({below}: " + ", ".join(_axis_label(t) for t in tied) + ")"
 
 
 def _x_ticklabels(run: Run, x: str, xs: list) -> list[str]:
@@ -209,14 +210,10 @@ def _x_ticklabels(run: Run, x: str, xs: list) -> list[str]:
     return out
 
 
-def _title(run: Run, what: str, extra_fixed: str = "") -> str:
+def _title(run: Run, what: str) -> list[str]:
+    """Title paragraphs: what is drawn, then the parameters every point shares."""
     fixed = _fixed_text(run)
-    lines = [f"grid {run.grid}: {what}"]
-    if fixed:
-        lines += textwrap.wrap("fixed: " + fixed, 110)
-    if extra_fixed:
-        lines.append(extra_fixed)
-    return "\n".join(lines)
+    return [f"grid {run.grid}: {what}"] + (["fixed: " + fixed] if fixed else [])
 
 
 def _panel_grid(n: int) -> tuple[int, int]:
@@ -235,13 +232,19 @@ def _new_fig(n_panels: int, panel_w: float = 5.2, panel_h: float = 3.8, sharey: 
     return fig, flat[:n_panels]
 
 
-def _save(fig, path: Path, title: str, legend_title: str = "policy") -> Path:
+def _save(fig, path: Path, title: list[str], legend_title: str = "policy") -> Path:
     import matplotlib.pyplot as plt
-    fig.suptitle(title, fontsize=10.5, x=0.01, ha="left")
+    # Wrapped to the figure's width (about 12 characters per inch at this size).
+    width = max(int(fig.get_figwidth() * 12), 40)
+    lines = [w for para in title for w in textwrap.wrap(para, width)]
+    fig.suptitle("\n".join(lines), fontsize=10.5, x=0.01, ha="left")
     # One legend for the figure, above the panels, so it never covers data.
     handles, labels = fig.axes[0].get_legend_handles_labels()
     if handles:
-        fig.legend(handles, labels, loc="outside lower center", ncol=len(labels),
+        most = max(1, int(fig.get_figwidth() // 2.3))
+        rows = -(-len(labels) // most)
+        ncol = -(-len(labels) // rows)  # balanced rows: 6 labels, room for 5 -> 2 x 3
+        fig.legend(handles, labels, loc="outside lower center", ncol=ncol,
                    title=legend_title, fontsize=9, title_fontsize=9, frameon=False)
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -365,7 +368,7 @@ def _metric_vs_axis(run: Run, metric: str, x: str, path: Path, what: str,
 
 def _memcg_axis(run: Run) -> str | None:
     for a in ("memcg.high_mb", "memcg.max_mb"):
-        if a in run.varying:
+        if a in run.varying and run.agg[a].dtype.is_numeric():
             return a
     return None
 
@@ -384,7 +387,9 @@ def _hist_plot(run: Run, lock: str, path: Path) -> Path | None:
     lo, hi = nz.min(), nz.max()
     labels = labels.filter(pl.col("bucket").is_between(lo, hi))
     buckets = labels["bucket"].to_list()
-    fig, axs = _new_fig(len(combos), panel_w=6.0, panel_h=3.8)
+    pols = [p for p in run.policies if p in set(h["policy"].to_list())]
+    fig, axs = _new_fig(len(combos), panel_w=max(6.0, 1.5 + 0.2 * len(buckets) * len(pols)),
+                        panel_h=3.8)
     pols = [p for p in run.policies if p in set(h["policy"].to_list())]
     width = 0.8 / max(len(pols), 1)
     import numpy as np
@@ -430,8 +435,8 @@ def _hist_plot(run: Run, lock: str, path: Path) -> Path | None:
     return _save(fig, path, _title(run, what), "policy ('0': no waits in that bucket)")
 
 
-def _p99_plot(run: Run, path: Path) -> Path | None:
-    metric = "fault_latency_p99_us"
+def _bars_per_policy(run: Run, metric: str, path: Path, what: str) -> Path | None:
+    """One group of bars per point (combination of the varying axes), one bar per policy."""
     if not _has(run, metric):
         return None
     import matplotlib.pyplot as plt
@@ -473,7 +478,7 @@ def _p99_plot(run: Run, path: Path) -> Path | None:
     if not combos or combos == [{}]:
         ax.set_xticklabels([""])
     plt.setp(ax.get_xticklabels(), ha="center")
-    return _save(fig, path, _title(run, "page fault latency p99 per policy"),
+    return _save(fig, path, _title(run, what),
                  "policy (whisker: 95% CI; labels: change vs baseline)")
 
 
@@ -485,8 +490,14 @@ def make_plots(run: Run) -> list[Path]:
     for old in plots.glob("*.png"):  # a re-run must not leave plots of an older report
         old.unlink()
     out: list[Path | None] = []
+    xs = [a for a in _primary_axes(run) if run.agg[a].dtype.is_numeric()]
+    if not xs and len(run.policies) > 1:
+        # Only the policy (or non-numeric axes) varies: no line to draw, bars instead.
+        out.append(_bars_per_policy(run, "throughput_rounds_s",
+                                    plots / "throughput_per_policy.png",
+                                    "throughput per policy"))
     if _has(run, "throughput_rounds_s"):
-        for x in _primary_axes(run):
+        for x in xs:
             out.append(_metric_vs_axis(
                 run, "throughput_rounds_s", x, plots / f"throughput_vs_{_slug(x)}.png",
                 f"throughput against {_axis_label(x)}, one line per policy",
@@ -498,7 +509,8 @@ def make_plots(run: Run) -> list[Path]:
             "retries that lost their I/O against the memcg limit"))
     for lock in ("read", "write"):
         out.append(_hist_plot(run, lock, plots / f"mmap_{lock}_wait_hist.png"))
-    out.append(_p99_plot(run, plots / "fault_latency_p99.png"))
+    out.append(_bars_per_policy(run, "fault_latency_p99_us", plots / "fault_latency_p99.png",
+                                "page fault latency p99 per policy"))
     return [p for p in out if p is not None]
 
 
