@@ -120,6 +120,38 @@ def test_single_value_axis_and_null_metric_are_skipped(copy):
     assert html.count("<img ") == 2
 
 
+def test_policy_only_grid_gets_throughput_bars(copy):
+    for name in ("aggregate.csv", "histograms.csv"):
+        df = pl.read_csv(copy / name, infer_schema_length=None)
+        df.filter((pl.col("memcg.high_mb") == 16) & (pl.col("workload.threads") == 4)
+                  ).write_csv(copy / name)
+    write_report(copy, quiet=True)
+    assert _pngs(copy) == ["mmap_read_wait_hist.png", "mmap_write_wait_hist.png",
+                           "throughput_per_policy.png"]
+
+
+def test_html_tags_are_balanced(run_dir):
+    from html.parser import HTMLParser
+    void = {"meta", "img", "br", "hr", "link", "input"}
+
+    class Check(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.stack: list[str] = []
+
+        def handle_starttag(self, tag, attrs):
+            if tag not in void:
+                self.stack.append(tag)
+
+        def handle_endtag(self, tag):
+            assert self.stack and self.stack[-1] == tag, (tag, self.stack[-3:])
+            self.stack.pop()
+
+    c = Check()
+    c.feed((run_dir / "report.html").read_text())
+    assert c.stack == []
+
+
 def test_fault_latency_plot_when_the_backend_reports_it(copy):
     import matplotlib.image as mpimg
     agg = pl.read_csv(copy / "aggregate.csv", infer_schema_length=None)
