@@ -7,14 +7,15 @@ per-thread return stack (`call` pushes, PC_RETURN pops).
 """
 
 import numpy as np
-from numba import njit
+from numba import carray, njit, types
+from numba.extending import intrinsic
 
 from core import fault, lru, memcg, mm, readahead, vmscan
 from core.blockdev import io_done
 from core.evq import pop, schedule
 from core.metrics import N_COUNTERS, PEAK_USAGE_PAGES, VMA_WRITER_WAIT_MAX_NS
 from core.sched import make_runnable, noise_event, thread_event_prologue
-from core.state import (
+from core.state import (State, G_DRAINING, 
     EV_IO_DONE,
     EV_NOISE,
     EV_THREAD,
@@ -97,9 +98,42 @@ def _warmup_snapshot(S):
         S.g[G_LAT_HIST + i] = 0
 
 
+@intrinsic
+def _int64_ptr(typingctx, addr):
+    """An address (arr.ctypes.data) as an int64 pointer, for carray."""
+    sig = types.CPointer(types.int64)(types.uintp)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(types.CPointer(types.int64)))
+    return sig, codegen
+
+
 @njit(cache=True)
-def run(S, seed):
-    """Simulate until K_END_NS (or the event cap); returns events processed."""
+def _view(a):
+    return carray(_int64_ptr(a.ctypes.data), a.shape)
+
+
+@njit(cache=True)
+def _unmanaged(S):
+    """The same buffers as arrays without a meminfo. numba increfs and decrefs, atomically,
+    every array of the State tuple on every call it does not inline; arrays built by carray
+    carry no meminfo and skip that (measured: 1.8 M -> see benchmarks/engine.py). The
+    caller keeps the real arrays alive for the whole run."""
+    return State(_view(S.g), _view(S.k), _view(S.t), _view(S.pg), _view(S.vma),
+                 _view(S.file), _view(S.core), _view(S.rq), _view(S.ev))
+
+
+@njit(cache=True)
+def run(S, seed, drain=False):
+    return _run(_unmanaged(S), seed, drain)
+
+
+@njit(cache=True)
+def _run(S, seed, drain):
+    """Simulate until K_END_NS (or the event cap); returns events processed.
+
+    drain=True (tests): after K_END_NS keep going until every thread has finished the
+    round it was in, so that the final state must hold no lock at all."""
     np.random.seed(seed)
     n = S.k[K_THREADS]
     # Threads start within the first 100 us in random order: different seeds, different
@@ -119,7 +153,12 @@ def run(S, seed):
     while S.g[G_HEAP_N] > 0:
         t = S.ev[0, EV_TIME]
         if t > end:
-            break
+            if not drain:
+                break
+            S.g[G_DRAINING] = 1
+            if t > 20 * end + 10_000_000_000:
+                S.g[G_STOP] = 2               # a thread never finished its round
+                break
         t, kind, ident = pop(S)
         S.g[G_NOW] = t
         events += 1
@@ -135,7 +174,7 @@ def run(S, seed):
         if events >= max_events:
             S.g[G_STOP] = 1
             break
-    if S.g[G_STOP] == 0:
+    if S.g[G_STOP] == 0 and not drain:
         S.g[G_NOW] = end
     S.g[G_COUNTERS + PEAK_USAGE_PAGES] = S.g[G_PEAK_USAGE]
     S.g[G_EVENTS] = events

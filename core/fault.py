@@ -42,7 +42,7 @@ from core.memcg import (
     try_charge_fast,
     uncharge,
 )
-from core.metrics import (
+from core.metrics import (PAGES_READ, 
     PGFAULT,
     PGMAJFAULT,
     RETRY_IO_MISS,
@@ -192,6 +192,9 @@ def step(S, tid, pc):
     policy = S.k[K_POLICY]
 
     if pc == F_LOCK_VMA:
+        # Each attempt gets the arch handler's flags afresh: patch 4's clearing of
+        # FAULT_FLAG_ALLOW_RETRY lasts for one handle_mm_fault call only.
+        S.t[tid, T_F_FLAGS] |= FAULT_FLAG_ALLOW_RETRY
         S.t[tid, T_F_FPIN] = 0
         S.t[tid, T_F_MAJOR] = 0
         if policy == POL_MMAP_LOCK_ONLY:
@@ -209,6 +212,7 @@ def step(S, tid, pc):
     if pc == F_LOCK_MMAP:
         # lock_mm_and_find_vma
         S.t[tid, T_F_FLAGS] &= ~FAULT_FLAG_VMA_LOCK
+        S.t[tid, T_F_FLAGS] |= FAULT_FLAG_ALLOW_RETRY
         S.t[tid, T_F_FPIN] = 0
         S.t[tid, T_F_MAJOR] = 0
         if down_read(S, tid, F_MMAP_LOCKED):
@@ -325,6 +329,7 @@ def step(S, tid, pc):
         p = _gp(S, tid)
         if S.k[K_SPARSE]:
             S.pg[p, P_FLAGS] |= PG_UPTODATE
+            S.g[G_COUNTERS + PAGES_READ] += 1
         S.t[tid, T_PC] = F_LOCKED
         return True
 

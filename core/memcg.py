@@ -148,9 +148,13 @@ def step(S, tid, pc):
         nr = S.t[tid, T_C_NR]
         code = try_charge_fast(S, tid, nr)
         if code == CHARGE_NEEDS_RECLAIM and not S.t[tid, T_C_DRAINED]:
+            # drain_all_stock, then `goto retry`: charge again, reclaim again if it fails.
             drain_all_stock(S)
             S.t[tid, T_C_DRAINED] = 1
             code = try_charge_fast(S, tid, nr)
+            if code == CHARGE_NEEDS_RECLAIM:
+                S.t[tid, T_PC] = MC_CHARGE
+                return True
         if code != CHARGE_NEEDS_RECLAIM:
             S.t[tid, T_C_OK] = 1
             if code == CHARGE_OK_OVER_HIGH:

@@ -15,7 +15,7 @@ slices and noise periods hundreds of microseconds or more.
 from numba import njit
 
 from core.evq import schedule
-from core.state import (
+from core.state import (G_DRAINING, 
     C_ACK0,
     C_ACK_N,
     C_IDLE_POS,
@@ -270,8 +270,11 @@ def noise_event(S, c):
     """A noise spinner's timer fired (start of its busy period) or its busy period ended."""
     if S.core[c, C_NOISE_BUSY]:
         S.core[c, C_NOISE_BUSY] = 0
-        schedule(S, S.g[G_NOW] + S.k[K_NOISE_SLEEP_NS], EV_NOISE, c)
+        if not S.g[G_DRAINING]:
+            schedule(S, S.g[G_NOW] + S.k[K_NOISE_SLEEP_NS], EV_NOISE, c)
         dispatch_core(S, c)
+        return
+    if S.g[G_DRAINING]:
         return
     if S.core[c, C_THREAD] == IDLE:
         _idle_remove(S, c)

@@ -22,6 +22,7 @@ TS_RUNNABLE = 1   # in a run queue, waiting for a core
 TS_BLOCKED = 2    # asleep on a lock/folio/vma; someone else wakes it
 TS_SLEEPING = 3   # timed sleep (penalty, jiffy); an EV_THREAD pending, no core held
 TS_SPINNING = 4   # busy-waiting on a spinlock or IPI acks: keeps its core, no event
+TS_EXITED = 5     # drained: finished its last round after the end of the run
 
 # ---- event kinds -----------------------------------------------------------------------------
 EV_THREAD = 0     # continue thread `id` at its program counter
@@ -164,7 +165,7 @@ LAT_BINS = 256         # fault-latency histogram: log2 bins of 1/8 octave from 6
  G_USAGE, G_PEAK_USAGE, G_MAX_SEQ, G_MIN_SEQ, G_NONRESIDENT_AGE,
  G_AGING_WALKER, G_AGING_SEQ, G_WARM, G_WARM_ROUNDS_T0,
  G_IO_INFLIGHT, G_IO_QHEAD, G_IO_QTAIL, G_IO_FREE,
- G_STOP, G_OOM, G_MM_CPUS, N_G) = range(33)
+ G_STOP, G_OOM, G_MM_CPUS, G_DRAINING, N_G) = range(34)
 
 # ---- constants of k (int64) ------------------------------------------------------------------
 (K_THREADS, K_CORES, K_FILE_PAGES, K_N_FILES, K_POLICY, K_LRU, K_PINNING,
@@ -227,7 +228,8 @@ T_R_SEQ = 44  # aging: max_seq when it started
 T_M_PENDING_ACKS = 45  # TLB-shootdown acknowledgements still awaited
 T_M_COUNT = 46  # folios still to activate after a zap (classic LRU)
 T_PREEMPT_COUNT = 47  # preempt_count: >0 while holding or spinning on a spinlock
-T_STACK0 = 48                 # STACK_DEPTH return program counters
+T_ROUNDS = 48  # rounds this thread completed (whole run, warm-up included)
+T_STACK0 = 49                 # STACK_DEPTH return program counters
 T_R_BATCH0 = T_STACK0 + STACK_DEPTH       # RECLAIM_BATCH isolated folios
 N_T = T_R_BATCH0 + RECLAIM_BATCH
 
@@ -306,7 +308,9 @@ def make_state(k: np.ndarray, n_threads: int, n_cores: int, n_pages: int,
                n_files: int, file_pages: int, n_vmas: int) -> State:
     """Allocate every array at its initial value (nothing mapped, cache empty)."""
     cap = 4 * n_threads + 4 * n_cores + 64
-    n_rq = 4 * n_threads + 16
+    # A readahead window submits one request per contiguous run of missing pages: at
+    # most half a window each, for every thread at once.
+    n_rq = n_threads * (int(k[K_RA_PAGES]) // 2 + 2) + 16
     g = np.zeros(G_IDLE_LIST + n_cores, np.int64)
     for slot in (G_RW_WRITER, G_RW_QHEAD, G_RW_QTAIL, G_RQ_HEAD, G_RQ_TAIL, G_LRU_OWNER,
                  G_LRU_QHEAD, G_LRU_QTAIL, G_AGING_WALKER, G_IO_QHEAD, G_IO_QTAIL):

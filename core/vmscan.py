@@ -404,9 +404,9 @@ def step(S, tid, pc):
                 S.t[tid, T_R_PRIORITY] -= 1
                 call(S, tid, RC_AGING, RC_PRIORITY)
                 return True
+        # get_scan_count: both lists of the type are scanned at lru_size >> priority (the
+        # active one by deactivation into the inactive one when that runs low).
         total = lru_file_total(S)
-        if S.k[K_LRU] != LRU_MGLRU:
-            total = S.g[G_LRU_SIZE + LIST_INACTIVE]
         S.t[tid, T_R_BUDGET] = total >> S.t[tid, T_R_PRIORITY]
         S.t[tid, T_R_PRIORITY] -= 1
         S.t[tid, T_PC] = RC_ISOLATE

@@ -750,10 +750,8 @@ def test_first_major_fault_counters(policy):
 
 @pytest.mark.parametrize("sparse", [
     False,
-    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=(
-        "model bug: fault.step F_READ_FOLIO_DONE's sparse branch zero-fills the folio but "
-        "does not count PAGES_READ, while the device path (blockdev.io_done) and sparse "
-        "readahead (RA_SPARSE_DONE) both count the pages they fill"))),
+    # Regression: the sparse re-read of F_READ_FOLIO_DONE did not count PAGES_READ.
+    True,
 ])
 def test_sync_reread_counts_pages_read(sparse):
     """A folio present but not uptodate (added by __filemap_get_folio after readahead did not
@@ -784,11 +782,8 @@ def test_sync_reread_counts_pages_read(sparse):
 
 # ---- block request slots ----------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError, reason=(
-    "model capacity bug: state.make_state sizes the block-request pool (S.rq) at "
-    "4*threads+16, but one readahead window submits one request per contiguous run of "
-    "absent pages (readahead.RA_READ_PAGES), up to ra_pages/2 of them; a fragmented page "
-    "cache makes a single thread exhaust the pool ('block request slots exhausted')"))
+# Regression: the block-request pool was sized 4*threads+16, too small for a fragmented
+# page cache (one request per contiguous run of a readahead window).
 def test_readahead_into_fragmented_cache_fits_request_pool():
     _, S = _state(machine={"cores": 1, "fault_around_kb": 4},
                   workload={"threads": 1, "file_mb": 1},
@@ -800,7 +795,7 @@ def test_readahead_into_fragmented_cache_fits_request_pool():
         S.pg[i, P_FLAGS] = PG_PRESENT | PG_UPTODATE
         lru.lruvec_add_folio(S, i, False)
         S.g[G_USAGE] += 1
-    assert S.rq.shape[0] == 4 * 1 + 16
+    assert S.rq.shape[0] >= 128 // 2                    # one slot per run of the window
     engine.run(S, np.int64(1))                           # first fault: a 128-page window
     assert _counter(S, M.PAGES_READ) >= 64
 

@@ -10,8 +10,8 @@ from numba import njit
 
 from core.fault import fault_begin
 from core.metrics import ROUNDS
-from core.sched import run_for
-from core.state import (
+from core.sched import release_core, run_for
+from core.state import (G_DRAINING, T_ROUNDS, T_STATE, TS_EXITED, 
     F_LOCK_VMA,
     FL_RA_ASYNC,
     FL_RA_SIZE,
@@ -87,6 +87,12 @@ def step(S, tid, pc):
 
     if pc == W_ROUND_END:
         S.g[G_COUNTERS + ROUNDS] += 1
+        S.t[tid, T_ROUNDS] += 1
+        if S.g[G_DRAINING]:
+            # Drain mode (tests): stop at the round boundary, holding nothing.
+            S.t[tid, T_STATE] = TS_EXITED
+            release_core(S, tid)
+            return False
         S.t[tid, T_PC] = W_ROUND_START
         return True
 
