@@ -6,6 +6,7 @@ the mechanism module that owns the step. Calls between modules go through a smal
 per-thread return stack (`call` pushes, PC_RETURN pops).
 """
 
+import numba
 import numpy as np
 from numba import carray, njit, types
 from numba.extending import intrinsic
@@ -123,9 +124,15 @@ def _unmanaged(S):
                  _view(S.file), _view(S.core), _view(S.rq), _view(S.ev))
 
 
-@njit(cache=True)
-def run(S, seed, drain=False):
-    return _run(_unmanaged(S), seed, drain)
+if numba.config.DISABLE_JIT:
+    # Pure Python (NUMBA_DISABLE_JIT=1, for stepping through a mechanism in a debugger):
+    # there is no reference counting to avoid and carray views cannot be built.
+    def run(S, seed, drain=False):
+        return _run(S, seed, drain)
+else:
+    @njit(cache=True)
+    def run(S, seed, drain=False):
+        return _run(_unmanaged(S), seed, drain)
 
 
 @njit(cache=True)

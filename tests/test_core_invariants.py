@@ -135,3 +135,27 @@ def test_series_loses_less_io_than_baseline(scaled_rows):
     assert base["retry_io_miss"] > 0, "baseline has no RETRY_IO_MISS at the scaled point"
     for pol in ("vma_retry", "vma_retry_uptodate"):
         assert scaled_rows[pol]["miss_drop_pct"] < base["miss_drop_pct"]
+
+
+def test_numba_disable_jit_runs_and_gives_the_same_row():
+    """DESIGN.md: NUMBA_DISABLE_JIT=1 must still run, so a mechanism can be stepped in a
+    debugger; it runs the same code, so it must give the same row (RNG draws included)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    script = (
+        "import core, json\n"
+        "p = core.Params.from_dict({'machine': {'cores': 2}, 'workload': {'threads': 2, "
+        "'file_mb': 1}, 'memcg': {'high_mb': 4, 'max_mb': 5}, 'device': {'sparse': False}, "
+        "'sim': {'duration_s': 0.004, 'warmup_s': 0.0}})\n"
+        "r = core.simulate(p, 1)\n"
+        "print(json.dumps({k: v for k, v in r.items() if k not in ('wall_s', 'events_per_s')}))\n")
+    rows = []
+    for disable in ("1", "0"):
+        env = {**os.environ, "NUMBA_DISABLE_JIT": disable}
+        out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                             text=True, timeout=600, check=True).stdout
+        rows.append(json.loads(out.strip().splitlines()[-1]))
+    assert rows[0]["rounds"] > 0
+    assert rows[0] == rows[1]
