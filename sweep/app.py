@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 import core
 from core.metrics import METRIC_COLUMNS
 from sweep import aggregate as agg
-from sweep.backend import check_backend
+from sweep.backend import BACKENDS, check_backend
 from sweep.config import GridConfig, OutputConfig, RayConfig, SweepConfig
 from sweep.errors import SweepError
 from sweep.grid import POLICY_KEY, Point, Unit, expand, nearest, units_of, valid_keys
@@ -33,6 +33,8 @@ from sweep.progress import Progress
 from sweep.runner import ChunkPlanner, check_address, compute, connect
 from sweep.store import STORE_SCHEMA, PointStore
 
+# Written when a run has points on both the sim and the kernel backend.
+SIM_VS_REAL = "sim_vs_real.csv"
 PARAM_GROUPS = ("machine", "workload", "policy", "memcg", "device", "costs", "sim")
 
 
@@ -96,11 +98,26 @@ def plan(cfg: DictConfig) -> tuple[str, list[Point], list[Unit]]:
     axes = OmegaConf.to_container(g.axes, resolve=True)
     zips = OmegaConf.to_container(g.zip, resolve=True)
     excl = OmegaConf.to_container(g.exclude, resolve=True)
-    check_backend(cfg.backend)
+    if cfg.backend not in BACKENDS:
+        check_backend(cfg.backend)  # the one-line error naming the backends
+    points = expand(base_params(cfg), axes, zips, excl, backend=cfg.backend)
+    for b in backends_of(points):
+        check_backend(b)
     check_address(cfg.ray.address or os.environ.get("RAY_ADDRESS") or None,
                   float(cfg.ray.connect_timeout_s))
-    points = expand(base_params(cfg), axes, zips, excl, backend=cfg.backend)
     return str(g.name), points, units_of(points, seeds, root_seed)
+
+
+def backends_of(points: list[Point]) -> list[str]:
+    """The backends a grid's points run on, in first-seen order."""
+    return list(dict.fromkeys(p.backend for p in points))
+
+
+def ray_backend(points: list[Point]) -> str:
+    """The backend that decides how Ray is set up: `kernel` if any point needs a kernel
+    runner (the embedded local Ray then advertises one), else the points' backend."""
+    backends = backends_of(points)
+    return "kernel" if "kernel" in backends else backends[0]
 
 
 def run_sweep(cfg: DictConfig) -> int:
@@ -114,37 +131,50 @@ def run_sweep(cfg: DictConfig) -> int:
     todo = [u for u in units if (u.point_hash, u.replicate) not in done]
     label = f"sweep {grid_name}"
 
+    backends = backends_of(points)
     if cfg.sweep.dry_run:
-        cluster_desc, slots = _cluster_desc(cfg)
-        planner = ChunkPlanner(todo, by_hash, float(cfg.sweep.chunk_target_s), 1, cfg.backend)
-        est_s = planner.pending_cost * planner.rate()
+        n_chunks, minutes, slot_desc = 0, 0.0, []
+        for b in backends:
+            cluster_desc, slots = _cluster_desc(cfg, b, ray_backend(points))
+            planner = ChunkPlanner([u for u in todo if by_hash[u.point_hash].backend == b],
+                                   by_hash, float(cfg.sweep.chunk_target_s), 1, b)
+            n_chunks += planner.estimate_chunks()
+            minutes += planner.pending_cost * planner.rate() / max(slots, 1) / 60
+            slot_desc.append(f"{slots} {b} slots")
         print(f"{label}: {len(points)} points x {int(cfg.grid.seeds)} seeds = {len(units)} "
               f"runs; {len(done)} already in {store.dir}; {len(todo)} to compute in about "
-              f"{planner.estimate_chunks()} chunks of ~{cfg.sweep.chunk_target_s:g} s "
-              f"(a rough prior: ~{est_s / max(slots, 1) / 60:.1f} min on {slots} slots); "
-              f"backend {cfg.backend}; {cluster_desc}")
+              f"{n_chunks} chunks of ~{cfg.sweep.chunk_target_s:g} s "
+              f"(a rough prior: ~{minutes:.1f} min on {', '.join(slot_desc)}); "
+              f"backend {', '.join(backends)}; {cluster_desc}")
         return 0
 
     if todo:
         cluster = connect(cfg.ray.address, cfg.ray.num_cpus, float(cfg.ray.connect_timeout_s),
-                          cfg.backend)
+                          ray_backend(points))
         where = cluster.address or "local Ray"
         print(f"{label}: {len(points)} points, {len(units)} runs, {len(done)} cached, "
               f"{len(todo)} to compute on {where} ({cluster.cpus} CPUs)", file=sys.stderr)
         progress = Progress(len(todo), len(done), float(cfg.sweep.progress_interval_s), label)
-        meta = {"backend": cfg.backend, "model_version": core.MODEL_VERSION}
+        meta = {"model_version": core.MODEL_VERSION}
         params_json = {h: _params_json(p) for h, p in by_hash.items()}
 
         def on_rows(rows: list[dict]) -> None:
             for r in rows:
-                r.update(meta, params_json=params_json[r["point_hash"]])
+                r.update(meta, backend=by_hash[r["point_hash"]].backend,
+                         params_json=params_json[r["point_hash"]])
             store.append(rows)
             n_failed = sum(r["status"] != "ok" for r in rows)
             progress.update(len(rows) - n_failed, n_failed)
 
         try:
-            compute(todo, by_hash, cfg.backend, cluster, float(cfg.sweep.chunk_target_s),
-                    int(cfg.sweep.in_flight_per_cpu), int(cfg.ray.max_retries), on_rows)
+            # One backend after the other, never side by side: a kernel point measures the
+            # whole machine (vmstat is system-wide), so simulations must not share its CPUs.
+            for b in backends:
+                mine = [u for u in todo if by_hash[u.point_hash].backend == b]
+                if mine:
+                    compute(mine, by_hash, b, cluster, float(cfg.sweep.chunk_target_s),
+                            int(cfg.sweep.in_flight_per_cpu), int(cfg.ray.max_retries),
+                            on_rows)
         finally:
             progress.close()
             import ray
@@ -174,18 +204,19 @@ def _params_json(p: Point) -> str:
     return canonical_json(p.params.to_dict())
 
 
-def _cluster_desc(cfg: DictConfig) -> tuple[str, int]:
-    """Where the sweep would run, and how many tasks at a time (CPUs, or kernel runners)."""
+def _cluster_desc(cfg: DictConfig, backend: str, connect_as: str) -> tuple[str, int]:
+    """Where the sweep would run, and how many tasks of `backend` at a time (CPUs, or
+    kernel runners)."""
     address = cfg.ray.address or os.environ.get("RAY_ADDRESS")
     if not address:
         from sweep.runner import local_cpus
         cpus = cfg.ray.num_cpus or local_cpus()
-        slots = 1 if cfg.backend == "kernel" else cpus
+        slots = 1 if backend == "kernel" else cpus
         return f"local Ray with {cpus} CPUs", slots
-    cluster = connect(address, None, float(cfg.ray.connect_timeout_s), cfg.backend)
+    cluster = connect(address, None, float(cfg.ray.connect_timeout_s), connect_as)
     import ray
     ray.shutdown()
-    slots = cluster.kernel_runners if cfg.backend == "kernel" else cluster.cpus
+    slots = cluster.kernel_runners if backend == "kernel" else cluster.cpus
     return (f"cluster {address} with {cluster.cpus} CPUs, {cluster.kernel_runners} kernel "
             "runners"), slots
 
@@ -214,7 +245,7 @@ def write_run_dir(cfg: DictConfig, root: Path, grid_name: str, points: list[Poin
     meta = pl.LazyFrame(meta_cols, strict=False).with_columns(pl.col("replicate").cast(pl.Int64))
     stored = store.rows([(u.point_hash, u.replicate) for u in units])
     tail = [c for c in STORE_SCHEMA if c not in ("point_hash", "replicate", "seed")
-            and c not in METRIC_COLUMNS]
+            and c not in METRIC_COLUMNS and c not in axes]
     points_path = run_dir / "points.parquet"
     (meta.join(stored, on=["point_hash", "replicate"], how="left")
      .with_columns(pl.col("status").fill_null("missing"))
@@ -228,8 +259,14 @@ def write_run_dir(cfg: DictConfig, root: Path, grid_name: str, points: list[Poin
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     failed = (pl.scan_parquet(points_path).filter(pl.col("status") != "ok")
               .select([*axes, "policy", "replicate", "error_type", "error"]).collect())
+    svr = None
+    if {"sim", "kernel"} <= set(backends_of(points)):
+        from sweep.kernel_backend import sim_vs_real_table
+        svr = sim_vs_real_table(pl.read_parquet(points_path), [*axes, "policy"])
+        svr.write_csv(run_dir / SIM_VS_REAL)
     (run_dir / "summary.md").write_text(
-        agg.summary(run_dir, grid_name, axes, len(points), len(units), n_cached, failed))
+        agg.summary(run_dir, grid_name, axes, len(points), len(units), n_cached, failed,
+                    sim_vs_real=svr))
     latest = grid_dir / "latest"
     tmp = grid_dir / f".latest-{os.getpid()}"
     if tmp.is_symlink():

@@ -1,8 +1,9 @@
 """Grid expansion: axes, zip groups and exclude rules into validated points with stable ids.
 
-A point is a full `core.Params` (the config's values with the point's axis values applied);
-its identity is the sha256 of canonical JSON of `Params.to_dict()`, `core.MODEL_VERSION` and
-the backend, so reordering or extending a grid never changes an existing point's hash, and a
+A point is a full `core.Params` (the config's values with the point's axis values applied)
+and the backend that runs it (the `backend` axis if the grid has one, else the top-level
+setting); its identity is the sha256 of canonical JSON of `Params.to_dict()`,
+`core.MODEL_VERSION` and that backend, so reordering or extending a grid never changes an existing point's hash, and a
 new model version misses every cached row. Replicate seeds come from
 `numpy.random.SeedSequence(root_seed, spawn_key=(hash, replicate))` for the same reason.
 Every check runs before anything is computed; a failure is one `SweepError` line.
@@ -25,6 +26,9 @@ from sweep.errors import SweepError
 
 # Column name of the policy axis in every output (it is always present, axis or not).
 POLICY_KEY = "policy.name"
+# The one axis that is not a parameter of core.Params: which backend runs the point
+# (`axes: {backend: [sim, kernel]}`); without it every point runs on the top-level `backend`.
+BACKEND_KEY = "backend"
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,8 @@ class Point:
     point_hash: str
     # The grid's axis values of this point, in axis order (dotted key -> value).
     axes: dict[str, Any]
+    # The backend that runs this point (the `backend` axis, else the top-level setting).
+    backend: str = "sim"
 
 
 @dataclass(frozen=True)
@@ -89,7 +95,7 @@ def _set(d: dict[str, dict[str, Any]], key: str, value: Any) -> None:
 
 
 def _check_keys(keys: Sequence[str], where: str) -> None:
-    known = valid_keys()
+    known = valid_keys() + [BACKEND_KEY]
     for k in keys:
         if k not in known:
             raise SweepError(f"{where}: unknown key '{k}'{nearest(k, known)}")
@@ -112,6 +118,12 @@ def expand(base: Mapping[str, Mapping[str, Any]], axes: Mapping[str, Any],
             raise SweepError(f"grid.axes.{k}: expected a list of values, got {values!r}")
         if len(values) == 0:
             raise SweepError(f"grid.axes.{k}: empty list of values")
+    if BACKEND_KEY in flat:
+        from sweep.backend import BACKENDS
+        for v in flat[BACKEND_KEY]:
+            if not isinstance(v, str) or v not in BACKENDS:
+                raise SweepError(f"grid.axes.backend: unknown backend {v!r}; one of "
+                                 f"{', '.join(sorted(BACKENDS))}")
     # Blocks of axes that move together: each zip group is one block, every other axis its own.
     zipped: dict[str, int] = {}
     for gi, group in enumerate(zip_groups):
@@ -153,10 +165,13 @@ def expand(base: Mapping[str, Mapping[str, Any]], axes: Mapping[str, Any],
         for part in combo:
             values.update(part)
         d = {g: dict(sub) for g, sub in base.items()}
+        point_backend = values.get(BACKEND_KEY, backend)
         for k, v in values.items():
-            _set(d, k, v)
+            if k != BACKEND_KEY:
+                _set(d, k, v)
         if exclude:
             resolved = {f"{g}.{k}": v for g, sub in d.items() for k, v in sub.items()}
+            resolved[BACKEND_KEY] = point_backend
             if any(_matches(rule, resolved) for rule in exclude):
                 continue
         try:
@@ -164,12 +179,12 @@ def expand(base: Mapping[str, Mapping[str, Any]], axes: Mapping[str, Any],
         except core.ParamError as e:
             at = ", ".join(f"{k}={v}" for k, v in values.items())
             raise SweepError(f"invalid point ({at}): {e}") from None
-        h = point_hash(params, backend)
+        h = point_hash(params, point_backend)
         if h in seen:
             continue  # two axis combinations resolving to the same parameters: run once
         seen.add(h)
         points.append(Point(params=params, point_hash=h,
-                            axes={k: values[k] for k in flat}))
+                            axes={k: values[k] for k in flat}, backend=point_backend))
     if not points:
         raise SweepError("grid.exclude removes every point of the grid")
     return points
