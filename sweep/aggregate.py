@@ -122,7 +122,8 @@ def _pct(v: float | None) -> str:
 
 
 def summary(run_dir: Path, grid_name: str, axes: Sequence[str], n_points: int,
-            n_units: int, n_cached: int, failed: pl.DataFrame) -> str:
+            n_units: int, n_cached: int, failed: pl.DataFrame,
+            sim_vs_real: pl.DataFrame | None = None) -> str:
     agg = pl.read_csv(run_dir / "aggregate.csv", infer_schema_length=None)
     cmp = pl.read_csv(run_dir / "compare.csv", infer_schema_length=None)
     lines = [f"# Sweep `{grid_name}`", "",
@@ -159,6 +160,8 @@ def summary(run_dir: Path, grid_name: str, axes: Sequence[str], n_points: int,
                              f"({_pct(r['change_pct'])})")
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+    if sim_vs_real is not None:
+        lines += sim_vs_real_section(sim_vs_real, [a for a in axis_hdr if a != "backend"])
     lines += ["## Failed points", ""]
     if failed.height == 0:
         lines.append("None.")
@@ -170,3 +173,33 @@ def summary(run_dir: Path, grid_name: str, axes: Sequence[str], n_points: int,
                          f"{first[0] if first else ''}")
     lines.append("")
     return "\n".join(lines)
+
+
+# Metrics of the summary's sim-vs-real table (sim_vs_real.csv has every compared metric).
+SIM_VS_REAL_HEADLINE = ["throughput_rounds_s", "rounds", "pgfault_per_round",
+                        "pgmajfault_per_round", "retry_mmap_drop", "retry_io_miss",
+                        "drops_per_round", "misses_per_round"]
+
+
+def sim_vs_real_section(table: pl.DataFrame, axis_hdr: Sequence[str]) -> list[str]:
+    """Markdown lines of "Simulated vs measured": the table of sim_vs_real.csv for the
+    headline metrics, one line per point and metric."""
+    lines = ["## Simulated vs measured", "",
+             ("Points run on both backends (`sim_vs_real.csv`, every compared metric): "
+              "means over ok replicates; ratio = simulated / measured (above 1: the model "
+              "counts more than the kernel)."), ""]
+    shown = table.filter(pl.col("metric").is_in(SIM_VS_REAL_HEADLINE)) if table.height \
+        else table
+    if shown.height == 0:
+        return lines + ["No point has ok rows on both the sim and the kernel backend.", ""]
+    hdr = [a for a in axis_hdr if a in table.columns]
+    if "policy" in table.columns and table["policy"].n_unique() > 1:
+        hdr.append("policy")
+    lines += ["| " + " | ".join([*hdr, "metric", "simulated", "measured", "ratio"]) + " |",
+              "|" + "---|" * (len(hdr) + 4)]
+    for r in shown.iter_rows(named=True):
+        cells = [str(r[a]) for a in hdr] + [r["metric"], _fmt(r["simulated"]),
+                                            _fmt(r["measured"]), _fmt(r["ratio"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines

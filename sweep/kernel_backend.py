@@ -641,7 +641,7 @@ def kernel_row(result: RunResult, *, params: Any, work_dir: Path) -> dict[str, A
 # Metrics compared, in table order; per-round ones are derived from the totals first.
 COMPARED_METRICS = ["rounds", "throughput_rounds_s", "pgfault_per_round",
                     "pgmajfault_per_round", "pgfault", "pgmajfault", "retry_mmap_drop",
-                    "retry_io_miss", "miss_drop_pct", "vma_lock_success", "vma_lock_abort",
+                    "retry_io_miss", "drops_per_round", "misses_per_round", "miss_drop_pct", "vma_lock_success", "vma_lock_abort",
                     "vma_lock_retry", "vma_lock_miss", "refaults", "pages_reclaimed"]
 
 
@@ -649,8 +649,9 @@ def sim_vs_real_table(points: pl.DataFrame, axis_columns: list[str]) -> pl.DataF
     """Simulated against measured, one row per (point, metric) present on both backends.
 
     `points`: rows of both backends (a `backend` column, 'sim' or 'kernel'), the axis
-    columns, and metric columns; failed rows (non-null `error`, if that column exists) are
-    left out. Replicates are averaged per backend and point. A metric appears for a point
+    columns, and metric columns; failed rows (non-null `error`, or `status` other than
+    'ok', where those columns exist) are left out. Pass `policy` among `axis_columns` when
+    the frame holds several policies (a run dir's points.parquet always has that column). Replicates are averaged per backend and point. A metric appears for a point
     only where the kernel measured it (so the retry counters only on kernels that have
     them). Columns: the axes (without `backend`), `metric`, `simulated`, `measured`,
     `ratio` = simulated / measured (None when measured is 0), `n_sim`, `n_kernel`; sorted
@@ -662,6 +663,8 @@ def sim_vs_real_table(points: pl.DataFrame, axis_columns: list[str]) -> pl.DataF
     df = points
     if "error" in df.columns:
         df = df.filter(pl.col("error").is_null())
+    if "status" in df.columns:
+        df = df.filter(pl.col("status") == "ok")
     df = df.filter(pl.col("backend").is_in(["sim", "kernel"]))
     per_round = {"pgfault_per_round": "pgfault", "pgmajfault_per_round": "pgmajfault"}
     derived = [(pl.col(src).cast(pl.Float64) / pl.col("rounds").cast(pl.Float64)).alias(name)

@@ -25,6 +25,9 @@ import polars as pl
 
 import core
 
+SIM_VS_REAL = "sim_vs_real.csv"
+# Plot of the "Simulated vs measured" section (shown there, not among the other plots).
+SIM_VS_REAL_PLOT = "sim_vs_real_throughput_vs_threads.png"
 REQUIRED = ("config.yaml", "summary.md", "aggregate.csv", "histograms.csv", "points.parquet")
 
 # Colours fixed per policy so every figure reads the same way; baseline is the dark
@@ -74,6 +77,8 @@ class Run:
     summary_md: str
     config_yaml: str
     policies: list[str]
+    # sim_vs_real.csv, when the run has points on both the sim and the kernel backend.
+    sim_vs_real: pl.DataFrame | None = None
 
 
 # ---- reading --------------------------------------------------------------------------------
@@ -113,6 +118,11 @@ def load_run(run_dir: Path | str) -> Run:
     summary_md = _read(run_dir, "summary.md", lambda p: p.read_text())
     agg = _read(run_dir, "aggregate.csv", lambda p: pl.read_csv(p, infer_schema_length=None))
     _need(agg, run_dir / "aggregate.csv", ["policy", "n_ok", "throughput_rounds_s_mean"])
+    # A statistic that is null everywhere (ci95 of one replicate) reads back as strings.
+    stat_cols = [c for c in agg.columns if c.endswith(("_mean", "_std", "_ci95", "_min", "_max"))
+                 and agg[c].dtype == pl.String]
+    if stat_cols:
+        agg = agg.with_columns(pl.col(stat_cols).cast(pl.Float64, strict=False))
     hist = _read(run_dir, "histograms.csv", lambda p: pl.read_csv(p, infer_schema_length=None))
     _need(hist, run_dir / "histograms.csv",
           ["policy", "lock", "bucket", "bucket_label", "count_mean"])
@@ -130,9 +140,14 @@ def load_run(run_dir: Path | str) -> Run:
     order = {p: i for i, p in enumerate(core.POLICIES)}
     policies = sorted(agg["policy"].unique().to_list(), key=lambda p: (order.get(p, 99), p))
     grid = ((cfg.get("grid") or {}).get("name") if isinstance(cfg.get("grid"), dict) else None)
+    svr = None
+    if (run_dir / SIM_VS_REAL).is_file():
+        svr = _read(run_dir, SIM_VS_REAL, lambda p: pl.read_csv(p, infer_schema_length=None))
+        _need(svr, run_dir / SIM_VS_REAL, ["metric", "simulated", "measured", "ratio"])
     return Run(dir=run_dir, grid=grid or run_dir.parent.name, axes=list(axes),
                varying=varying, fixed=fixed, agg=agg, hist=hist, points=points,
-               summary_md=summary_md, config_yaml=config_yaml, policies=policies)
+               summary_md=summary_md, config_yaml=config_yaml, policies=policies,
+               sim_vs_real=svr)
 
 
 # ---- plotting helpers -----------------------------------------------------------------------
@@ -482,6 +497,59 @@ def _bars_per_policy(run: Run, metric: str, path: Path, what: str) -> Path | Non
                  "policy (whisker: 95% CI; labels: change vs baseline)")
 
 
+def _sim_vs_real_plot(run: Run, path: Path, metric: str = "throughput_rounds_s",
+                      x: str = "workload.threads") -> Path | None:
+    """`metric` against `x`, the sim backend's line against the kernel's (one panel per
+    combination of the other varying axes); None without a backend axis holding both, an
+    `x` axis, or data."""
+    if "backend" not in run.axes or x not in run.axes or not _has(run, metric) \
+            or not run.agg[x].dtype.is_numeric():
+        return None
+    agg = run.agg.filter(pl.col("backend").is_in(["sim", "kernel"]))
+    if set(agg["backend"].unique().to_list()) != {"sim", "kernel"}:
+        return None
+    import numpy as np
+    facets = [a for a in _facets(run, x) if a != "backend"]
+    combos = _combos(agg, facets)
+    fig, axs = _new_fig(len(combos))
+    drawn = False
+    style = {"sim": {"color": "#1f77b4", "marker": "o", "linestyle": "-"},
+             "kernel": {"color": "#d62728", "marker": "s", "linestyle": "--"}}
+    for ax, combo in zip(axs, combos, strict=True):
+        sub = _filter(agg, combo)
+        xs = sorted(sub[x].unique().to_list())
+        for backend in ("sim", "kernel"):
+            for pol in run.policies:
+                d = (sub.filter((pl.col("backend") == backend) & (pl.col("policy") == pol))
+                     .filter(pl.col(f"{metric}_mean").is_not_null()).sort(x))
+                if d.height == 0:
+                    continue
+                label = backend if len(run.policies) == 1 else f"{backend} ({pol})"
+                mean = d[f"{metric}_mean"].to_numpy()
+                ci = d[f"{metric}_ci95"].fill_null(0.0).to_numpy()
+                xv = d[x].to_list()
+                ax.plot(xv, mean, label=label, markersize=6, linewidth=2.0, zorder=3,
+                        **style[backend])
+                ax.fill_between(xv, np.maximum(mean - ci, 0.0), mean + ci,
+                                color=style[backend]["color"], alpha=0.15, linewidth=0)
+                drawn = True
+        ax.set_xticks(xs)
+        ax.set_xticklabels(_x_ticklabels(run, x, xs))
+        ax.set_xlabel(_x_label(run, x))
+        ax.set_ylabel(METRIC_LABEL.get(metric, metric))
+        ax.set_ylim(bottom=0)
+        ax.grid(True, alpha=0.3)
+        if combo:
+            ax.set_title(_combo_text(combo), fontsize=10)
+    if not drawn:
+        import matplotlib.pyplot as plt
+        plt.close(fig)
+        return None
+    return _save(fig, path, _title(run, f"{METRIC_LABEL.get(metric, metric)} against "
+                                        f"{_axis_label(x)}: simulated and measured"),
+                 "backend (band: 95% CI)")
+
+
 def make_plots(run: Run) -> list[Path]:
     import matplotlib
     matplotlib.use("Agg")
@@ -511,6 +579,8 @@ def make_plots(run: Run) -> list[Path]:
         out.append(_hist_plot(run, lock, plots / f"mmap_{lock}_wait_hist.png"))
     out.append(_bars_per_policy(run, "fault_latency_p99_us", plots / "fault_latency_p99.png",
                                 "page fault latency p99 per policy"))
+    if run.sim_vs_real is not None:
+        out.append(_sim_vs_real_plot(run, plots / SIM_VS_REAL_PLOT))
     return [p for p in out if p is not None]
 
 
@@ -646,14 +716,54 @@ def _summary_tables(md: str) -> str:
         if re.match(r"^#\s", line):
             continue
         if re.match(r"^##\s", line):
-            skip = line.strip().lower().startswith("## failed")
+            low = line.strip().lower()
+            skip = low.startswith(("## failed", "## simulated vs measured"))
         if not skip:
             out.append(line)
     return "\n".join(out)
 
 
+def _figure(p: Path) -> str:
+    data = base64.b64encode(p.read_bytes()).decode("ascii")
+    return (f'<figure id="{html.escape(p.stem)}"><img alt="{html.escape(p.name)}" '
+            f'src="data:image/png;base64,{data}">'
+            f"<figcaption>plots/{html.escape(p.name)}</figcaption></figure>")
+
+
+def _sim_vs_real_html(run: Run, plot: Path | None) -> str:
+    t = run.sim_vs_real
+    assert t is not None
+    parts = ['<h2 id="sim-vs-real">Simulated vs measured</h2>',
+             ("<p>Every point run on both backends (<code>sim_vs_real.csv</code>): means "
+              "over ok replicates; ratio = simulated / measured (above 1: the model counts "
+              "more than the kernel). A metric appears only where the kernel measured "
+              "it.</p>")]
+    if plot is not None:
+        parts.append(_figure(plot))
+    if t.height == 0:
+        parts.append("<p>No point has ok rows on both the sim and the kernel backend.</p>")
+        return "\n".join(parts)
+    keys = [c for c in t.columns if c not in ("metric", "simulated", "measured", "ratio",
+                                              "n_sim", "n_kernel")]
+    keys = [k for k in keys if t[k].n_unique() > 1]
+
+    def num(v):
+        if v is None:
+            return "-"
+        return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
+
+    rows = [[r[k] for k in keys] + [r["metric"], num(r["simulated"]), num(r["measured"]),
+                                     num(r["ratio"]), r["n_sim"], r["n_kernel"]]
+            for r in t.iter_rows(named=True)]
+    parts.append(_table([*keys, "metric", "simulated", "measured", "ratio", "n sim",
+                         "n kernel"], rows))
+    return "\n".join(parts)
+
+
 def render_html(run: Run, plots: list[Path]) -> str:
     n_ok = int((run.points["status"] == "ok").sum())
+    svr_plot = next((p for p in plots if p.name == SIM_VS_REAL_PLOT), None)
+    plots = [p for p in plots if p.name != SIM_VS_REAL_PLOT]
     failed, n_failed = _failed_html(run)
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
@@ -671,10 +781,9 @@ def render_html(run: Run, plots: list[Path]) -> str:
     if not plots:
         parts.append("<p>No plot applies to this grid.</p>")
     for p in plots:
-        data = base64.b64encode(p.read_bytes()).decode("ascii")
-        parts.append(f'<figure id="{html.escape(p.stem)}"><img alt="{html.escape(p.name)}" '
-                     f'src="data:image/png;base64,{data}">'
-                     f"<figcaption>plots/{html.escape(p.name)}</figcaption></figure>")
+        parts.append(_figure(p))
+    if run.sim_vs_real is not None:
+        parts.append(_sim_vs_real_html(run, svr_plot))
     parts += ['<h2 id="tables">Tables (summary.md)</h2>',
               markdown_to_html(_summary_tables(run.summary_md), heading_shift=1),
               f'<h2 id="failed">Failed runs ({n_failed})</h2>', failed,
