@@ -16,13 +16,14 @@ from core.blockdev import io_done
 from core.evq import pop, schedule
 from core.metrics import N_COUNTERS, PEAK_USAGE_PAGES, VMA_WRITER_WAIT_MAX_NS
 from core.sched import make_runnable, noise_event, thread_event_prologue
-from core.state import (State, G_DRAINING, 
+from core.state import (
     EV_IO_DONE,
     EV_NOISE,
     EV_THREAD,
     EV_TIME,
     EV_WARMUP,
     G_COUNTERS,
+    G_DRAINING,
     G_EVENTS,
     G_HEAP_N,
     G_HIST_READ,
@@ -47,6 +48,7 @@ from core.state import (State, G_DRAINING,
     T_PC,
     T_SP,
     T_STACK0,
+    State,
 )
 from core.workloads import file_thrash
 

@@ -37,12 +37,13 @@ from core.memcg import (
     CHARGE_NEEDS_RECLAIM,
     CHARGE_OK_OVER_HIGH,
     charge_slow,
+    exit_to_user_mode,
     handle_over_high_in_charge,
-    mem_cgroup_handle_over_high,
     try_charge_fast,
     uncharge,
 )
-from core.metrics import (PAGES_READ, 
+from core.metrics import (
+    PAGES_READ,
     PGFAULT,
     PGMAJFAULT,
     RETRY_IO_MISS,
@@ -94,7 +95,6 @@ from core.state import (
     LR_ADD_DRAIN,
     P_FLAGS,
     P_REFS,
-    PC_RETURN,
     PG_LOCKED,
     PG_PRESENT,
     PG_READAHEAD,
@@ -359,8 +359,7 @@ def step(S, tid, pc):
         return True
 
     if pc == F_RETURN_TO_USER:
-        if not mem_cgroup_handle_over_high(S, tid, PC_RETURN):
-            S.t[tid, T_PC] = PC_RETURN
+        exit_to_user_mode(S, tid)
         return True
 
     raise RuntimeError("fault: unknown program counter")

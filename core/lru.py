@@ -21,7 +21,7 @@ lru_lock). The cost of reclaim under contention comes out of this lock, not a fa
 from numba import njit
 
 from core.metrics import LRU_LOCK_WAIT_NS, REFAULTS
-from core.sched import end_spin, local_irq_disable, local_irq_enable, run_for, spin
+from core.sched import end_spin, fifo_append, local_irq_disable, local_irq_enable, run_for, spin
 from core.state import (
     C_FB0,
     C_FB_N,
@@ -81,13 +81,8 @@ def spin_lock_irq_lru(S, tid, pc):
         return True
     S.t[tid, T_PC] = pc
     S.t[tid, T_WAIT_START] = S.g[G_NOW]
-    S.t[tid, T_WAIT_NEXT] = -1
-    tail = S.g[G_LRU_QTAIL]
-    if tail < 0:
-        S.g[G_LRU_QHEAD] = tid
-    else:
-        S.t[tail, T_WAIT_NEXT] = tid
-    S.g[G_LRU_QTAIL] = tid
+    S.g[G_LRU_QHEAD], S.g[G_LRU_QTAIL] = fifo_append(S, tid, S.g[G_LRU_QHEAD],
+                                                     S.g[G_LRU_QTAIL])
     spin(S, tid)
     return False
 

@@ -229,6 +229,14 @@ def handle_over_high_in_charge(S, tid, ret):
 
 
 @njit(cache=True)
+def exit_to_user_mode(S, tid):
+    """resume_user_mode_work at the end of a fault or syscall: settle the memory.high debt
+    holding no lock, then return to the caller's frame."""
+    if not mem_cgroup_handle_over_high(S, tid, PC_RETURN):
+        S.t[tid, T_PC] = PC_RETURN
+
+
+@njit(cache=True)
 def mem_cgroup_handle_over_high(S, tid, ret):
     """resume_user_mode_work: settle the debt on the way back to user mode (no lock held).
     True if the handler was entered (the thread continues at `ret` afterwards)."""

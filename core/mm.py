@@ -17,7 +17,7 @@ back to user mode.
 from numba import njit
 
 from core.lru import list_add, list_del, lru_hold_ns, spin_lock_irq_lru, spin_unlock_irq_lru
-from core.memcg import mem_cgroup_handle_over_high
+from core.memcg import exit_to_user_mode
 from core.rwsem import down_write, downgrade_write, up_read, up_write
 from core.sched import run_for, smp_call_function_wait
 from core.state import (
@@ -54,7 +54,6 @@ from core.state import (
     M_ZAP,
     M_ZAP_PTES,
     P_FLAGS,
-    PC_RETURN,
     PG_ACTIVE,
     PG_LRU,
     PG_REFERENCED,
@@ -208,8 +207,7 @@ def step(S, tid, pc):
         return True
 
     if pc == M_RETURN_TO_USER:
-        if not mem_cgroup_handle_over_high(S, tid, PC_RETURN):
-            S.t[tid, T_PC] = PC_RETURN
+        exit_to_user_mode(S, tid)
         return True
 
     raise RuntimeError("mm: unknown program counter")

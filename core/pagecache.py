@@ -13,7 +13,7 @@ page of the window whose folio is uptodate, unlocked and not PG_readahead.
 
 from numba import njit
 
-from core.sched import block, wake
+from core.sched import block, fifo_append, wake
 from core.state import (
     G_NOW,
     K_FA_PAGE,
@@ -67,13 +67,8 @@ def folio_wait_handoff(S, tid, p, pc):
     (also how a reader of its own locked folio waits for the I/O to finish)."""
     S.t[tid, T_PC] = pc
     S.t[tid, T_WAIT_START] = S.g[G_NOW]
-    S.t[tid, T_WAIT_NEXT] = -1
-    tail = S.pg[p, P_WQ_TAIL]
-    if tail < 0:
-        S.pg[p, P_WQ_HEAD] = tid
-    else:
-        S.t[tail, T_WAIT_NEXT] = tid
-    S.pg[p, P_WQ_TAIL] = tid
+    S.pg[p, P_WQ_HEAD], S.pg[p, P_WQ_TAIL] = fifo_append(S, tid, S.pg[p, P_WQ_HEAD],
+                                                         S.pg[p, P_WQ_TAIL])
     block(S, tid)
 
 

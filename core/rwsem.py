@@ -18,7 +18,7 @@ and the 4 ms RWSEM_WAIT_TIMEOUT handoff. Waiters sleep; the FIFO order is kept e
 from numba import njit
 
 from core.metrics import MMAP_READ_COUNT, MMAP_READ_WAIT_NS, MMAP_WRITE_COUNT, MMAP_WRITE_WAIT_NS
-from core.sched import block, wake
+from core.sched import block, fifo_append, wake
 from core.state import (
     G_COUNTERS,
     G_HIST_READ,
@@ -68,13 +68,7 @@ def _count(S, kind, wait_ns):
 def _enqueue(S, tid, kind):
     S.t[tid, T_RW_WANT] = kind
     S.t[tid, T_WAIT_START] = S.g[G_NOW]
-    S.t[tid, T_WAIT_NEXT] = -1
-    tail = S.g[G_RW_QTAIL]
-    if tail < 0:
-        S.g[G_RW_QHEAD] = tid
-    else:
-        S.t[tail, T_WAIT_NEXT] = tid
-    S.g[G_RW_QTAIL] = tid
+    S.g[G_RW_QHEAD], S.g[G_RW_QTAIL] = fifo_append(S, tid, S.g[G_RW_QHEAD], S.g[G_RW_QTAIL])
     S.g[G_RW_QLEN] += 1
 
 

@@ -15,7 +15,7 @@ slices and noise periods hundreds of microseconds or more.
 from numba import njit
 
 from core.evq import schedule
-from core.state import (G_DRAINING, 
+from core.state import (
     C_ACK0,
     C_ACK_N,
     C_IDLE_POS,
@@ -28,6 +28,7 @@ from core.state import (G_DRAINING,
     C_THREAD,
     EV_NOISE,
     EV_THREAD,
+    G_DRAINING,
     G_IDLE_LIST,
     G_IDLE_N,
     G_MM_CPUS,
@@ -80,7 +81,19 @@ def _idle_remove(S, c):
     S.g[G_IDLE_N] = n
 
 
-# ---- run queues (FIFOs linked through t_wait_next) -----------------------------------------
+# ---- FIFOs linked through T_WAIT_NEXT ------------------------------------------------------
+@njit(cache=True)
+def fifo_append(S, tid, head, tail):
+    """Append `tid` to a FIFO whose ends are (head, tail), -1 when empty; every wait queue
+    (run queue, mmap_lock, lru_lock, folio lock) is one. Returns the new (head, tail)."""
+    S.t[tid, T_WAIT_NEXT] = -1
+    if tail < 0:
+        return tid, tid
+    S.t[tail, T_WAIT_NEXT] = tid
+    return head, tid
+
+
+# ---- run queues -------------------------------------------------------------------------------
 @njit(cache=True)
 def _rq_push(S, tid, front):
     S.t[tid, T_STATE] = TS_RUNNABLE

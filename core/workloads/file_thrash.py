@@ -11,12 +11,13 @@ from numba import njit
 from core.fault import fault_begin
 from core.metrics import ROUNDS
 from core.sched import release_core, run_for
-from core.state import (G_DRAINING, T_ROUNDS, T_STATE, TS_EXITED, 
+from core.state import (
     F_LOCK_VMA,
     FL_RA_ASYNC,
     FL_RA_SIZE,
     FL_RA_START,
     G_COUNTERS,
+    G_DRAINING,
     K_FILE_PAGES,
     K_OPEN_CLOSE,
     K_OPEN_CLOSE_NS,
@@ -29,7 +30,10 @@ from core.state import (G_DRAINING, T_ROUNDS, T_STATE, TS_EXITED,
     T_FILE,
     T_PAGE,
     T_PC,
+    T_ROUNDS,
+    T_STATE,
     T_VMA,
+    TS_EXITED,
     V_PTE0,
     W_MMAP,
     W_MUNMAP,
