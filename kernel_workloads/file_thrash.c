@@ -53,13 +53,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "workload_common.h"
+
 #define PAGE 4096UL
 /* Check the stop flag every this many pages inside a round. */
 #define STOP_CHECK_PAGES 256
 
 struct worker;
 
-static volatile sig_atomic_t stop_flag;
 static int opt_threads = 1;
 static long opt_file_mb = 16;
 static double opt_duration_s = 2.0;
@@ -95,19 +96,6 @@ struct noise {
 	int cpu;
 	int fifo;               /* 1 if SCHED_FIFO was granted */
 };
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	stop_flag = 1;
-}
 
 static void cleanup_files(void);
 
@@ -283,20 +271,8 @@ int main(int argc, char **argv)
 	    opt_warmup_s >= opt_duration_s || opt_cpus < 0)
 		usage(argv[0]);
 
-	if (opt_start_fd >= 0) {
-		char b;
-		ssize_t r;
-		do {
-			r = read(opt_start_fd, &b, 1);
-		} while (r < 0 && errno == EINTR);
-		close(opt_start_fd);
-	}
-
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+	wait_start_fd(opt_start_fd);
+	install_stop_handlers();
 
 	const char *base = opt_dir ? opt_dir : (getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
 	char dir[3072];

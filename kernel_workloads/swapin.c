@@ -33,6 +33,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "workload_common.h"
+
 #ifndef MADV_PAGEOUT
 #define MADV_PAGEOUT 21
 #endif
@@ -40,7 +42,6 @@
 #define PAGE 4096UL
 #define STOP_CHECK_PAGES 256
 
-static volatile sig_atomic_t stop_flag;
 static long opt_mb = 100;
 static int opt_writers = 1;
 static int opt_readers = 1;
@@ -57,19 +58,6 @@ struct thr {
 	unsigned long sum;
 	int err;
 };
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	stop_flag = 1;
-}
 
 static void usage(const char *prog)
 {
@@ -136,20 +124,8 @@ int main(int argc, char **argv)
 	    opt_duration_s <= 0)
 		usage(argv[0]);
 
-	if (opt_start_fd >= 0) {
-		char b;
-		ssize_t r;
-		do {
-			r = read(opt_start_fd, &b, 1);
-		} while (r < 0 && errno == EINTR);
-		close(opt_start_fd);
-	}
-
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+	wait_start_fd(opt_start_fd);
+	install_stop_handlers();
 
 	region_len = (size_t)opt_mb << 20;
 	region = mmap(NULL, region_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,

@@ -142,8 +142,8 @@ def compile_workload(name: str, *, cache_dir: Path | None = None,
                      compiler: str | None = None) -> Path:
     """Path of the compiled `kernel_workloads/<name>.c`, compiling it on first use.
 
-    The binary is cached under a key made of the source's and the flags' sha256, so an edited
-    source recompiles and an unchanged one is reused by every process. Concurrent callers are
+    The binary is cached under a key made of the source's, the folder's headers' and the flags'
+    sha256, so an edited source or header recompiles and an unchanged one is reused by every process. Concurrent callers are
     safe: each compiles to its own temp file in the cache directory and renames it into place
     (atomic on one filesystem); the last rename wins with an identical binary.
     Raises KernelBackendError for an unknown workload, a missing compiler or a failed build.
@@ -152,7 +152,10 @@ def compile_workload(name: str, *, cache_dir: Path | None = None,
     if name not in WORKLOADS or not src.is_file():
         raise KernelBackendError(f"unknown kernel workload {name!r}: one of {WORKLOADS} "
                                  f"(sources in {WORKLOAD_DIR})")
-    digest = hashlib.sha256(src.read_bytes() + "\0".join(CFLAGS).encode()).hexdigest()[:16]
+    # The headers of the folder are part of every program: an edited header recompiles too.
+    headers = b"".join(h.read_bytes() for h in sorted(WORKLOAD_DIR.glob("*.h")))
+    digest = hashlib.sha256(src.read_bytes() + headers
+                            + "\0".join(CFLAGS).encode()).hexdigest()[:16]
     out_dir = (cache_dir if cache_dir is not None else cache_root()) / digest
     out = out_dir / name
     if out.is_file() and os.access(out, os.X_OK):
