@@ -71,6 +71,9 @@ class SweepConfig:
     # Chunks in flight per CPU of the cluster (the ray.wait window).
     in_flight_per_cpu: int = 2
     dry_run: bool = False
+    # Run kernel-backend points again even if the store has them: a measurement depends on
+    # the machine's state (its load, its page cache), not only on the point's parameters.
+    remeasure: bool = False
     # Replicates and root seed of `python -m sweep.point` (grids have their own).
     seeds: int = 1
     root_seed: int = 0

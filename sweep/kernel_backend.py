@@ -77,7 +77,7 @@ MIB = 1 << 20
 
 # Extra columns this backend adds to the METRIC_COLUMNS of every row.
 EXTRA_COLUMNS = ["backend", "kernel_release", "lru", "read_ahead_kb", "cores_used",
-                 "params_ignored", "memcg_path", "pgpgin_pages"]
+                 "params_ignored", "memcg_path", "pgpgin_pages", "loadavg_1m_before"]
 
 # vm events that exist only on patched or debug kernels: None when /proc/vmstat lacks them.
 OPTIONAL_COUNTERS = ("retry_mmap_drop", "retry_io_miss", "vma_lock_success", "vma_lock_abort",
@@ -548,6 +548,9 @@ def run_point(params: Any, seed: int, *, work_dir: str | Path | None = None,
         setup_s = 0.0
     timeout_s = total_s + setup_s + STARTUP_SLACK_S
 
+    # Other work on the machine shares its CPUs and its /proc/vmstat: record how busy it was
+    # when the measurement started, so a row taken on a loaded machine can be recognised.
+    loadavg_before = os.getloadavg()[0]
     mc = params.memcg
     with contextlib.ExitStack() as stack:
         cgroup = None
@@ -561,6 +564,7 @@ def run_point(params: Any, seed: int, *, work_dir: str | Path | None = None,
                              cgroup_version=version)
 
     row = kernel_row(result, params=params, work_dir=work_dir)
+    row["loadavg_1m_before"] = loadavg_before
     if workload == "swapin" and "swapin_rounds" in result.report:
         # swapin has no warm line: its window is the whole run.
         row["wall_s"] = row["sim_time_s"] = result.report.get("wall_s")

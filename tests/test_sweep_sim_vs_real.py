@@ -151,3 +151,16 @@ def test_unknown_backend_value_on_the_command_line(tmp_path):
     assert lines == [("error: grid.axes.backend: unknown backend 'nope'; one of kernel, "
                       "sim, synthetic")], proc.stderr
     assert not (tmp_path / "real_check").exists()
+
+
+def test_remeasure_reruns_kernel_points_only(tmp_path, in_process):
+    cfg = _cfg(tmp_path, "output.report=false")
+    assert app.run_sweep(cfg) == 0
+    assert in_process == ["sim", "kernel"]
+    in_process.clear()
+    assert app.run_sweep(cfg) == 0
+    assert in_process == []                       # everything served from the store
+    assert app.run_sweep(_cfg(tmp_path, "output.report=false", "sweep.remeasure=true")) == 0
+    assert in_process == ["kernel"]               # measurements again, simulations cached
+    pts = pl.read_parquet((tmp_path / "real_check" / "latest").resolve() / "points.parquet")
+    assert pts.height == 12 and (pts["status"] == "ok").all()
