@@ -45,8 +45,6 @@ class Costs:
     io_complete_ns: int = _cost(
         1000, "ns", "interrupt + bio completion + folio unlock/wake on the completing CPU")
     # -- locks -------------------------------------------------------------------------------
-    rwsem_op_ns: int = _cost(
-        40, "ns", "one atomic on the rwsem count in the fast path (uncontended cache line)")
     ctx_switch_ns: int = _cost(
         1500, "ns", "context switch to the next runnable thread on a busy CPU (~1-2 us)")
     wakeup_latency_ns: int = _cost(
@@ -97,9 +95,6 @@ class Costs:
         12000, "ns", "lzo-rle decompress of 4 KiB on a big core (~350 MB/s)")
     zram_compress_ns: int = _cost(
         25000, "ns", "lzo-rle compress of 4 KiB (~160 MB/s)")
-    # -- noise (ioretry_noise.c) ------------------------------------------------------------
-    noise_wake_ns: int = _cost(
-        2000, "ns", "hrtimer expiry to the spinner running on its own CPU")
 
 
 def cost_reasons() -> dict[str, tuple[str, str]]:

@@ -115,12 +115,12 @@ class Params:
             names = {g.name for g in fields(sub_cls)}
             unknown = set(sub) - names
             if unknown:
-                k = sorted(unknown)[0]
+                k = min(unknown)
                 raise ParamError(f"{f.name}.{k}", sub[k],
                                  f"unknown key; valid keys: {', '.join(sorted(names))}")
             groups[f.name] = sub_cls(**{k: _coerce(sub_cls, k, v) for k, v in sub.items()})
         if d:
-            k = sorted(d)[0]
+            k = min(d)
             raise ParamError(k, d[k], "unknown group; valid groups: "
                              + ", ".join(f.name for f in fields(cls)))
         return cls(**groups)

@@ -51,7 +51,6 @@ from core.state import (
     K_NOISE,
     K_NOISE_BUSY_NS,
     K_NOISE_SLEEP_NS,
-    K_NOISE_WAKE,
     K_OPEN_CLOSE,
     K_OPEN_CLOSE_NS,
     K_PINNING,
@@ -63,7 +62,6 @@ from core.state import (
     K_RC_EVICT,
     K_RC_RMAP,
     K_RC_SCAN,
-    K_RWSEM_OP,
     K_SLICE_NS,
     K_SPARSE,
     K_THREADS,
@@ -123,7 +121,6 @@ def constants(p: Params) -> np.ndarray:
     k[K_RA_SUBMIT] = c.readahead_submit_ns
     k[K_IO_XFER] = c.io_transfer_ns_per_page
     k[K_IO_COMPLETE] = c.io_complete_ns
-    k[K_RWSEM_OP] = c.rwsem_op_ns
     k[K_WAKEUP] = c.wakeup_latency_ns
     k[K_LRU_OP] = c.lru_lock_op_ns
     k[K_LRU_PER_FOLIO] = c.lru_lock_per_folio_ns
@@ -142,7 +139,6 @@ def constants(p: Params) -> np.ndarray:
     k[K_TLB_PER_CPU] = c.tlb_flush_per_cpu_ns
     k[K_OPEN_CLOSE_NS] = c.open_close_ns
     k[K_CHARGE] = c.charge_ns
-    k[K_NOISE_WAKE] = c.noise_wake_ns
     k[K_CTX_SWITCH] = c.ctx_switch_ns
     return k
 

@@ -163,9 +163,9 @@ LAT_BINS = 256         # fault-latency histogram: log2 bins of 1/8 octave from 6
  G_RW_WRITER, G_RW_READERS, G_RW_QHEAD, G_RW_QTAIL, G_RW_QLEN,
  G_LRU_OWNER, G_LRU_QHEAD, G_LRU_QTAIL,
  G_USAGE, G_PEAK_USAGE, G_MAX_SEQ, G_MIN_SEQ, G_NONRESIDENT_AGE,
- G_AGING_WALKER, G_AGING_SEQ, G_WARM, G_WARM_ROUNDS_T0,
+ G_AGING_WALKER, G_AGING_SEQ, G_WARM,
  G_IO_INFLIGHT, G_IO_QHEAD, G_IO_QTAIL, G_IO_FREE,
- G_STOP, G_OOM, G_MM_CPUS, G_DRAINING, N_G) = range(34)
+ G_STOP, G_OOM, G_MM_CPUS, G_DRAINING, N_G) = range(33)
 
 # ---- constants of k (int64) ------------------------------------------------------------------
 (K_THREADS, K_CORES, K_FILE_PAGES, K_N_FILES, K_POLICY, K_LRU, K_PINNING,
@@ -174,10 +174,10 @@ LAT_BINS = 256         # fault-latency histogram: log2 bins of 1/8 octave from 6
  K_END_NS, K_WARMUP_NS, K_MAX_EVENTS, K_HZ,
  # costs
  K_TOUCH, K_FAULT_ENTRY, K_PTE_INSTALL, K_FA_PAGE, K_FOLIO_ALLOC, K_ZERO_FILL, K_RA_SUBMIT,
- K_IO_XFER, K_IO_COMPLETE, K_RWSEM_OP, K_WAKEUP, K_LRU_OP, K_LRU_PER_FOLIO, K_LRU_ADD_BATCH,
+ K_IO_XFER, K_IO_COMPLETE, K_WAKEUP, K_LRU_OP, K_LRU_PER_FOLIO, K_LRU_ADD_BATCH,
  K_RC_SCAN, K_RC_EVICT, K_RC_RMAP, K_AGING_PTE, K_AGING_CHUNK, K_AGING_BASE,
  K_MMAP, K_MUNMAP_GATHER, K_ZAP_PTE, K_FREE_PGTABLES, K_TLB_BASE, K_TLB_PER_CPU,
- K_OPEN_CLOSE_NS, K_CHARGE, K_NOISE_WAKE, K_CTX_SWITCH, N_K) = range(55)
+ K_OPEN_CLOSE_NS, K_CHARGE, K_CTX_SWITCH, N_K) = range(53)
 
 # ---- per-thread registers: columns of S.t (int64[n_threads, N_T]) ---------------------------
 T_PC = 0   # program counter (PC_* above)
@@ -197,39 +197,34 @@ T_F_FLAGS = 13  # fault: FAULT_FLAG_*
 T_F_LOCK = 14  # fault: LOCK_* it holds
 T_F_MAJOR = 15  # fault: VM_FAULT_MAJOR on this attempt
 T_F_FPIN = 16  # fault: the lock was dropped on this attempt (fpin != NULL)
-T_F_FROM_VMA = 17  # fault: unused (kept for swap faults)
-T_F_START = 18  # ns: when the fault began
-T_RA_NEXT = 19  # readahead: next page of the window
-T_RA_END = 20  # readahead: end of the window (exclusive)
-T_RA_MARK = 21  # readahead: page to get PG_readahead
-T_RA_RUN_START = 22  # readahead: first page of the run not yet submitted
-T_RA_RUN_N = 23  # readahead: pages in that run
-T_RA_COST = 24  # ns of CPU accumulated and not yet spent
-T_RA_NORETRY = 25  # unused
-T_C_NR = 26  # charge: pages
-T_C_NORETRY = 27  # charge: __GFP_NORETRY
-T_C_OK = 28  # charge: succeeded
-T_C_DRAINED = 29  # charge: drain_all_stock done
-T_C_RETRIES = 30  # charge: MAX_RECLAIM_RETRIES left
-T_C_RECLAIMED_ANY = 31  # unused
-T_OH_NR = 32  # over-high: debt being settled (pages)
-T_OH_RETRIES = 33  # over-high: no-progress retries left
-T_OH_IN_RETRY = 34  # over-high: in the retry loop
-T_OH_RECLAIMED = 35  # unused
-T_R_TARGET = 36  # reclaim: nr_to_reclaim
-T_R_RECLAIMED = 37  # reclaim: freed so far
-T_R_PRIORITY = 38  # reclaim: scan priority
-T_R_BUDGET = 39  # reclaim: folios left to scan at this priority
-T_R_BATCH_N = 40  # reclaim: folios in the isolated batch
-T_R_COST = 41  # unused
-T_R_WALK_VMA = 42  # aging walk: VMA position
-T_R_WALK_PAGE = 43  # aging walk: page position
-T_R_SEQ = 44  # aging: max_seq when it started
-T_M_PENDING_ACKS = 45  # TLB-shootdown acknowledgements still awaited
-T_M_COUNT = 46  # folios still to activate after a zap (classic LRU)
-T_PREEMPT_COUNT = 47  # preempt_count: >0 while holding or spinning on a spinlock
-T_ROUNDS = 48  # rounds this thread completed (whole run, warm-up included)
-T_STACK0 = 49                 # STACK_DEPTH return program counters
+T_F_START = 17  # ns: when the fault began
+T_RA_NEXT = 18  # readahead: next page of the window
+T_RA_END = 19  # readahead: end of the window (exclusive)
+T_RA_MARK = 20  # readahead: page to get PG_readahead
+T_RA_RUN_START = 21  # readahead: first page of the run not yet submitted
+T_RA_RUN_N = 22  # readahead: pages in that run
+T_RA_COST = 23  # ns of CPU accumulated and not yet spent
+T_C_NR = 24  # charge: pages
+T_C_NORETRY = 25  # charge: __GFP_NORETRY
+T_C_OK = 26  # charge: succeeded
+T_C_DRAINED = 27  # charge: drain_all_stock done
+T_C_RETRIES = 28  # charge: MAX_RECLAIM_RETRIES left
+T_OH_NR = 29  # over-high: debt being settled (pages)
+T_OH_RETRIES = 30  # over-high: no-progress retries left
+T_OH_IN_RETRY = 31  # over-high: in the retry loop
+T_R_TARGET = 32  # reclaim: nr_to_reclaim
+T_R_RECLAIMED = 33  # reclaim: freed so far
+T_R_PRIORITY = 34  # reclaim: scan priority
+T_R_BUDGET = 35  # reclaim: folios left to scan at this priority
+T_R_BATCH_N = 36  # reclaim: folios in the isolated batch
+T_R_WALK_VMA = 37  # aging walk: VMA position
+T_R_WALK_PAGE = 38  # aging walk: page position
+T_R_SEQ = 39  # aging: max_seq when it started
+T_M_PENDING_ACKS = 40  # TLB-shootdown acknowledgements still awaited
+T_M_COUNT = 41  # folios still to activate after a zap (classic LRU)
+T_PREEMPT_COUNT = 42  # preempt_count: >0 while holding or spinning on a spinlock
+T_ROUNDS = 43  # rounds this thread completed (whole run, warm-up included)
+T_STACK0 = 44                 # STACK_DEPTH return program counters
 T_R_BATCH0 = T_STACK0 + STACK_DEPTH       # RECLAIM_BATCH isolated folios
 N_T = T_R_BATCH0 + RECLAIM_BATCH
 

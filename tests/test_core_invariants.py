@@ -87,7 +87,7 @@ def test_determinism_same_seed_same_row_other_seed_differs():
                                "memcg": {"high_mb": 8, "max_mb": 10},
                                "sim": {"duration_s": 0.1, "warmup_s": 0.02}})
     a, b, c = core.simulate(p, 11), core.simulate(p, 11), core.simulate(p, 12)
-    strip = lambda r: {k: v for k, v in r.items() if k not in ENGINE_COLUMNS}  # noqa: E731
+    strip = lambda r: {k: v for k, v in r.items() if k not in ENGINE_COLUMNS}
     assert strip(a) == strip(b)
     assert strip(a) != strip(c)
     batch = core.simulate_batch(p, [11, 12])

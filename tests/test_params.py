@@ -1,0 +1,58 @@
+"""core.Params validation: one ParamError line naming the field, the value and the range;
+every cost default carries a unit and a physical reason (MODEL.md section 8)."""
+
+from __future__ import annotations
+
+import pytest
+
+import core
+from core.costs import cost_reasons
+from core.params import ADDRESS_SPACE_MB
+
+
+@pytest.mark.parametrize("overrides, field, fragment", [
+    ({"workload": {"threads": 0}}, "workload.threads", "1..100000"),
+    ({"memcg": {"high_mb": 1024, "max_mb": 512}}, "memcg.max_mb", ">= memcg.high_mb (1024)"),
+    ({"workload": {"file_mb": ADDRESS_SPACE_MB + 1}}, "workload.file_mb", "address space"),
+    ({"policy": {"name": "vma_retyr"}}, "policy.name", "vma_retry"),
+    ({"device": {"io_median_us": -1.0}}, "device.io_median_us", ">= 0"),
+    ({"costs": {"zero_fill_ns": -5}}, "costs.zero_fill_ns", ">= 0"),
+    ({"machine": {"lru": "lru2q"}}, "machine.lru", "mglru"),
+    ({"device": {"ra_kb": 6}}, "device.ra_kb", "multiple of 4"),
+    ({"sim": {"duration_s": 0}}, "sim.duration_s", "> 0"),
+    ({"machine": {"corez": 4}}, "machine.corez", "valid keys: "),
+    ({"machin": {"cores": 4}}, "machin", "valid groups: "),
+    ({"workload": {"threads": "many"}}, "workload.threads", "type int"),
+])
+def test_bad_value_is_one_line_naming_field_value_and_range(overrides, field, fragment):
+    with pytest.raises(core.ParamError) as exc:
+        core.Params.from_dict(overrides)
+    msg = str(exc.value)
+    assert "\n" not in msg
+    assert exc.value.field == field and msg.startswith(f"{field}=")
+    assert repr(next(iter(next(iter(overrides.values())).values()))) in msg
+    assert fragment in msg
+
+
+def test_round_trip_and_dotted_override():
+    p = core.Params.from_dict({"machine": {"cores": 8}, "memcg": {"high_mb": 64,
+                                                                  "max_mb": 77}})
+    assert core.Params.from_dict(p.to_dict()) == p
+    q = p.with_(**{"workload.threads": 12, "policy.name": "vma_retry"})
+    assert q.workload.threads == 12 and q.policy.name == "vma_retry"
+    assert q.machine.cores == 8
+    with pytest.raises(core.ParamError):
+        p.with_(**{"workload.thread": 12})
+    # YAML writes 3000 for a float field; an int field accepts 4.0 but not 4.5.
+    assert core.Params.from_dict({"machine": {"sched_slice_us": 3000}}).machine.sched_slice_us \
+        == 3000.0
+    with pytest.raises(core.ParamError):
+        core.Params.from_dict({"machine": {"cores": 4.5}})
+
+
+def test_every_cost_has_a_unit_and_a_reason():
+    reasons = cost_reasons()
+    assert reasons, "no cost fields"
+    for name, (unit, reason) in reasons.items():
+        assert unit, f"costs.{name} has no unit"
+        assert len(reason) >= 20, f"costs.{name} has no physical reason"
