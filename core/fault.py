@@ -62,7 +62,7 @@ from core.pagecache import (
 )
 from core.readahead import filemap_add_folio, page_cache_async_ra, page_cache_sync_ra
 from core.rwsem import down_read, up_read
-from core.sched import run_for
+from core.sched import call, run_for
 from core.state import (
     F_END,
     F_FILEMAP,
@@ -115,7 +115,6 @@ from core.state import (
     T_VMA,
 )
 from core.vma import lock_vma_under_rcu, vma_end_read
-from core.vmscan import call
 
 
 @njit(cache=True)

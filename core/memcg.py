@@ -20,7 +20,7 @@ jiffies, at most 2 s.
 from numba import njit
 
 from core.metrics import HIGH_RECLAIM_INKERNEL, HIGH_THROTTLE_NS, MAX_RECLAIM
-from core.sched import sleep_for
+from core.sched import call, sleep_for
 from core.state import (
     C_STOCK,
     G_COUNTERS,
@@ -50,7 +50,7 @@ from core.state import (
     T_PC,
     T_R_RECLAIMED,
 )
-from core.vmscan import call, start_reclaim
+from core.vmscan import start_reclaim
 
 MEMCG_CHARGE_BATCH = 64
 MAX_RECLAIM_RETRIES = 16

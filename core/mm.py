@@ -19,7 +19,7 @@ from numba import njit
 from core.lru import list_add, list_del, lru_hold_ns, spin_lock_irq_lru, spin_unlock_irq_lru
 from core.memcg import exit_to_user_mode
 from core.rwsem import down_write, downgrade_write, up_read, up_write
-from core.sched import run_for, smp_call_function_wait
+from core.sched import call, run_for, smp_call_function_wait
 from core.state import (
     C_FB_N,
     FL_VMA,
@@ -68,7 +68,6 @@ from core.state import (
     V_PTE0,
 )
 from core.vma import vma_start_write, vma_write_unlock
-from core.vmscan import call
 
 
 @njit(cache=True)

@@ -29,7 +29,7 @@ from core.memcg import (
 )
 from core.metrics import PAGES_READ, RA_TRUNCATED
 from core.pagecache import folio_mark_uptodate_unlock
-from core.sched import run_for
+from core.sched import call, run_for
 from core.state import (
     FL_RA_ASYNC,
     FL_RA_SIZE,
@@ -62,7 +62,6 @@ from core.state import (
     T_RA_RUN_N,
     T_RA_RUN_START,
 )
-from core.vmscan import call
 
 
 @njit(cache=True)

@@ -43,11 +43,14 @@ from core.state import (
     K_PINNING,
     K_SLICE_NS,
     K_WAKEUP,
+    STACK_DEPTH,
     T_CORE,
     T_M_PENDING_ACKS,
     T_PC,
     T_PREEMPT_COUNT,
     T_SLICE_NS,
+    T_SP,
+    T_STACK0,
     T_STATE,
     T_WAIT_NEXT,
     TS_BLOCKED,
@@ -79,6 +82,19 @@ def _idle_remove(S, c):
     S.core[last, C_IDLE_POS] = pos
     S.core[c, C_IDLE_POS] = -1
     S.g[G_IDLE_N] = n
+
+
+# ---- the thread program's calling convention --------------------------------------------
+@njit(cache=True)
+def call(S, tid, target, ret):
+    """Enter the step `target` of another mechanism; PC_RETURN there resumes at `ret`
+    (the engine pops the per-thread return stack)."""
+    sp = S.t[tid, T_SP]
+    if sp >= STACK_DEPTH:
+        raise RuntimeError("call stack overflow")
+    S.t[tid, T_STACK0 + sp] = ret
+    S.t[tid, T_SP] = sp + 1
+    S.t[tid, T_PC] = target
 
 
 # ---- FIFOs linked through T_WAIT_NEXT ------------------------------------------------------
@@ -307,23 +323,6 @@ def thread_event_prologue(S, tid):
     if st != TS_RUNNING:
         raise RuntimeError("EV_THREAD for a thread that is neither running nor sleeping")
     return not preempt_if_due(S, tid)
-
-
-# Keep names visible to modules that only need the state constants.
-__all__ = [
-    "TS_BLOCKED",
-    "TS_SPINNING",
-    "block",
-    "dispatch_core",
-    "end_spin",
-    "make_runnable",
-    "noise_event",
-    "run_for",
-    "sleep_for",
-    "spin",
-    "thread_event_prologue",
-    "wake",
-]
 
 
 # ---- interrupts off and TLB-shootdown acknowledgements -------------------------------------

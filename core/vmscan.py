@@ -45,7 +45,7 @@ from core.lru import (
 )
 from core.metrics import AGING_RUNS, PAGES_RECLAIMED, PGSCAN
 from core.rwsem import down_read_trylock, up_read
-from core.sched import run_for
+from core.sched import call, run_for
 from core.state import (
     FL_VMA,
     G_AGING_SEQ,
@@ -108,8 +108,6 @@ from core.state import (
     T_R_TARGET,
     T_R_WALK_PAGE,
     T_R_WALK_VMA,
-    T_SP,
-    T_STACK0,
     V_ATTACHED,
     V_FILE,
     V_PTE0,
@@ -119,14 +117,6 @@ DEF_PRIORITY = 12
 SWAP_CLUSTER_MAX = 32
 MIN_LRU_BATCH = 64      # BITS_PER_LONG: lru_gen_look_around's window
 MAX_SCAN_PER_BATCH = 4 * RECLAIM_BATCH
-
-
-@njit(cache=True)
-def call(S, tid, target, ret):
-    sp = S.t[tid, T_SP]
-    S.t[tid, T_STACK0 + sp] = ret
-    S.t[tid, T_SP] = sp + 1
-    S.t[tid, T_PC] = target
 
 
 @njit(cache=True)
@@ -294,7 +284,7 @@ def shrink_folio_list(S, tid):
                 if young:
                     S.vma[v, V_PTE0 + idx] = PTE_PRESENT
                     if mglru:
-                        cost += lru_gen_look_around(S, v, idx) * 8
+                        cost += lru_gen_look_around(S, v, idx) * S.k[K_AGING_PTE]
                         keep = True
                         activate = True
                     else:

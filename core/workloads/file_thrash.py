@@ -10,7 +10,7 @@ from numba import njit
 
 from core.fault import fault_begin
 from core.metrics import ROUNDS
-from core.sched import release_core, run_for
+from core.sched import call, release_core, run_for
 from core.state import (
     F_LOCK_VMA,
     FL_RA_ASYNC,
@@ -41,7 +41,6 @@ from core.state import (
     W_ROUND_START,
     W_TOUCH,
 )
-from core.vmscan import call
 
 
 @njit(cache=True)
