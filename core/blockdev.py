@@ -1,11 +1,12 @@
 """The block device: lognormal latency, per-page transfer, bounded queue depth.
 
-A read request covers a run of contiguous folios of one file (what read_pages submits).
+A request covers a run of contiguous folios of one file (what read_pages submits).
 Its service time is a lognormal draw (median `io_median_us`, shape `io_sigma`) plus the
 transfer of its pages plus completion handling; at most `queue_depth` requests are in
 flight, later ones wait in FIFO order. On completion every folio of the run becomes
 uptodate and is unlocked (handing its lock to a waiter, if any): end_buffer_async_read /
-mpage_end_io -> folio_end_read.
+mpage_end_io -> folio_end_read. A write (swap-out to `disk`) ends the folios' writeback
+(folio_end_writeback); the submitter does not wait for it.
 """
 
 import numpy as np
@@ -27,10 +28,13 @@ from core.state import (
     K_IO_SIGMA_PPM,
     K_IO_XFER,
     K_QUEUE_DEPTH,
+    P_FLAGS,
+    PG_WRITEBACK,
     RQ_FIRST,
     RQ_N,
     RQ_NEXT,
     RQ_OWNER,
+    RQ_WRITE,
 )
 
 
@@ -53,6 +57,17 @@ def _start(S, slot):
 @njit(cache=True)
 def submit_read(S, first, n, owner):
     """submit_bio for folios first..first+n-1 (all locked by the submitter)."""
+    _submit(S, first, n, owner, 0)
+
+
+@njit(cache=True)
+def submit_write(S, first, n, owner):
+    """submit_bio(REQ_OP_WRITE) for folios first..first+n-1, all under writeback."""
+    _submit(S, first, n, owner, 1)
+
+
+@njit(cache=True)
+def _submit(S, first, n, owner, write):
     slot = S.g[G_IO_FREE]
     if slot < 0:
         raise RuntimeError("block request slots exhausted")
@@ -60,6 +75,7 @@ def submit_read(S, first, n, owner):
     S.rq[slot, RQ_FIRST] = first
     S.rq[slot, RQ_N] = n
     S.rq[slot, RQ_OWNER] = owner
+    S.rq[slot, RQ_WRITE] = write
     S.rq[slot, RQ_NEXT] = -1
     if S.g[G_IO_INFLIGHT] < S.k[K_QUEUE_DEPTH]:
         _start(S, slot)
@@ -76,9 +92,13 @@ def submit_read(S, first, n, owner):
 def io_done(S, slot):
     first = S.rq[slot, RQ_FIRST]
     n = S.rq[slot, RQ_N]
-    for p in range(first, first + n):
-        folio_mark_uptodate_unlock(S, p)
-    S.g[G_COUNTERS + PAGES_READ] += n
+    if S.rq[slot, RQ_WRITE]:
+        for p in range(first, first + n):
+            S.pg[p, P_FLAGS] &= ~PG_WRITEBACK            # folio_end_writeback
+    else:
+        for p in range(first, first + n):
+            folio_mark_uptodate_unlock(S, p)
+        S.g[G_COUNTERS + PAGES_READ] += n
     S.rq[slot, RQ_NEXT] = S.g[G_IO_FREE]
     S.g[G_IO_FREE] = slot
     S.g[G_IO_INFLIGHT] -= 1

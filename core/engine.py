@@ -11,7 +11,7 @@ import numpy as np
 from numba import carray, njit, types
 from numba.extending import intrinsic
 
-from core import fault, lru, memcg, mm, readahead, vmscan
+from core import fault, lru, madvise, memcg, mm, readahead, swap, vmscan
 from core.blockdev import io_done
 from core.evq import pop, schedule
 from core.metrics import N_COUNTERS, PEAK_USAGE_PAGES, VMA_WRITER_WAIT_MAX_NS
@@ -21,6 +21,7 @@ from core.state import (
     EV_NOISE,
     EV_THREAD,
     EV_TIME,
+    EV_TIMER,
     EV_WARMUP,
     G_COUNTERS,
     G_DRAINING,
@@ -29,6 +30,7 @@ from core.state import (
     G_HIST_READ,
     G_HIST_WRITE,
     G_LAT_HIST,
+    G_LAUNCH_NS,
     G_NOW,
     G_PEAK_USAGE,
     G_STOP,
@@ -50,7 +52,7 @@ from core.state import (
     T_STACK0,
     State,
 )
-from core.workloads import file_thrash
+from core.workloads import app_launch, file_thrash, swapin
 
 
 @njit(cache=True)
@@ -66,7 +68,12 @@ def thread_step(S, tid):
             continue
         group = pc // 100
         if group == 1:
-            go = file_thrash.step(S, tid, pc)
+            if pc < 120:
+                go = file_thrash.step(S, tid, pc)
+            elif pc < 140:
+                go = swapin.step(S, tid, pc)
+            else:
+                go = app_launch.step(S, tid, pc)
         elif group == 2:
             go = fault.step(S, tid, pc)
         elif group == 3:
@@ -80,6 +87,10 @@ def thread_step(S, tid):
                 go = lru.step(S, tid, pc)
             else:
                 go = vmscan.step(S, tid, pc)
+        elif group == 7:
+            go = swap.step(S, tid, pc)
+        elif group == 8:
+            go = madvise.step(S, tid, pc)
         else:
             raise RuntimeError("unknown program counter")
         if not go:
@@ -178,12 +189,14 @@ def _run(S, seed, drain):
             io_done(S, ident)
         elif kind == EV_NOISE:
             noise_event(S, ident)
+        elif kind == EV_TIMER:
+            swap.swapcache_wq_timer(S, ident)
         elif kind == EV_WARMUP:
             _warmup_snapshot(S)
         if events >= max_events:
             S.g[G_STOP] = 1
             break
-    if S.g[G_STOP] == 0 and not drain:
+    if S.g[G_STOP] == 0 and not drain and S.g[G_LAUNCH_NS] < 0:
         S.g[G_NOW] = end
     S.g[G_COUNTERS + PEAK_USAGE_PAGES] = S.g[G_PEAK_USAGE]
     S.g[G_EVENTS] = events

@@ -33,15 +33,7 @@ back to the VMA lock except the hard cases, which file read faults never hit),
 from numba import njit
 
 from core.blockdev import submit_read
-from core.memcg import (
-    CHARGE_NEEDS_RECLAIM,
-    CHARGE_OK_OVER_HIGH,
-    charge_slow,
-    exit_to_user_mode,
-    handle_over_high_in_charge,
-    try_charge_fast,
-    uncharge,
-)
+from core.memcg import exit_to_user_mode, mem_cgroup_charge, uncharge
 from core.metrics import (
     PAGES_READ,
     PGFAULT,
@@ -80,6 +72,7 @@ from core.state import (
     FAULT_FLAG_ALLOW_RETRY,
     FAULT_FLAG_TRIED,
     FAULT_FLAG_VMA_LOCK,
+    FL_ANON,
     G_COUNTERS,
     G_LAT_HIST,
     G_NOW,
@@ -103,6 +96,7 @@ from core.state import (
     POL_HOLD_VMA_IO,
     POL_MMAP_LOCK_ONLY,
     POL_VMA_RETRY_UPTODATE,
+    SW_FAULT,
     T_C_OK,
     T_F_FLAGS,
     T_F_FPIN,
@@ -225,6 +219,10 @@ def step(S, tid, pc):
         return True
 
     if pc == F_HANDLE:
+        if S.file[S.t[tid, T_FILE], FL_ANON]:
+            # handle_pte_fault on an anonymous VMA: do_anonymous_page or do_swap_page.
+            S.t[tid, T_PC] = SW_FAULT
+            return True
         cost, mapped = filemap_map_pages(S, S.t[tid, T_VMA], S.t[tid, T_FILE], S.t[tid, T_F_PAGE])
         run_for(S, tid, cost, F_END if mapped else F_FILEMAP)
         return False
@@ -254,15 +252,7 @@ def step(S, tid, pc):
             S.pg[p, P_REFS] += 1
             S.t[tid, T_PC] = F_FOLIO_LOCK
             return True
-        code = try_charge_fast(S, tid, 1)
-        if code == CHARGE_NEEDS_RECLAIM:
-            charge_slow(S, tid, 1, 0, F_NEW_FOLIO_CHARGED)
-            return True
-        S.t[tid, T_C_OK] = 1
-        if code == CHARGE_OK_OVER_HIGH:
-            handle_over_high_in_charge(S, tid, F_NEW_FOLIO_CHARGED)
-            return True
-        S.t[tid, T_PC] = F_NEW_FOLIO_CHARGED
+        mem_cgroup_charge(S, tid, 1, 0, F_NEW_FOLIO_CHARGED)
         return True
 
     if pc == F_NEW_FOLIO_CHARGED:
@@ -314,6 +304,8 @@ def step(S, tid, pc):
             folio_wait_handoff(S, tid, p, F_READ_FOLIO_DONE)
             return False
         if S.t[tid, T_F_FPIN]:
+            # out_retry: vmstat_count.patch counts the drop here, in filemap_fault.
+            S.g[G_COUNTERS + RETRY_MMAP_DROP] += 1
             folio_unlock(S, p)
             _put_ref(S, tid)
             S.t[tid, T_PC] = F_OUT_RETRY
@@ -333,7 +325,6 @@ def step(S, tid, pc):
         return True
 
     if pc == F_OUT_RETRY:
-        S.g[G_COUNTERS + RETRY_MMAP_DROP] += 1
         if S.t[tid, T_F_FLAGS] & FAULT_FLAG_VMA_LOCK:
             S.g[G_COUNTERS + VMA_LOCK_RETRY] += 1
             if S.t[tid, T_F_MAJOR]:
@@ -342,7 +333,8 @@ def step(S, tid, pc):
                 S.t[tid, T_PC] = F_LOCK_MMAP
             else:
                 # VM_FAULT_RETRY_VMA: the folio was uptodate after the drop (vma_retry,
-                # vma_retry_uptodate); retry_hard retries every non-hard case here too.
+                # vma_retry_uptodate), and every folio_lock_or_retry retry of do_swap_page
+                # (patch 2); retry_hard retries every non-hard case here too.
                 S.t[tid, T_PC] = F_LOCK_VMA
             return True
         S.t[tid, T_F_FLAGS] |= FAULT_FLAG_TRIED

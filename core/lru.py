@@ -42,6 +42,7 @@ from core.state import (
     K_LRU_OP,
     K_LRU_PER_FOLIO,
     LIST_ACTIVE,
+    LIST_ANON,
     LIST_INACTIVE,
     LR_ADD_DRAIN,
     LR_ADD_DRAIN_DONE,
@@ -58,6 +59,7 @@ from core.state import (
     P_SHADOW,
     PC_RETURN,
     PG_ACTIVE,
+    PG_ANON,
     PG_INBATCH,
     PG_LRU,
     PG_WORKINGSET,
@@ -202,6 +204,12 @@ def folio_update_gen(S, p, seq):
 def lruvec_add_folio(S, p, reclaiming):
     """lruvec_add_folio / lru_gen_add_folio, lru_lock held."""
     S.pg[p, P_FLAGS] |= PG_LRU
+    if S.pg[p, P_FLAGS] & PG_ANON:
+        # The anon LRU (lrugen->folios[gen][LRU_GEN_ANON] / LRU_*_ANON) is one list here:
+        # only MADV_PAGEOUT isolates from it; memcg reclaim does not scan anon (core.params).
+        S.pg[p, P_FLAGS] &= ~PG_ACTIVE
+        list_add(S, LIST_ANON, p)
+        return
     if S.k[K_LRU] == LRU_MGLRU:
         seq = lru_gen_folio_seq(S, p, reclaiming)
         # set_mask_bits(.., LRU_GEN_MASK | BIT(PG_active), gen): PG_active is consumed.
@@ -222,7 +230,7 @@ def lruvec_add_folio(S, p, reclaiming):
 def lruvec_del_folio(S, p):
     """Take a folio off its list (isolation or eviction), lru_lock held."""
     S.pg[p, P_FLAGS] &= ~PG_LRU
-    if S.k[K_LRU] == LRU_MGLRU:
+    if S.k[K_LRU] == LRU_MGLRU and not (S.pg[p, P_FLAGS] & PG_ANON):
         S.g[G_GEN_PAGES + lru_gen_from_seq(S.pg[p, P_GEN])] -= 1
     list_del(S, p)
 

@@ -124,6 +124,22 @@ def charge_slow(S, tid, nr, noretry, ret):
 
 
 @njit(cache=True)
+def mem_cgroup_charge(S, tid, nr, noretry, ret):
+    """Charge `nr` new pages (mem_cgroup_charge -> try_charge_memcg): the fast path, else
+    direct reclaim on this thread, and the in-kernel over-high handler when the debt is
+    due. The thread continues at `ret`; T_C_OK says whether the charge succeeded."""
+    code = try_charge_fast(S, tid, nr)
+    if code == CHARGE_NEEDS_RECLAIM:
+        charge_slow(S, tid, nr, noretry, ret)
+        return
+    S.t[tid, T_C_OK] = 1
+    if code == CHARGE_OK_OVER_HIGH:
+        handle_over_high_in_charge(S, tid, ret)
+        return
+    S.t[tid, T_PC] = ret
+
+
+@njit(cache=True)
 def calculate_high_delay(S, nr_pages):
     """Penalty in jiffies for a task that charged nr_pages over memory.high."""
     high = S.k[K_HIGH]

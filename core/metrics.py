@@ -11,7 +11,7 @@ from __future__ import annotations
 
 # Version of the model's semantics. Bump it whenever a change alters any simulated row, so
 # the sweep's point store (keyed by params + this) recomputes instead of serving stale rows.
-MODEL_VERSION = "2.1.0"
+MODEL_VERSION = "2.2.0"
 
 # ---- vm events (indices into the counters array) ----------------------------------------
 PGFAULT = 0
@@ -40,7 +40,13 @@ HIGH_RECLAIM_INKERNEL = 22  # over-high handler run inside the charge path
 LRU_LOCK_WAIT_NS = 23    # time spent spinning on lru_lock
 AGING_RUNS = 24          # MGLRU inc_max_seq
 PEAK_USAGE_PAGES = 25
-N_COUNTERS = 26
+PSWPIN = 26              # pages read from swap
+PSWPOUT = 27             # pages written to swap
+SWAPCACHE_BUSY = 28      # swapcache_prepare failed: the one-jiffy swapcache_wq sleep
+PAGEOUT_LOCKED_SKIP = 29  # MADV_PAGEOUT found the folio locked (folio_trylock failed)
+PAGEOUT_ROUNDS = 30      # swapin: full MADV_PAGEOUT passes over the VMA
+SWAPIN_ROUNDS = 31       # swapin: full read passes over the VMA
+N_COUNTERS = 32
 
 COUNTER_NAMES = [
     "pgfault", "pgmajfault", "retry_mmap_drop", "retry_io_miss", "vma_lock_success",
@@ -48,7 +54,8 @@ COUNTER_NAMES = [
     "refaults", "high_throttle_ns", "mmap_read_count", "mmap_read_wait_ns",
     "mmap_write_count", "mmap_write_wait_ns", "vma_writer_wait_max_ns", "vma_writer_wait_ns",
     "rounds", "pgscan", "ra_truncated", "max_reclaim", "high_reclaim_inkernel",
-    "lru_lock_wait_ns", "aging_runs", "peak_usage_pages",
+    "lru_lock_wait_ns", "aging_runs", "peak_usage_pages", "pswpin", "pswpout",
+    "swapcache_busy", "pageout_locked_skip", "pageout_rounds", "swapin_rounds",
 ]
 assert len(COUNTER_NAMES) == N_COUNTERS
 
@@ -74,7 +81,8 @@ LOCK_COLUMNS = (
 # added columns only; nothing relies on their absence).
 DETAIL_COLUMNS = ["drops_per_round", "misses_per_round", "pgscan", "ra_truncated",
                   "max_reclaim", "high_reclaim_inkernel", "lru_lock_wait_total_us",
-                  "aging_runs", "memcg_oom"]
+                  "aging_runs", "memcg_oom", "pswpin", "pswpout", "swapcache_busy",
+                  "pageout_locked_skip"]
 ENGINE_COLUMNS = ["sim_time_s", "events", "wall_s", "events_per_s"]
 
 METRIC_COLUMNS = (WORKLOAD_COLUMNS + FAULT_COLUMNS + MEMORY_COLUMNS + LOCK_COLUMNS

@@ -24,11 +24,13 @@ from core.state import (
     C_FB_N,
     FL_VMA,
     G_MM_CPUS,
+    K_AL_HEAP_VMA,
     K_FILE_PAGES,
     K_FREE_PGTABLES,
     K_LRU,
     K_LRU_ADD_BATCH,
     K_MMAP,
+    K_MPROTECT,
     K_MUNMAP_GATHER,
     K_TLB_BASE,
     K_TLB_PER_CPU,
@@ -44,6 +46,10 @@ from core.state import (
     M_MMAP,
     M_MMAP_DONE,
     M_MMAP_LOCKED,
+    M_MPROTECT,
+    M_MPROTECT_DONE,
+    M_MPROTECT_LOCKED,
+    M_MPROTECT_VMA,
     M_MUNMAP,
     M_MUNMAP_DONE,
     M_MUNMAP_LOCKED,
@@ -63,6 +69,7 @@ from core.state import (
     T_M_COUNT,
     T_PC,
     T_VMA,
+    T_W_VMA2,
     V_ATTACHED,
     V_FILE,
     V_PTE0,
@@ -116,7 +123,7 @@ def step(S, tid, pc):
         return False
 
     if pc == M_MMAP_DONE:
-        v = tid                               # each worker maps its own file, one VMA each
+        v = S.t[tid, T_W_VMA2]                # the thread's own VMA slot (one mapping each)
         S.t[tid, T_VMA] = v
         S.vma[v, V_ATTACHED] = 1
         S.file[S.vma[v, V_FILE], FL_VMA] = v
@@ -202,6 +209,30 @@ def step(S, tid, pc):
         S.file[S.vma[v, V_FILE], FL_VMA] = -1        # unlink_file_vma: out of i_mmap
         S.t[tid, T_VMA] = -1
         up_read(S)
+        S.t[tid, T_PC] = M_RETURN_TO_USER
+        return True
+
+    # -- mprotect (mm/mprotect.c do_mprotect_pkey -> mprotect_fixup) -------------------------
+    if pc == M_MPROTECT:
+        if down_write(S, tid, M_MPROTECT_LOCKED):
+            S.t[tid, T_PC] = M_MPROTECT_LOCKED
+            return True
+        return False
+
+    if pc == M_MPROTECT_LOCKED:
+        # vma_modify_flags -> vma_start_write on the target: waits for its fault readers.
+        if vma_start_write(S, tid, S.k[K_AL_HEAP_VMA], M_MPROTECT_VMA):
+            S.t[tid, T_PC] = M_MPROTECT_VMA
+            return True
+        return False
+
+    if pc == M_MPROTECT_VMA:
+        run_for(S, tid, S.k[K_MPROTECT], M_MPROTECT_DONE)
+        return False
+
+    if pc == M_MPROTECT_DONE:
+        vma_write_unlock(S, S.k[K_AL_HEAP_VMA])
+        up_write(S, tid)
         S.t[tid, T_PC] = M_RETURN_TO_USER
         return True
 

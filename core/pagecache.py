@@ -33,6 +33,7 @@ from core.state import (
     T_PC,
     T_WAIT_NEXT,
     T_WAIT_START,
+    T_WQ_SHARED,
     V_PTE0,
 )
 
@@ -73,18 +74,37 @@ def folio_wait_handoff(S, tid, p, pc):
 
 
 @njit(cache=True)
+def folio_wait_locked(S, tid, p, pc):
+    """folio_wait_locked: sleep until the folio is unlocked, without taking the lock (a
+    non-exclusive waiter). Continues at `pc` at once if it is not locked."""
+    if not (S.pg[p, P_FLAGS] & PG_LOCKED):
+        S.t[tid, T_PC] = pc
+        return True
+    S.t[tid, T_WQ_SHARED] = 1
+    folio_wait_handoff(S, tid, p, pc)
+    return False
+
+
+@njit(cache=True)
 def folio_unlock(S, p):
-    """Unlock; with waiters, the lock passes to the first of them (folio_wake_bit handoff)."""
+    """Unlock and wake (folio_wake_bit): every non-exclusive waiter ahead of the first
+    exclusive one is woken; the first exclusive waiter is handed the lock and the walk
+    stops there (wake_page_function takes the bit for it)."""
     head = S.pg[p, P_WQ_HEAD]
-    if head < 0:
-        S.pg[p, P_FLAGS] &= ~PG_LOCKED
+    while head >= 0:
+        nxt = S.t[head, T_WAIT_NEXT]
+        S.pg[p, P_WQ_HEAD] = nxt
+        if nxt < 0:
+            S.pg[p, P_WQ_TAIL] = -1
+        S.t[head, T_WAIT_NEXT] = -1
+        if S.t[head, T_WQ_SHARED]:
+            S.t[head, T_WQ_SHARED] = 0
+            wake(S, head, S.t[head, T_PC])
+            head = nxt
+            continue
+        wake(S, head, S.t[head, T_PC])
         return
-    nxt = S.t[head, T_WAIT_NEXT]
-    S.pg[p, P_WQ_HEAD] = nxt
-    if nxt < 0:
-        S.pg[p, P_WQ_TAIL] = -1
-    S.t[head, T_WAIT_NEXT] = -1
-    wake(S, head, S.t[head, T_PC])
+    S.pg[p, P_FLAGS] &= ~PG_LOCKED
 
 
 @njit(cache=True)

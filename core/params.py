@@ -16,11 +16,23 @@ from core.costs import Costs
 
 POLICIES = ("baseline", "vma_retry", "vma_retry_uptodate", "retry_hard", "hold_vma_io",
             "mmap_lock_only")
-WORKLOADS = ("file_thrash",)
+WORKLOADS = ("file_thrash", "swapin", "app_launch")
+SWAP_DEVICES = ("zram", "disk")
 LRUS = ("mglru", "classic")
 PINNINGS = ("none", "round_robin")
 
 PAGE_KB = 4
+
+# app_launch's mappings (core/workloads/app_launch.py explains them): name, MB, share of
+# it in the page cache at the start (-1: workload.app_cached_pct), share of the file
+# accesses (per mille). The anon heap (APP_HEAP_MB) follows them.
+APP_OBJECTS = (
+    ("boot image + framework oat", 48, 100, 300),
+    ("shared libraries", 16, 100, 150),
+    ("app code (odex/vdex)", 24, -1, 300),
+    ("base.apk (dex, resources)", 32, -1, 250),
+)
+APP_HEAP_MB = 64
 # x86-64 with 4-level paging gives a process 128 TiB of user address space.
 ADDRESS_SPACE_MB = 128 * 1024 * 1024
 
@@ -53,9 +65,25 @@ class MachineParams:
 @dataclass(frozen=True)
 class WorkloadParams:
     name: str = "file_thrash"
+    # file_thrash: worker threads, one file each; app_launch: threads running an access
+    # trace; swapin: unused (its threads are `writers` + `readers`).
     threads: int = 500
     file_mb: int = 16
     open_close: bool = False
+    # swapin (the series' swap test): one private anon VMA of anon_mb, written once before
+    # time 0; `writers` loop MADV_PAGEOUT over it, `readers` loop reading a byte per page.
+    writers: int = 5
+    readers: int = 5
+    anon_mb: int = 100
+    # app_launch (core/workloads/app_launch.py documents the layout; the preset each value).
+    app_touches: int = 3000         # accesses in each worker's trace
+    app_run_pages: int = 8          # mean length of a sequential run of pages
+    app_anon_pct: int = 20          # share of accesses to the anon heap
+    app_cached_pct: int = 50        # share of the app's own file pages cached at start
+    app_mappers: int = 3            # threads cycling mmap / mprotect / munmap
+    app_map_period_us: float = 2000.0
+    app_map_kb: int = 1024          # size each mapper maps and unmaps per cycle
+    app_work_us: float = 20.0       # CPU work between two accesses of a trace
 
 
 @dataclass(frozen=True)
@@ -80,6 +108,11 @@ class DeviceParams:
     queue_depth: int = 64
     # read_ahead_kb of the backing device: 128 is the kernel default (VM_READAHEAD_PAGES).
     ra_kb: int = 128
+    # Swap device: `zram` (SWP_SYNCHRONOUS_IO, compression on the calling CPU) or `disk`
+    # (asynchronous through the block device above).
+    swap: str = "zram"
+    # swapin_readahead window on `disk`: 1 << vm.page-cluster (3 by default).
+    swap_ra_pages: int = 8
 
 
 @dataclass(frozen=True)
@@ -144,6 +177,14 @@ class Params:
         return self.workload.file_mb * 1024 // PAGE_KB
 
     @property
+    def anon_pages(self) -> int:
+        return self.workload.anon_mb * 1024 // PAGE_KB
+
+    @property
+    def swap_max_pages(self) -> int:
+        return self.memcg.swap_max_mb * 1024 // PAGE_KB
+
+    @property
     def ra_pages(self) -> int:
         return max(1, self.device.ra_kb // PAGE_KB)
 
@@ -197,6 +238,42 @@ def validate(p: Params) -> None:
     _check(w.file_mb >= 1, "workload.file_mb", w.file_mb, "must be >= 1")
     _check(w.file_mb <= ADDRESS_SPACE_MB, "workload.file_mb", w.file_mb,
            f"a file mapping must fit the 128 TiB address space (<= {ADDRESS_SPACE_MB})")
+    _check(w.writers >= 0, "workload.writers", w.writers, "must be >= 0")
+    _check(w.readers >= 0, "workload.readers", w.readers, "must be >= 0")
+    if w.name == "swapin":
+        _check(w.writers + w.readers >= 1, "workload.readers", w.readers,
+               "swapin needs writers + readers >= 1")
+    _check(1 <= w.anon_mb <= ADDRESS_SPACE_MB, "workload.anon_mb", w.anon_mb,
+           f"allowed 1..{ADDRESS_SPACE_MB}")
+    _check(w.app_touches >= 1, "workload.app_touches", w.app_touches, "must be >= 1")
+    _check(w.app_run_pages >= 1, "workload.app_run_pages", w.app_run_pages, "must be >= 1")
+    _check(0 <= w.app_anon_pct <= 100, "workload.app_anon_pct", w.app_anon_pct,
+           "a percentage 0..100")
+    _check(0 <= w.app_cached_pct <= 100, "workload.app_cached_pct", w.app_cached_pct,
+           "a percentage 0..100")
+    _check(w.app_work_us >= 0, "workload.app_work_us", w.app_work_us, "must be >= 0")
+    _check(w.app_mappers >= 0, "workload.app_mappers", w.app_mappers, "must be >= 0")
+    _check(w.app_map_period_us > 0, "workload.app_map_period_us", w.app_map_period_us,
+           "must be > 0")
+    _check(4 <= w.app_map_kb <= 65536 and w.app_map_kb % 4 == 0, "workload.app_map_kb",
+           w.app_map_kb, "a multiple of 4 in 4..65536")
+    if w.name == "app_launch" and (mc.max_mb or mc.high_mb):
+        # The warm page cache is charged to the app's memcg at the start: it must fit.
+        warm = sum(mb * (w.app_cached_pct if c < 0 else c) // 100
+                   for _, mb, c, _ in APP_OBJECTS)
+        lim = min(x for x in (mc.max_mb, mc.high_mb) if x)
+        _check(lim >= warm + 16, "memcg.high_mb" if lim == mc.high_mb else "memcg.max_mb",
+               lim, f"app_launch starts with {warm} MB of warm page cache charged to the "
+               f"memcg: the limit must be >= {warm + 16} MB")
+    if w.name != "file_thrash" and (mc.max_mb or mc.high_mb):
+        # Anon folios sit on their own list, which memcg reclaim does not scan here: with
+        # swap allowed, the kernel would swap them out under the limit; that is not built.
+        _check(mc.swap_max_mb == 0, "memcg.swap_max_mb", mc.swap_max_mb,
+               f"must be 0 when {w.name} runs under a memory limit (reclaim of anon "
+               "memory by memcg pressure is not modelled; MADV_PAGEOUT is)")
+    _check(d.swap in SWAP_DEVICES, "device.swap", d.swap, f"one of {SWAP_DEVICES}")
+    _check(1 <= d.swap_ra_pages <= 256, "device.swap_ra_pages", d.swap_ra_pages,
+           "allowed 1..256")
     _check(p.policy.name in POLICIES, "policy.name", p.policy.name, f"one of {POLICIES}")
     _check(mc.high_mb >= 0, "memcg.high_mb", mc.high_mb, "must be >= 0 (0 = no limit)")
     _check(mc.max_mb >= 0, "memcg.max_mb", mc.max_mb, "must be >= 0 (0 = no limit)")

@@ -8,18 +8,24 @@ import numpy as np
 
 from core import metrics as M
 from core.engine import run
-from core.params import POLICIES, Params
+from core.params import POLICIES, WORKLOADS, Params
 from core.state import (
+    FL_ANON,
+    FL_VMA,
     G_COUNTERS,
     G_EVENTS,
     G_HIST_READ,
     G_HIST_WRITE,
     G_LAT_HIST,
+    G_LAUNCH_NS,
     G_NOW,
     G_OOM,
+    G_PEAK_USAGE,
     G_STOP,
+    G_USAGE,
     G_WARM_COUNTERS,
     G_WARM_HIST,
+    K_ADD_TO_SWAP,
     K_AGING_BASE,
     K_AGING_CHUNK,
     K_AGING_PTE,
@@ -39,6 +45,7 @@ from core.state import (
     K_IO_MEDIAN_NS,
     K_IO_SIGMA_PPM,
     K_IO_XFER,
+    K_JIFFY_NS,
     K_LRU,
     K_LRU_ADD_BATCH,
     K_LRU_OP,
@@ -46,6 +53,7 @@ from core.state import (
     K_MAX,
     K_MAX_EVENTS,
     K_MMAP,
+    K_MPROTECT,
     K_MUNMAP_GATHER,
     K_N_FILES,
     K_NOISE,
@@ -62,22 +70,43 @@ from core.state import (
     K_RC_EVICT,
     K_RC_RMAP,
     K_RC_SCAN,
+    K_READERS,
     K_SLICE_NS,
     K_SPARSE,
+    K_SWAP_DEV,
+    K_SWAP_MAX,
+    K_SWAP_RA,
+    K_SWAP_WRITE_SUBMIT,
     K_THREADS,
     K_TLB_BASE,
     K_TLB_PER_CPU,
     K_TOUCH,
     K_WAKEUP,
     K_WARMUP_NS,
+    K_WORKLOAD,
+    K_WRITERS,
     K_ZAP_PTE,
     K_ZERO_FILL,
+    K_ZRAM_COMP,
+    K_ZRAM_DECOMP,
     LAT_BINS,
     LRU_CLASSIC,
     LRU_MGLRU,
     N_K,
+    ROLE_READER,
+    ROLE_WRITER,
+    SWAP_DISK,
+    SWAP_ZRAM,
+    T_FILE,
+    T_PC,
+    T_ROLE,
+    T_VMA,
+    V_ATTACHED,
+    W_SI_START,
     make_state,
 )
+from core.swap import prefill
+from core.workloads import app_launch
 
 # Timer frequency of the modelled kernel: a jiffy is 4 ms (CONFIG_HZ_250, the x86 and
 # Android default); it sets the memory.high penalty granularity.
@@ -140,14 +169,53 @@ def constants(p: Params) -> np.ndarray:
     k[K_OPEN_CLOSE_NS] = c.open_close_ns
     k[K_CHARGE] = c.charge_ns
     k[K_CTX_SWITCH] = c.ctx_switch_ns
+    w = p.workload
+    k[K_WORKLOAD] = WORKLOADS.index(w.name)
+    k[K_SWAP_DEV] = SWAP_ZRAM if p.device.swap == "zram" else SWAP_DISK
+    k[K_SWAP_MAX] = p.swap_max_pages
+    k[K_SWAP_RA] = p.device.swap_ra_pages
+    k[K_ZRAM_COMP] = c.zram_compress_ns
+    k[K_ZRAM_DECOMP] = c.zram_decompress_ns
+    k[K_ADD_TO_SWAP] = c.add_to_swap_ns
+    k[K_SWAP_WRITE_SUBMIT] = c.swap_write_submit_ns
+    k[K_MPROTECT] = c.mprotect_ns
+    k[K_JIFFY_NS] = 1_000_000_000 // HZ
+    k[K_WRITERS] = w.writers
+    k[K_READERS] = w.readers
+    if w.name == "swapin":
+        k[K_THREADS] = w.writers + w.readers
+        k[K_FILE_PAGES] = p.anon_pages
+        k[K_N_FILES] = 1
+    elif w.name == "app_launch":
+        app_launch.constants(p, k)
     return k
 
 
 def build_state(p: Params):
+    """The arrays of one run, in the state the workload starts from."""
     k = constants(p)
-    n = p.workload.threads
-    return make_state(k, n_threads=n, n_cores=p.machine.cores, n_pages=n * p.file_pages,
-                      n_files=n, file_pages=p.file_pages, n_vmas=n)
+    n = int(k[K_THREADS])
+    w = p.workload.name
+    if w == "file_thrash":
+        return make_state(k, n_threads=n, n_cores=p.machine.cores, n_pages=n * p.file_pages,
+                          n_files=n, file_pages=p.file_pages, n_vmas=n)
+    if w == "swapin":
+        pages = p.anon_pages
+        S = make_state(k, n_threads=n, n_cores=p.machine.cores, n_pages=pages, n_files=1,
+                       file_pages=pages, n_vmas=1)
+        S.file[0, FL_ANON] = 1
+        S.file[0, FL_VMA] = 0
+        S.vma[0, V_ATTACHED] = 1
+        S.t[:, T_FILE] = 0
+        S.t[:, T_VMA] = 0
+        S.t[:, T_PC] = W_SI_START
+        S.t[:, T_ROLE] = ROLE_READER
+        S.t[:p.workload.writers, T_ROLE] = ROLE_WRITER
+        # The test's initial write: every page resident, dirty and mapped at time 0.
+        prefill(S, 0, 0, 0, pages, True)
+        S.g[G_PEAK_USAGE] = S.g[G_USAGE]
+        return S
+    return app_launch.build_state(p, k)
 
 
 def _latency_percentile(hist: np.ndarray, q: float) -> float | None:
@@ -175,13 +243,22 @@ def row_from_state(p: Params, S, wall_s: float) -> dict:
     lat = g[G_LAT_HIST:G_LAT_HIST + LAT_BINS]
     sim_time_s = max(0.0, S.g[G_NOW] / 1e9 - p.sim.warmup_s)
     events = int(S.g[G_EVENTS])
-    rounds = int(c[M.ROUNDS])
+    wl = p.workload.name
+    rounds = int(c[M.SWAPIN_ROUNDS]) if wl == "swapin" else int(c[M.ROUNDS])
     drops = int(c[M.RETRY_MMAP_DROP])
     misses = int(c[M.RETRY_IO_MISS])
     rc, wc = int(c[M.MMAP_READ_COUNT]), int(c[M.MMAP_WRITE_COUNT])
     row: dict = {name: None for name in M.METRIC_COLUMNS}
     row.update({
         "rounds": rounds,
+        "pageout_rounds": int(c[M.PAGEOUT_ROUNDS]) if wl == "swapin" else None,
+        "swapin_rounds": int(c[M.SWAPIN_ROUNDS]) if wl == "swapin" else None,
+        "launch_ms": (S.g[G_LAUNCH_NS] / 1e6 if S.g[G_LAUNCH_NS] >= 0 else None)
+        if wl == "app_launch" else None,
+        "pswpin": int(c[M.PSWPIN]),
+        "pswpout": int(c[M.PSWPOUT]),
+        "swapcache_busy": int(c[M.SWAPCACHE_BUSY]),
+        "pageout_locked_skip": int(c[M.PAGEOUT_LOCKED_SKIP]),
         "throughput_rounds_s": rounds / sim_time_s if sim_time_s > 0 else None,
         "pgfault": int(c[M.PGFAULT]),
         "pgmajfault": int(c[M.PGMAJFAULT]),

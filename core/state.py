@@ -29,6 +29,7 @@ EV_THREAD = 0     # continue thread `id` at its program counter
 EV_IO_DONE = 1    # block request `id` completed
 EV_NOISE = 2      # noise spinner of core `id` toggles
 EV_WARMUP = 3     # end of warm-up: snapshot the counters
+EV_TIMER = 4      # timeout of thread `id` sleeping on a wait queue (it may have been woken)
 
 # ---- page (folio) flags ----------------------------------------------------------------------
 PG_PRESENT = 1        # in the page cache (xarray holds a folio)
@@ -41,6 +42,12 @@ PG_WORKINGSET = 64
 PG_ISOLATED = 128     # off the LRU, held by a reclaimer
 PG_LRU = 256          # on an LRU list (not in a per-CPU batch)
 PG_INBATCH = 512      # in a per-CPU lru_add batch, not yet on a list
+PG_ANON = 1024        # anonymous (swap-backed) folio; its object is an anon region
+PG_SWAPCACHE = 2048   # in the swap cache (its swap entry maps to this folio)
+PG_SWAPPED = 4096     # a swap slot holds this page's data (the PTE, if absent, holds the entry)
+PG_DIRTY = 8192
+PG_WRITEBACK = 16384
+PG_SWAP_HAS_CACHE = 32768  # SWAP_HAS_CACHE taken by swapcache_prepare (synchronous swap-in)
 
 # ---- PTE bits (per VMA page) -----------------------------------------------------------------
 PTE_PRESENT = 1
@@ -71,7 +78,9 @@ MAX_NR_GENS = 4        # include/linux/mmzone.h
 MIN_NR_GENS = 2
 LIST_INACTIVE = 4      # classic lists live after the four MGLRU generation lists
 LIST_ACTIVE = 5
-N_LISTS = 6
+LIST_ANON = 6          # anon folios (both LRUs): isolated by MADV_PAGEOUT, never scanned by
+                       # memcg reclaim here (anon reclaim is not modelled; see core.params)
+N_LISTS = 7
 NO_LIST = -1
 
 # ---- rwsem waiter types ----------------------------------------------------------------------
@@ -85,6 +94,22 @@ W_MMAP = 101
 W_TOUCH = 102
 W_MUNMAP = 103
 W_ROUND_END = 104
+# workloads/swapin: 120s
+W_SI_START = 120
+W_SI_READ = 121
+W_SI_PAGEOUT = 122
+W_SI_PAGEOUT_DONE = 123
+W_SI_READ_END = 124
+# workloads/app_launch: 140s
+W_AL_START = 140
+W_AL_NEXT = 141
+W_AL_TOUCH = 142
+W_AL_DONE = 143
+W_AL_MAPPER = 150
+W_AL_MAPPED = 151
+W_AL_MPROTECT = 152
+W_AL_MUNMAP = 153
+W_AL_MAPPER_END = 154
 # fault: 200s
 F_BEGIN = 200
 F_LOCK_VMA = 201
@@ -119,6 +144,10 @@ M_ZAP_PTES = 313
 M_ACTIVATE = 314
 M_ACTIVATE_LOCKED = 315
 M_ACTIVATE_DONE = 316
+M_MPROTECT = 320
+M_MPROTECT_LOCKED = 321
+M_MPROTECT_VMA = 322
+M_MPROTECT_DONE = 323
 # readahead: 400s
 RA_SYNC = 400
 RA_ASYNC = 401
@@ -151,6 +180,36 @@ RC_AGING_CHUNK_DONE = 622
 RC_AGING_INC = 623
 RC_AGING_INC_LOCKED = 624
 RC_AGING_DONE = 625
+# swap, anon faults (do_anonymous_page, do_swap_page): 700s
+SW_ANON = 700
+SW_ANON_CHARGED = 701
+SW_SWAP = 710
+SW_SWAP_CHARGED = 711
+SW_ZRAM_READ_DONE = 712
+SW_LOCK = 713
+SW_LOCKED = 714
+SW_WAITED = 715
+SW_SWQ_SLEPT = 716
+SW_RA_LOOP = 720
+SW_RA_CHARGED = 721
+SW_RA_DONE = 722
+SW_FAULT = 730        # handle_pte_fault on an anon VMA: pick the handler
+# madvise(MADV_PAGEOUT): 800s
+MA_PAGEOUT = 800
+MA_LOCKED = 801
+MA_ISOLATE = 802
+MA_ISOLATE_LOCKED = 803
+MA_SHRINK = 804
+MA_FLUSHED = 805
+MA_WRITE = 806
+MA_WRITTEN = 807
+MA_PUTBACK = 808
+MA_PUTBACK_LOCKED = 809
+MA_PUTBACK_DONE = 810
+MA_DONE = 811
+MA_FOLIO = 812
+MA_DOWN_READ = 813
+MA_ISOLATE_LOCK = 814
 PC_RETURN = 999       # pop the call stack
 
 STACK_DEPTH = 16
@@ -165,7 +224,13 @@ LAT_BINS = 256         # fault-latency histogram: log2 bins of 1/8 octave from 6
  G_USAGE, G_PEAK_USAGE, G_MAX_SEQ, G_MIN_SEQ, G_NONRESIDENT_AGE,
  G_AGING_WALKER, G_AGING_SEQ, G_WARM,
  G_IO_INFLIGHT, G_IO_QHEAD, G_IO_QTAIL, G_IO_FREE,
- G_STOP, G_OOM, G_MM_CPUS, G_DRAINING, N_G) = range(33)
+ G_STOP, G_OOM, G_MM_CPUS, G_DRAINING,
+ G_SWAP_USAGE,     # swap slots charged (pages)
+ G_SWQ_N,          # threads sleeping on swapcache_wq
+ G_LAUNCH_LEFT,    # app_launch: workers still running their trace
+ G_LAUNCH_NS,      # app_launch: when the last worker finished, -1 before
+ G_DONE,           # the workload ended by itself (app_launch)
+ N_G) = range(38)
 
 # ---- constants of k (int64) ------------------------------------------------------------------
 (K_THREADS, K_CORES, K_FILE_PAGES, K_N_FILES, K_POLICY, K_LRU, K_PINNING,
@@ -177,7 +242,15 @@ LAT_BINS = 256         # fault-latency histogram: log2 bins of 1/8 octave from 6
  K_IO_XFER, K_IO_COMPLETE, K_WAKEUP, K_LRU_OP, K_LRU_PER_FOLIO, K_LRU_ADD_BATCH,
  K_RC_SCAN, K_RC_EVICT, K_RC_RMAP, K_AGING_PTE, K_AGING_CHUNK, K_AGING_BASE,
  K_MMAP, K_MUNMAP_GATHER, K_ZAP_PTE, K_FREE_PGTABLES, K_TLB_BASE, K_TLB_PER_CPU,
- K_OPEN_CLOSE_NS, K_CHARGE, K_CTX_SWITCH, N_K) = range(53)
+ K_OPEN_CLOSE_NS, K_CHARGE, K_CTX_SWITCH,
+ # swap, anon, the swapin and app_launch workloads
+ K_WORKLOAD, K_SWAP_DEV, K_SWAP_MAX, K_SWAP_RA, K_ZRAM_COMP, K_ZRAM_DECOMP, K_ADD_TO_SWAP,
+ K_SWAP_WRITE_SUBMIT, K_MPROTECT, K_JIFFY_NS, K_WRITERS, K_READERS,
+ K_AL_WORKERS, K_AL_TOUCHES, K_AL_RUN_PAGES, K_AL_MAP_PERIOD_NS, K_AL_MAP_PAGES,
+ K_AL_N_OBJ, K_AL_HEAP_VMA, K_AL_WORK_NS,
+ N_K) = range(73)
+WL_FILE_THRASH, WL_SWAPIN, WL_APP_LAUNCH = range(3)
+SWAP_NONE, SWAP_ZRAM, SWAP_DISK = range(3)
 
 # ---- per-thread registers: columns of S.t (int64[n_threads, N_T]) ---------------------------
 T_PC = 0   # program counter (PC_* above)
@@ -224,9 +297,24 @@ T_M_PENDING_ACKS = 40  # TLB-shootdown acknowledgements still awaited
 T_M_COUNT = 41  # folios still to activate after a zap (classic LRU)
 T_PREEMPT_COUNT = 42  # preempt_count: >0 while holding or spinning on a spinlock
 T_ROUNDS = 43  # rounds this thread completed (whole run, warm-up included)
-T_STACK0 = 44                 # STACK_DEPTH return program counters
+T_ROLE = 44  # workload role (swapin: ROLE_READER/ROLE_WRITER; app_launch: worker/mapper)
+T_W_LEFT = 45  # workload: accesses (app_launch) left in the trace
+T_W_RUN = 46  # workload: pages left in the current sequential run
+T_SWQ_WAIT = 47  # swapcache_wq: bit 1 asleep on it, bit 2 its EV_TIMER is pending
+T_SWQ_DEADLINE = 48  # ns: its one-jiffy timeout
+T_PO_I = 49  # MADV_PAGEOUT: next folio of the isolated batch to process
+T_PO_END = 50  # MADV_PAGEOUT: end page (exclusive) of the current PMD-sized chunk
+T_W_VMA2 = 51  # the VMA slot this thread's mmap creates (file_thrash: its own index)
+T_WQ_SHARED = 52  # waits on a folio without taking its lock (folio_wait_locked)
+T_SW_OWN = 53  # do_swap_page: the folio is this fault's own (zram path, need_clear_cache)
+T_STACK0 = 54                 # STACK_DEPTH return program counters
 T_R_BATCH0 = T_STACK0 + STACK_DEPTH       # RECLAIM_BATCH isolated folios
 N_T = T_R_BATCH0 + RECLAIM_BATCH
+
+ROLE_READER = 0
+ROLE_WRITER = 1
+ROLE_WORKER = 0
+ROLE_MAPPER = 1
 
 # ---- per-folio state: columns of S.pg (int64[n_pages, N_P]) ---------------------------------
 (P_FLAGS,      # PG_* bits
@@ -247,7 +335,10 @@ N_T = T_R_BATCH0 + RECLAIM_BATCH
 # ---- per-file state: columns of S.file (int64[n_files, N_FL]) -------------------------------
 (FL_VMA,       # VMA mapping the file (i_mmap, for rmap), -1 if none
  FL_RA_START, FL_RA_SIZE, FL_RA_ASYNC,  # struct file_ra_state
- N_FL) = range(5)
+ FL_ANON,      # 1: an anonymous region (its pages are anon folios / swap entries)
+ FL_PAGES,     # size in pages (<= K_FILE_PAGES, the row width)
+ FL_WEIGHT,    # app_launch: share of the accesses (per mille)
+ N_FL) = range(8)
 
 # ---- per-CPU state: columns of S.core (int64[n_cores, C_ACK0 + n_threads]) -------------------
 (C_THREAD,     # running/spinning thread, -1 idle, -2 noise spinner
@@ -263,8 +354,8 @@ N_T = T_R_BATCH0 + RECLAIM_BATCH
  ) = range(12)
 C_ACK0 = C_FB0 + 15
 
-# ---- block requests: columns of S.rq (int64[n_rq, 4]) ---------------------------------------
-RQ_FIRST, RQ_N, RQ_NEXT, RQ_OWNER = range(4)
+# ---- block requests: columns of S.rq (int64[n_rq, N_RQ]) -------------------------------------
+RQ_FIRST, RQ_N, RQ_NEXT, RQ_OWNER, RQ_WRITE, N_RQ = range(6)
 
 # ---- event heap: columns of S.ev (int64[cap, 4]) --------------------------------------------
 EV_TIME, EV_SEQ, EV_KIND, EV_ID = range(4)
@@ -294,7 +385,7 @@ State = namedtuple("State", [
     "vma",   # int64[vmas, V_PTE0 + file_pages]
     "file",  # int64[files, N_FL]
     "core",  # int64[cores, C_ACK0 + threads]
-    "rq",    # int64[requests, 4]   block requests
+    "rq",    # int64[requests, N_RQ] block requests
     "ev",    # int64[cap, 4]        event heap
 ])
 
@@ -305,11 +396,13 @@ def make_state(k: np.ndarray, n_threads: int, n_cores: int, n_pages: int,
     cap = 4 * n_threads + 4 * n_cores + 64
     # A readahead window submits one request per contiguous run of missing pages: at
     # most half a window each, for every thread at once.
-    n_rq = n_threads * (int(k[K_RA_PAGES]) // 2 + 2) + 16
+    # MADV_PAGEOUT to a disk swap device writes each folio of its 32-folio batch alone.
+    n_rq = n_threads * (max(int(k[K_RA_PAGES]) // 2, 32) + 2) + 16
     g = np.zeros(G_IDLE_LIST + n_cores, np.int64)
     for slot in (G_RW_WRITER, G_RW_QHEAD, G_RW_QTAIL, G_RQ_HEAD, G_RQ_TAIL, G_LRU_OWNER,
                  G_LRU_QHEAD, G_LRU_QTAIL, G_AGING_WALKER, G_IO_QHEAD, G_IO_QTAIL):
         g[slot] = -1
+    g[G_LAUNCH_NS] = -1
     g[G_MAX_SEQ] = MIN_NR_GENS   # lru_gen_init_lruvec: min_seq 0, max_seq MIN_NR_GENS
     g[G_IDLE_N] = n_cores
     g[G_LRU_HEAD:G_LRU_HEAD + N_LISTS] = -1
@@ -322,6 +415,7 @@ def make_state(k: np.ndarray, n_threads: int, n_cores: int, n_pages: int,
     t[:, T_WAIT_NEXT] = -1
     t[:, T_VMA] = -1
     t[:, T_FILE] = np.arange(n_threads) % n_files
+    t[:, T_W_VMA2] = np.arange(n_threads) % n_vmas
     t[:, T_R_BATCH0:] = -1
     pg = np.zeros((n_pages, N_P), np.int64)
     pg[:, P_LIST] = NO_LIST
@@ -335,13 +429,14 @@ def make_state(k: np.ndarray, n_threads: int, n_cores: int, n_pages: int,
     vma[:, V_WRITER] = -1
     file = np.zeros((n_files, N_FL), np.int64)
     file[:, FL_VMA] = -1
+    file[:, FL_PAGES] = file_pages
     core = np.zeros((n_cores, C_ACK0 + n_threads), np.int64)
     core[:, C_THREAD] = -1
     core[:, C_RQ_HEAD] = -1
     core[:, C_RQ_TAIL] = -1
     core[:, C_IDLE_POS] = np.arange(n_cores - 1, -1, -1)
     core[:, C_FB0:] = -1
-    rq = np.zeros((n_rq, 4), np.int64)
+    rq = np.zeros((n_rq, N_RQ), np.int64)
     rq[:, RQ_NEXT] = np.arange(1, n_rq + 1)
     rq[-1, RQ_NEXT] = -1
     rq[:, RQ_OWNER] = -1

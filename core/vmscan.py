@@ -65,7 +65,6 @@ from core.state import (
     K_RC_EVICT,
     K_RC_RMAP,
     K_RC_SCAN,
-    K_THREADS,
     LIST_ACTIVE,
     LIST_INACTIVE,
     LRU_MGLRU,
@@ -76,6 +75,7 @@ from core.state import (
     P_REFS,
     PC_RETURN,
     PG_ACTIVE,
+    PG_ANON,
     PG_ISOLATED,
     PG_LOCKED,
     PG_LRU,
@@ -254,7 +254,7 @@ def lru_gen_look_around(S, v, index):
         if (pte & (PTE_PRESENT | PTE_YOUNG)) == (PTE_PRESENT | PTE_YOUNG):
             S.vma[v, V_PTE0 + i] = PTE_PRESENT
             q = base + i
-            if S.pg[q, P_FLAGS] & PG_LRU:
+            if (S.pg[q, P_FLAGS] & (PG_LRU | PG_ANON)) == PG_LRU:
                 folio_update_gen(S, q, seq)
     return end - start
 
@@ -339,7 +339,7 @@ def move_folios_to_lru(S, tid):
 def walk_mm_chunk(S, tid):
     """walk_page_range from (r_walk_vma, r_walk_page) until MAX_LRU_BATCH young folios were
     batched or the mm ends. Returns (ptes_scanned, finished)."""
-    nv = S.k[K_THREADS]
+    nv = S.vma.shape[0]
     n = S.k[K_FILE_PAGES]
     chunk = S.k[K_AGING_CHUNK]
     seq = S.g[G_MAX_SEQ]
@@ -356,7 +356,7 @@ def walk_mm_chunk(S, tid):
                 if (pte & (PTE_PRESENT | PTE_YOUNG)) == (PTE_PRESENT | PTE_YOUNG):
                     S.vma[v, V_PTE0 + i] = PTE_PRESENT
                     q = base + i
-                    if S.pg[q, P_FLAGS] & PG_LRU:
+                    if (S.pg[q, P_FLAGS] & (PG_LRU | PG_ANON)) == PG_LRU:
                         folio_update_gen(S, q, seq)
                     batched += 1
                 i += 1

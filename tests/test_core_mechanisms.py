@@ -14,17 +14,19 @@ import copy
 
 import numpy as np
 import pytest
+from _sim_util import counter as _counter
+from _sim_util import drive_until as _drive_until
+from _sim_util import lru_list as _list
+from _sim_util import on_core as _on_core
+from _sim_util import start as _start
+from _sim_util import step_event as _step_event
 
 import core
-from core import Params, engine, evq, fault, lru, pagecache, rwsem, sched, vma, vmscan
+from core import Params, engine, fault, lru, pagecache, rwsem, vma, vmscan
 from core import metrics as M
-from core.blockdev import io_done
 from core.simulator import build_state
 from core.state import (
     C_STOCK,
-    C_THREAD,
-    EV_IO_DONE,
-    EV_THREAD,
     F_END,
     F_FOLIO_LOCK,
     F_HANDLE,
@@ -34,16 +36,13 @@ from core.state import (
     FAULT_FLAG_TRIED,
     FAULT_FLAG_VMA_LOCK,
     FL_VMA,
-    G_COUNTERS,
     G_GEN_PAGES,
-    G_HEAP_N,
     G_HIST_READ,
     G_HIST_WRITE,
     G_IDLE_LIST,
     G_IDLE_N,
     G_IO_INFLIGHT,
     G_LAT_HIST,
-    G_LRU_HEAD,
     G_LRU_SIZE,
     G_LRU_TAIL,
     G_MAX_SEQ,
@@ -97,7 +96,6 @@ from core.state import (
     PTE_YOUNG,
     RW_READ,
     RW_WRITE,
-    T_CORE,
     T_F_FLAGS,
     T_F_FPIN,
     T_F_LOCK,
@@ -144,23 +142,9 @@ def _state(**groups):
     return p, build_state(p)
 
 
-def _on_core(S, tid, c):
-    """Leave thread `tid` running on idle core `c` (what sched._start_on does, without the
-    EV_THREAD event: the test itself plays the thread)."""
-    assert S.core[c, C_THREAD] == -1
-    sched._idle_remove(S, c)
-    S.t[tid, T_STATE] = TS_RUNNING
-    S.t[tid, T_CORE] = c
-    S.core[c, C_THREAD] = tid
-
-
 def _all_on_cores(S, n):
     for tid in range(n):
         _on_core(S, tid, tid)
-
-
-def _counter(S, idx):
-    return int(S.g[G_COUNTERS + idx])
 
 
 def _rw_queue(S):
@@ -170,43 +154,6 @@ def _rw_queue(S):
         out.append(tid)
         tid = int(S.t[tid, T_WAIT_NEXT])
     return out
-
-
-def _list(S, lst):
-    """LRU list `lst` from head (young end) to tail."""
-    out = []
-    p = int(S.g[G_LRU_HEAD + lst])
-    while p >= 0:
-        out.append(p)
-        p = int(S.pg[p, P_NEXT])
-    return out
-
-
-def _start(S, tids):
-    for tid in tids:
-        sched.make_runnable(S, tid, int(S.t[tid, T_PC]), 0)
-
-
-def _step_event(S):
-    """One iteration of core.engine.run's loop."""
-    t, kind, ident = evq.pop(S)
-    S.g[G_NOW] = t
-    if kind == EV_THREAD:
-        if sched.thread_event_prologue(S, ident):
-            engine.thread_step(S, ident)
-    elif kind == EV_IO_DONE:
-        io_done(S, ident)
-    else:
-        raise AssertionError(f"unexpected event kind {kind}")
-
-
-def _drive_until(S, cond, max_events=10_000):
-    for _ in range(max_events):
-        if cond(S):
-            return
-        assert S.g[G_HEAP_N] > 0, "event queue ran dry before the condition held"
-        _step_event(S)
-    raise AssertionError("condition not reached")
 
 
 # ---- 1. mmap_lock rwsem -----------------------------------------------------------------------
