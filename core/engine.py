@@ -15,6 +15,7 @@ from core import fault, lru, madvise, memcg, mm, readahead, swap, vmscan
 from core.blockdev import io_done
 from core.evq import pop, schedule
 from core.metrics import N_COUNTERS, PEAK_USAGE_PAGES, VMA_WRITER_WAIT_MAX_NS
+from core.pagecache import folio_relock
 from core.sched import make_runnable, noise_event, thread_event_prologue
 from core.state import (
     EV_IO_DONE,
@@ -47,6 +48,7 @@ from core.state import (
     K_WARMUP_NS,
     LAT_BINS,
     PC_RETURN,
+    T_FOLIO_RELOCK,
     T_PC,
     T_SP,
     T_STACK0,
@@ -57,6 +59,8 @@ from core.workloads import app_launch, file_thrash, swapin
 
 @njit(cache=True)
 def thread_step(S, tid):
+    if S.t[tid, T_FOLIO_RELOCK] and not folio_relock(S, tid):
+        return                                 # lost the race for the folio lock: queued
     while True:
         pc = S.t[tid, T_PC]
         if pc == PC_RETURN:

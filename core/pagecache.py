@@ -14,7 +14,10 @@ page of the window whose folio is uptodate, unlocked and not PG_readahead.
 from numba import njit
 
 from core.sched import block, fifo_append, wake
+
+PAGE_LOCK_UNFAIRNESS = 5        # sysctl_page_lock_unfairness (mm/filemap.c)
 from core.state import (
+    FL_PAGES,
     G_NOW,
     K_FA_PAGE,
     K_FA_PAGES,
@@ -30,7 +33,9 @@ from core.state import (
     PG_UPTODATE,
     PTE_PRESENT,
     PTE_YOUNG,
+    T_FOLIO_RELOCK,
     T_PC,
+    T_UNFAIR,
     T_WAIT_NEXT,
     T_WAIT_START,
     T_WQ_SHARED,
@@ -54,23 +59,47 @@ def folio_trylock(S, p):
 
 @njit(cache=True)
 def folio_lock(S, tid, p, pc):
-    """__folio_lock: True if taken now; else sleep in the folio's wait queue and continue at
-    `pc` owning the lock (handed over by folio_unlock)."""
+    """__folio_lock: True if taken now; else sleep in the folio's wait queue (an exclusive
+    waiter) and continue at `pc` owning the lock. folio_wait_bit_common: a woken waiter
+    races for the bit itself and queues again at the tail when it loses; only after
+    sysctl_page_lock_unfairness (5) lost races does folio_unlock hand it the lock
+    (WQ_FLAG_CUSTOM)."""
     if folio_trylock(S, p):
         return True
-    folio_wait_handoff(S, tid, p, pc)
+    S.t[tid, T_UNFAIR] = PAGE_LOCK_UNFAIRNESS
+    _queue(S, tid, p, pc)
     return False
 
 
 @njit(cache=True)
-def folio_wait_handoff(S, tid, p, pc):
-    """Sleep in the folio's wait queue until folio_unlock hands the lock to this thread
-    (also how a reader of its own locked folio waits for the I/O to finish)."""
+def _queue(S, tid, p, pc):
+    """`repeat:` in folio_wait_bit_common: --unfairness, then to the tail of the queue."""
+    S.t[tid, T_UNFAIR] -= 1
     S.t[tid, T_PC] = pc
     S.t[tid, T_WAIT_START] = S.g[G_NOW]
     S.pg[p, P_WQ_HEAD], S.pg[p, P_WQ_TAIL] = fifo_append(S, tid, S.pg[p, P_WQ_HEAD],
                                                          S.pg[p, P_WQ_TAIL])
     block(S, tid)
+
+
+@njit(cache=True)
+def folio_wait_handoff(S, tid, p, pc):
+    """Sleep until the folio lock is handed to this thread at unlock (a reader of its own
+    locked folio waiting for the I/O to finish: the re-read of page_not_uptodate)."""
+    S.t[tid, T_UNFAIR] = 0
+    _queue(S, tid, p, pc)
+
+
+@njit(cache=True)
+def folio_relock(S, tid):
+    """A waiter woken without the lock runs: take the bit, or queue again. True if taken
+    (the thread continues at its T_PC owning the lock)."""
+    p = S.t[tid, T_FOLIO_RELOCK] - 1
+    S.t[tid, T_FOLIO_RELOCK] = 0
+    if folio_trylock(S, p):
+        return True
+    _queue(S, tid, p, S.t[tid, T_PC])
+    return False
 
 
 @njit(cache=True)
@@ -81,15 +110,16 @@ def folio_wait_locked(S, tid, p, pc):
         S.t[tid, T_PC] = pc
         return True
     S.t[tid, T_WQ_SHARED] = 1
-    folio_wait_handoff(S, tid, p, pc)
+    _queue(S, tid, p, pc)
     return False
 
 
 @njit(cache=True)
 def folio_unlock(S, p):
-    """Unlock and wake (folio_wake_bit): every non-exclusive waiter ahead of the first
-    exclusive one is woken; the first exclusive waiter is handed the lock and the walk
-    stops there (wake_page_function takes the bit for it)."""
+    """folio_unlock -> folio_wake_bit: every non-exclusive waiter ahead of the first
+    exclusive one is woken; the first exclusive waiter is woken too and the walk stops
+    there. It is handed the lock if its unfairness is used up (wake_page_function takes the
+    bit for it); otherwise the bit is free and it must race for it when it runs."""
     head = S.pg[p, P_WQ_HEAD]
     while head >= 0:
         nxt = S.t[head, T_WAIT_NEXT]
@@ -102,6 +132,9 @@ def folio_unlock(S, p):
             wake(S, head, S.t[head, T_PC])
             head = nxt
             continue
+        if S.t[head, T_UNFAIR] >= 0:
+            S.pg[p, P_FLAGS] &= ~PG_LOCKED
+            S.t[head, T_FOLIO_RELOCK] = p + 1
         wake(S, head, S.t[head, T_PC])
         return
     S.pg[p, P_FLAGS] &= ~PG_LOCKED
@@ -122,11 +155,10 @@ def filemap_map_pages(S, v, f, index):
     or isolated by reclaim.
     """
     fa = S.k[K_FA_PAGES]
-    n = S.k[K_FILE_PAGES]
     start = index - index % fa
     end = start + fa
-    end = min(end, n)
-    base = f * n
+    end = min(end, S.file[f, FL_PAGES])
+    base = f * S.k[K_FILE_PAGES]
     mapped = 0
     for i in range(start, end):
         if S.vma[v, V_PTE0 + i] & PTE_PRESENT:

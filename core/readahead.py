@@ -31,6 +31,7 @@ from core.metrics import PAGES_READ, RA_TRUNCATED
 from core.pagecache import folio_mark_uptodate_unlock
 from core.sched import call, run_for
 from core.state import (
+    FL_PAGES,
     FL_RA_ASYNC,
     FL_RA_SIZE,
     FL_RA_START,
@@ -75,7 +76,7 @@ def get_next_ra_size(cur, max_pages):
 
 @njit(cache=True)
 def _begin_window(S, tid, start, size, async_size, ret):
-    n = S.k[K_FILE_PAGES]
+    n = S.file[S.t[tid, T_FILE], FL_PAGES]          # i_size: no readahead past the end
     end = start + size
     end = min(end, n)
     S.t[tid, T_RA_NEXT] = start
@@ -102,8 +103,8 @@ def page_cache_sync_ra(S, tid, index, ret):
 def page_cache_async_ra(S, tid, index, ret):
     """do_async_mmap_readahead on a PG_readahead folio at `index`."""
     f = S.t[tid, T_FILE]
-    n = S.k[K_FILE_PAGES]
-    base = f * n
+    n = S.file[f, FL_PAGES]
+    base = f * S.k[K_FILE_PAGES]
     S.pg[base + index, P_FLAGS] &= ~PG_READAHEAD
     ra = S.k[K_RA_PAGES]
     start = S.file[f, FL_RA_START]

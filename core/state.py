@@ -307,7 +307,9 @@ T_PO_END = 50  # MADV_PAGEOUT: end page (exclusive) of the current PMD-sized chu
 T_W_VMA2 = 51  # the VMA slot this thread's mmap creates (file_thrash: its own index)
 T_WQ_SHARED = 52  # waits on a folio without taking its lock (folio_wait_locked)
 T_SW_OWN = 53  # do_swap_page: the folio is this fault's own (zram path, need_clear_cache)
-T_STACK0 = 54                 # STACK_DEPTH return program counters
+T_UNFAIR = 54  # folio lock wait: lost races left before the unlocker hands it the lock
+T_FOLIO_RELOCK = 55  # woken by folio_unlock without the lock: folio index + 1 to race for
+T_STACK0 = 56                 # STACK_DEPTH return program counters
 T_R_BATCH0 = T_STACK0 + STACK_DEPTH       # RECLAIM_BATCH isolated folios
 N_T = T_R_BATCH0 + RECLAIM_BATCH
 

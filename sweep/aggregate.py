@@ -18,6 +18,24 @@ from core.metrics import HIST_BUCKET_LABELS, METRIC_COLUMNS, N_HIST
 STATS = ("mean", "std", "ci95", "min", "max")
 HEADLINE = ["throughput_rounds_s", "miss_drop_pct", "retry_mmap_drop", "retry_io_miss",
             "mmap_read_wait_avg_us"]
+# The headline of each workload's summary; file_thrash's is HEADLINE.
+WORKLOAD_HEADLINE = {
+    "file_thrash": HEADLINE,
+    "swapin": ["swapin_rounds", "pageout_rounds", "pgmajfault", "vma_lock_retry",
+               "mmap_read_count", "mmap_read_wait_avg_us"],
+    "app_launch": ["launch_ms", "vma_lock_retry", "mmap_read_count", "mmap_read_wait_avg_us",
+                   "mmap_write_wait_avg_us", "vma_writer_wait_max_us"],
+}
+# The cover letter's Before / After / Change % tables: lock acquisitions and the workload's
+# own figures, then the two wait histograms.
+LETTER_METRICS = {
+    "swapin": ["pageout_rounds", "swapin_rounds"],
+    "app_launch": ["launch_ms"],
+}
+LOCK_METRICS = ["mmap_read_count", "mmap_read_wait_total_us", "mmap_read_wait_avg_us",
+                "mmap_write_count", "mmap_write_wait_total_us", "mmap_write_wait_avg_us",
+                "vma_lock_success", "vma_lock_retry", "vma_lock_abort",
+                "vma_writer_wait_max_us"]
 # Student t quantiles t(0.975, df) for df = 1..30; beyond that the normal 1.96 is within 2%.
 _T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
          2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
@@ -135,31 +153,35 @@ def summary(run_dir: Path, grid_name: str, axes: Sequence[str], n_points: int,
     if fixed and agg.height:
         lines += ["Same for every point: "
                   + ", ".join(f"`{a}={agg[a][0]}`" for a in fixed) + ".", ""]
+    workload = _workload(agg)
+    headline = WORKLOAD_HEADLINE[workload]
     lines += ["## Per point (mean over replicates)", "",
-              "| " + " | ".join([*axis_hdr, "policy", "n", *HEADLINE]) + " |",
-              "|" + "---|" * (len(axis_hdr) + 2 + len(HEADLINE))]
+              "| " + " | ".join([*axis_hdr, "policy", "n", *headline]) + " |",
+              "|" + "---|" * (len(axis_hdr) + 2 + len(headline))]
     for r in agg.iter_rows(named=True):
         cells = [str(r[a]) for a in axis_hdr] + [r["policy"], str(r["n_ok"])]
-        cells += [_fmt(r.get(f"{m}_mean")) for m in HEADLINE]
+        cells += [_fmt(r.get(f"{m}_mean")) for m in headline]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     if cmp.height:
-        wide = cmp.filter(pl.col("metric").is_in(HEADLINE))
+        wide = cmp.filter(pl.col("metric").is_in(headline))
         lines += ["## Policy vs baseline (change % of the mean)", "",
-                  "| " + " | ".join([*axis_hdr, "policy", *HEADLINE]) + " |",
-                  "|" + "---|" * (len(axis_hdr) + 1 + len(HEADLINE))]
+                  "| " + " | ".join([*axis_hdr, "policy", *headline]) + " |",
+                  "|" + "---|" * (len(axis_hdr) + 1 + len(headline))]
         keys = [*axis_hdr, "policy"]
         for grp in wide.partition_by(keys, maintain_order=True):
             first = grp.row(0, named=True)
             by_metric = {r["metric"]: r for r in grp.iter_rows(named=True)}
             cells = [str(first[a]) for a in keys]
-            for m in HEADLINE:
+            for m in headline:
                 r = by_metric.get(m)
                 cells.append("-" if r is None else
                              f"{_fmt(r['before'])} → {_fmt(r['after'])} "
                              f"({_pct(r['change_pct'])})")
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+        if workload in LETTER_METRICS:
+            lines += letter_tables(cmp, axis_hdr, LOCK_METRICS + LETTER_METRICS[workload])
     if sim_vs_real is not None:
         lines += sim_vs_real_section(sim_vs_real, [a for a in axis_hdr if a != "backend"])
     lines += ["## Failed points", ""]
@@ -173,6 +195,43 @@ def summary(run_dir: Path, grid_name: str, axes: Sequence[str], n_points: int,
                          f"{first[0] if first else ''}")
     lines.append("")
     return "\n".join(lines)
+
+
+def _workload(agg: pl.DataFrame) -> str:
+    """Which workload a run measured: its own figures are the non-null ones."""
+    for name, col in (("swapin", "swapin_rounds_mean"), ("app_launch", "launch_ms_mean")):
+        if col in agg.columns and agg[col].drop_nulls().len() > 0:
+            return name
+    return "file_thrash"
+
+
+def letter_tables(cmp: pl.DataFrame, axis_hdr: Sequence[str],
+                  metrics: Sequence[str]) -> list[str]:
+    """For each policy against baseline, the cover letter's three tables: the figures in
+    `metrics`, then the mmap_lock read and write wait histograms; Before / After / Change %."""
+    lines = ["## Cover-letter tables (each policy against baseline)", ""]
+    keys = [*axis_hdr, "policy"]
+    for grp in cmp.partition_by(keys, maintain_order=True):
+        first = grp.row(0, named=True)
+        by_metric = {r["metric"]: r for r in grp.iter_rows(named=True)}
+        at = ", ".join(f"`{a}={first[a]}`" for a in axis_hdr)
+        lines += [f"### {first['policy']} against baseline" + (f" at {at}" if at else ""), ""]
+        tables = [("Metric", list(metrics), None)]
+        for lock in ("read", "write"):
+            tables.append((f"mmap_lock {lock} wait (us)",
+                           [f"mmap_{lock}_hist_{i}" for i in range(N_HIST)], HIST_BUCKET_LABELS))
+        for head, names, labels in tables:
+            lines += [f"| {head} | Before | After | Change % |", "|---|---|---|---|"]
+            for i, m in enumerate(names):
+                r = by_metric.get(m)
+                label = labels[i] if labels else m
+                if r is None:
+                    lines.append(f"| {label} | - | - | - |")
+                else:
+                    lines.append(f"| {label} | {_fmt(r['before'])} | {_fmt(r['after'])} | "
+                                 f"{_pct(r['change_pct'])} |")
+            lines.append("")
+    return lines
 
 
 # Metrics of the summary's sim-vs-real table (sim_vs_real.csv has every compared metric).

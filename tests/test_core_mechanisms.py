@@ -100,6 +100,7 @@ from core.state import (
     T_F_FPIN,
     T_F_LOCK,
     T_F_PAGE,
+    T_FOLIO_RELOCK,
     T_PC,
     T_R_BATCH0,
     T_R_BATCH_N,
@@ -783,8 +784,9 @@ def test_wait_on_busy_uptodate_folio(policy):
     assert S.t[0, T_STATE] == TS_BLOCKED                 # asleep on the folio
     assert S.vma[0, V_READERS] == (0 if dropped else 1)
     assert S.t[0, T_F_FPIN] == (1 if dropped else 0)
-    pagecache.folio_unlock(S, 7)                         # the other holder: lock handed over
-    assert S.pg[7, P_FLAGS] & PG_LOCKED
+    pagecache.folio_unlock(S, 7)                         # the other holder unlocks: the
+    assert not S.pg[7, P_FLAGS] & PG_LOCKED              # waiter races for the bit when it
+    assert S.t[0, T_FOLIO_RELOCK] == 7 + 1               # runs (no handoff: unfairness left)
     _drive_until(S, lambda S: S.t[0, T_PC] == F_END)
     assert S.t[0, T_F_LOCK] == final_lock
     assert S.vma[0, V_PTE0 + 7] == PTE_PRESENT | PTE_YOUNG
@@ -797,3 +799,23 @@ def test_wait_on_busy_uptodate_folio(policy):
     _step_event(S)                                       # F_END
     assert _counter(S, M.VMA_LOCK_SUCCESS) == (1 if final_lock == LOCK_VMA else 0)
     assert S.vma[0, V_READERS] == 0 and S.g[G_RW_READERS] == 0
+
+
+def test_folio_lock_handoff_only_after_unfairness_is_used_up():
+    """folio_wait_bit_common: a woken exclusive waiter races for PG_locked; each lost race
+    queues it again (--unfairness); after sysctl_page_lock_unfairness (5) lost races the
+    unlocker takes the bit for it (WQ_FLAG_CUSTOM handoff)."""
+    _, S = _state(machine={"cores": 2}, workload={"threads": 2, "file_mb": 1})
+    _on_core(S, 0, 0)
+    p = 3
+    S.pg[p, P_FLAGS] = PG_PRESENT | PG_UPTODATE | PG_LOCKED
+    assert not pagecache.folio_lock(S, 0, p, F_LOCKED)
+    for lost in range(5):
+        pagecache.folio_unlock(S, p)
+        assert not S.pg[p, P_FLAGS] & PG_LOCKED and S.t[0, T_FOLIO_RELOCK] == p + 1
+        assert pagecache.folio_trylock(S, p)             # somebody else's trylock wins
+        _step_event(S)                                   # the waiter runs, loses, queues
+        assert S.t[0, T_STATE] == TS_BLOCKED and S.t[0, T_FOLIO_RELOCK] == 0
+    pagecache.folio_unlock(S, p)
+    assert S.pg[p, P_FLAGS] & PG_LOCKED                  # handed over this time
+    assert S.t[0, T_FOLIO_RELOCK] == 0 and S.t[0, T_PC] == F_LOCKED
