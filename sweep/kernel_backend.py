@@ -540,11 +540,10 @@ def run_point(params: Any, seed: int, *, work_dir: str | Path | None = None,
         if not params.device.sparse:
             argv.append("--no-sparse")
         setup_s = 0.0 if params.device.sparse else w.threads * w.file_mb / SETUP_WRITE_MB_S
-    else:  # swapin: sizes from the workload group when it grows them, else MODEL.md's
+    else:  # swapin
         w = params.workload
-        argv = [str(binary), "--mb", str(getattr(w, "mb", 100)),
-                "--writers", str(getattr(w, "writers", 1)),
-                "--readers", str(getattr(w, "readers", 1)), "--duration-s", repr(total_s)]
+        argv = [str(binary), "--mb", str(w.anon_mb), "--writers", str(w.writers),
+                "--readers", str(w.readers), "--duration-s", repr(total_s)]
         setup_s = 0.0
     timeout_s = total_s + setup_s + STARTUP_SLACK_S
 

@@ -120,10 +120,22 @@ def test_row_has_every_column_and_counters_agree():
     assert row["swapin_rounds"] is None and row["launch_ms"] is None
 
 
-def test_determinism_same_seed_same_row_other_seed_differs():
-    p = core.Params.from_dict({"machine": {"cores": 4}, "workload": {"threads": 8, "file_mb": 2},
-                               "memcg": {"high_mb": 8, "max_mb": 10},
-                               "sim": {"duration_s": 0.1, "warmup_s": 0.02}})
+DETERMINISM = {
+    "file_thrash": {"machine": {"cores": 4}, "workload": {"threads": 8, "file_mb": 2},
+                    "memcg": {"high_mb": 8, "max_mb": 10},
+                    "sim": {"duration_s": 0.1, "warmup_s": 0.02}},
+    "swapin": {"machine": {"cores": 4},
+               "workload": {"name": "swapin", "writers": 2, "readers": 2, "anon_mb": 2},
+               "memcg": {"swap_max_mb": 64}, "sim": {"duration_s": 0.05, "warmup_s": 0.0}},
+    "app_launch": {"machine": {"cores": 4},
+                   "workload": {"name": "app_launch", "threads": 4, "app_touches": 100},
+                   "device": {"sparse": False}, "sim": {"duration_s": 1.0, "warmup_s": 0.0}},
+}
+
+
+@pytest.mark.parametrize("workload", sorted(DETERMINISM))
+def test_determinism_same_seed_same_row_other_seed_differs(workload):
+    p = core.Params.from_dict(DETERMINISM[workload])
     a, b, c = core.simulate(p, 11), core.simulate(p, 11), core.simulate(p, 12)
     strip = lambda r: {k: v for k, v in r.items() if k not in ENGINE_COLUMNS}
     assert strip(a) == strip(b)

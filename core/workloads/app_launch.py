@@ -31,12 +31,10 @@ and their reasons):
 import numpy as np
 from numba import njit
 
-from core.fault import fault_begin
 from core.metrics import ROUNDS
 from core.params import APP_HEAP_MB, APP_OBJECTS
 from core.sched import call, release_core, run_for, sleep_for
 from core.state import (
-    F_LOCK_VMA,
     FL_ANON,
     FL_PAGES,
     FL_VMA,
@@ -57,15 +55,11 @@ from core.state import (
     K_FILE_PAGES,
     K_N_FILES,
     K_THREADS,
-    K_TOUCH,
     M_MMAP,
     M_MPROTECT,
     M_MUNMAP,
-    PTE_PRESENT,
-    PTE_YOUNG,
     ROLE_MAPPER,
     ROLE_WORKER,
-    T_F_START,
     T_FILE,
     T_PAGE,
     T_PC,
@@ -78,7 +72,6 @@ from core.state import (
     T_W_VMA2,
     TS_EXITED,
     V_ATTACHED,
-    V_PTE0,
     W_AL_DONE,
     W_AL_MAPPED,
     W_AL_MAPPER,
@@ -91,6 +84,7 @@ from core.state import (
     make_state,
 )
 from core.swap import prefill
+from core.workloads.touch import touch_pages
 
 OBJECTS = APP_OBJECTS
 HEAP_MB = APP_HEAP_MB
@@ -185,37 +179,18 @@ def step(S, tid, pc):
         f = _pick_object(S)
         S.t[tid, T_FILE] = f
         S.t[tid, T_VMA] = S.file[f, FL_VMA]
-        S.t[tid, T_PAGE] = np.random.randint(0, S.file[f, FL_PAGES])
-        # Geometric run length with mean K_AL_RUN_PAGES.
+        n = S.file[f, FL_PAGES]
+        i = np.random.randint(0, n)
+        S.t[tid, T_PAGE] = i
+        # A run of geometric length with mean K_AL_RUN_PAGES; T_W_RUN is where it ends.
         mean = S.k[K_AL_RUN_PAGES]
-        S.t[tid, T_W_RUN] = 1 if mean <= 1 else np.random.geometric(1.0 / mean)
+        length = 1 if mean <= 1 else np.random.geometric(1.0 / mean)
+        S.t[tid, T_W_RUN] = min(i + length, n)
         run_for(S, tid, S.k[K_AL_WORK_NS], W_AL_TOUCH)
         return False
 
     if pc == W_AL_TOUCH:
-        f = S.t[tid, T_FILE]
-        v = S.t[tid, T_VMA]
-        n = S.file[f, FL_PAGES]
-        i = S.t[tid, T_PAGE]
-        left = S.t[tid, T_W_RUN]
-        start = i
-        while left > 0 and i < n and (S.vma[v, V_PTE0 + i] & PTE_PRESENT):
-            S.vma[v, V_PTE0 + i] |= PTE_YOUNG
-            i += 1
-            left -= 1
-        S.t[tid, T_PAGE] = i
-        S.t[tid, T_W_RUN] = left
-        cost = (i - start) * S.k[K_TOUCH]
-        if left <= 0 or i >= n:
-            if cost > 0:
-                run_for(S, tid, cost, W_AL_NEXT)
-                return False
-            S.t[tid, T_PC] = W_AL_NEXT
-            return True
-        cost += fault_begin(S, tid, i, W_AL_TOUCH)
-        S.t[tid, T_F_START] += (i - start) * S.k[K_TOUCH]
-        run_for(S, tid, cost, F_LOCK_VMA)
-        return False
+        return touch_pages(S, tid, S.t[tid, T_VMA], S.t[tid, T_W_RUN], W_AL_NEXT, W_AL_TOUCH)
 
     if pc == W_AL_DONE:
         S.g[G_COUNTERS + ROUNDS] += 1

@@ -8,11 +8,9 @@ mapped pages costs touch_ns each and one event); the first page without a PTE fa
 
 from numba import njit
 
-from core.fault import fault_begin
 from core.metrics import ROUNDS
 from core.sched import call, release_core, run_for
 from core.state import (
-    F_LOCK_VMA,
     FL_RA_ASYNC,
     FL_RA_SIZE,
     FL_RA_START,
@@ -21,12 +19,8 @@ from core.state import (
     K_FILE_PAGES,
     K_OPEN_CLOSE,
     K_OPEN_CLOSE_NS,
-    K_TOUCH,
     M_MMAP,
     M_MUNMAP,
-    PTE_PRESENT,
-    PTE_YOUNG,
-    T_F_START,
     T_FILE,
     T_PAGE,
     T_PC,
@@ -34,13 +28,13 @@ from core.state import (
     T_STATE,
     T_VMA,
     TS_EXITED,
-    V_PTE0,
     W_MMAP,
     W_MUNMAP,
     W_ROUND_END,
     W_ROUND_START,
     W_TOUCH,
 )
+from core.workloads.touch import touch_pages
 
 
 @njit(cache=True)
@@ -63,26 +57,7 @@ def step(S, tid, pc):
         return True
 
     if pc == W_TOUCH:
-        v = S.t[tid, T_VMA]
-        n = S.k[K_FILE_PAGES]
-        i = S.t[tid, T_PAGE]
-        start = i
-        while i < n and (S.vma[v, V_PTE0 + i] & PTE_PRESENT):
-            S.vma[v, V_PTE0 + i] |= PTE_YOUNG      # the MMU sets the accessed bit
-            i += 1
-        S.t[tid, T_PAGE] = i
-        cost = (i - start) * S.k[K_TOUCH]
-        if i >= n:
-            if cost > 0:
-                run_for(S, tid, cost, W_MUNMAP)
-                return False
-            S.t[tid, T_PC] = W_MUNMAP
-            return True
-        # Touch the run, then take the fault on page i: one burst for both.
-        cost += fault_begin(S, tid, i, W_TOUCH)
-        S.t[tid, T_F_START] += (i - start) * S.k[K_TOUCH]
-        run_for(S, tid, cost, F_LOCK_VMA)
-        return False
+        return touch_pages(S, tid, S.t[tid, T_VMA], S.k[K_FILE_PAGES], W_MUNMAP, W_TOUCH)
 
     if pc == W_MUNMAP:
         call(S, tid, M_MUNMAP, W_ROUND_END)

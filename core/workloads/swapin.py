@@ -9,20 +9,14 @@ for the readers (the row's `rounds` and `throughput_rounds_s` count the readers'
 
 from numba import njit
 
-from core.fault import fault_begin
 from core.metrics import PAGEOUT_ROUNDS, SWAPIN_ROUNDS
-from core.sched import call, release_core, run_for
+from core.sched import call, release_core
 from core.state import (
-    F_LOCK_VMA,
     FL_PAGES,
     G_COUNTERS,
     G_DRAINING,
-    K_TOUCH,
     MA_PAGEOUT,
-    PTE_PRESENT,
-    PTE_YOUNG,
     ROLE_WRITER,
-    T_F_START,
     T_FILE,
     T_PAGE,
     T_PC,
@@ -31,13 +25,13 @@ from core.state import (
     T_STATE,
     T_VMA,
     TS_EXITED,
-    V_PTE0,
     W_SI_PAGEOUT,
     W_SI_PAGEOUT_DONE,
     W_SI_READ,
     W_SI_READ_END,
     W_SI_START,
 )
+from core.workloads.touch import touch_pages
 
 
 @njit(cache=True)
@@ -61,26 +55,9 @@ def step(S, tid, pc):
         return True
 
     if pc == W_SI_READ:
-        v = S.t[tid, T_VMA]
-        n = S.file[S.t[tid, T_FILE], FL_PAGES]
-        i = S.t[tid, T_PAGE]
-        start = i
-        while i < n and (S.vma[v, V_PTE0 + i] & PTE_PRESENT):
-            S.vma[v, V_PTE0 + i] |= PTE_YOUNG      # the MMU sets the accessed bit
-            i += 1
-        S.t[tid, T_PAGE] = i
-        cost = (i - start) * S.k[K_TOUCH]
-        if i >= n:
-            if cost > 0:
-                run_for(S, tid, cost, W_SI_READ_END)
-                return False
-            S.t[tid, T_PC] = W_SI_READ_END
-            return True
-        # Read the run of mapped pages, then fault on page i: one burst for both.
-        cost += fault_begin(S, tid, i, W_SI_READ)
-        S.t[tid, T_F_START] += (i - start) * S.k[K_TOUCH]
-        run_for(S, tid, cost, F_LOCK_VMA)
-        return False
+        f = S.t[tid, T_FILE]
+        return touch_pages(S, tid, S.t[tid, T_VMA], S.file[f, FL_PAGES], W_SI_READ_END,
+                           W_SI_READ)
 
     if pc == W_SI_READ_END:
         return _round_end(S, tid, SWAPIN_ROUNDS, W_SI_START)
