@@ -84,7 +84,7 @@ from core.state import (
     make_state,
 )
 from core.swap import prefill
-from core.workloads.touch import touch_pages
+from core.workloads.userloop import touch_pages
 
 OBJECTS = APP_OBJECTS
 HEAP_MB = APP_HEAP_MB

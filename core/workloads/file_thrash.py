@@ -9,13 +9,11 @@ mapped pages costs touch_ns each and one event); the first page without a PTE fa
 from numba import njit
 
 from core.metrics import ROUNDS
-from core.sched import call, release_core, run_for
+from core.sched import call, run_for
 from core.state import (
     FL_RA_ASYNC,
     FL_RA_SIZE,
     FL_RA_START,
-    G_COUNTERS,
-    G_DRAINING,
     K_FILE_PAGES,
     K_OPEN_CLOSE,
     K_OPEN_CLOSE_NS,
@@ -24,17 +22,14 @@ from core.state import (
     T_FILE,
     T_PAGE,
     T_PC,
-    T_ROUNDS,
-    T_STATE,
     T_VMA,
-    TS_EXITED,
     W_MMAP,
     W_MUNMAP,
     W_ROUND_END,
     W_ROUND_START,
     W_TOUCH,
 )
-from core.workloads.touch import touch_pages
+from core.workloads.userloop import round_end, touch_pages
 
 
 @njit(cache=True)
@@ -64,14 +59,6 @@ def step(S, tid, pc):
         return True
 
     if pc == W_ROUND_END:
-        S.g[G_COUNTERS + ROUNDS] += 1
-        S.t[tid, T_ROUNDS] += 1
-        if S.g[G_DRAINING]:
-            # Drain mode (tests): stop at the round boundary, holding nothing.
-            S.t[tid, T_STATE] = TS_EXITED
-            release_core(S, tid)
-            return False
-        S.t[tid, T_PC] = W_ROUND_START
-        return True
+        return round_end(S, tid, ROUNDS, W_ROUND_START)
 
     raise RuntimeError("file_thrash: unknown program counter")

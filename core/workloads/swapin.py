@@ -10,41 +10,23 @@ for the readers (the row's `rounds` and `throughput_rounds_s` count the readers'
 from numba import njit
 
 from core.metrics import PAGEOUT_ROUNDS, SWAPIN_ROUNDS
-from core.sched import call, release_core
+from core.sched import call
 from core.state import (
     FL_PAGES,
-    G_COUNTERS,
-    G_DRAINING,
     MA_PAGEOUT,
     ROLE_WRITER,
     T_FILE,
     T_PAGE,
     T_PC,
     T_ROLE,
-    T_ROUNDS,
-    T_STATE,
     T_VMA,
-    TS_EXITED,
     W_SI_PAGEOUT,
     W_SI_PAGEOUT_DONE,
     W_SI_READ,
     W_SI_READ_END,
     W_SI_START,
 )
-from core.workloads.touch import touch_pages
-
-
-@njit(cache=True)
-def _round_end(S, tid, counter, pc):
-    """A pass is done: count it; in drain mode (tests) stop here, holding nothing."""
-    S.g[G_COUNTERS + counter] += 1
-    S.t[tid, T_ROUNDS] += 1
-    if S.g[G_DRAINING]:
-        S.t[tid, T_STATE] = TS_EXITED
-        release_core(S, tid)
-        return False
-    S.t[tid, T_PC] = pc
-    return True
+from core.workloads.userloop import round_end, touch_pages
 
 
 @njit(cache=True)
@@ -60,13 +42,13 @@ def step(S, tid, pc):
                            W_SI_READ)
 
     if pc == W_SI_READ_END:
-        return _round_end(S, tid, SWAPIN_ROUNDS, W_SI_START)
+        return round_end(S, tid, SWAPIN_ROUNDS, W_SI_START)
 
     if pc == W_SI_PAGEOUT:
         call(S, tid, MA_PAGEOUT, W_SI_PAGEOUT_DONE)
         return True
 
     if pc == W_SI_PAGEOUT_DONE:
-        return _round_end(S, tid, PAGEOUT_ROUNDS, W_SI_START)
+        return round_end(S, tid, PAGEOUT_ROUNDS, W_SI_START)
 
     raise RuntimeError("swapin: unknown program counter")

@@ -1,17 +1,23 @@
-"""The user-space read loop every workload shares: touch pages in order, fault on a miss."""
+"""What the workloads' user-space loops share: touching pages in order (faulting on a
+miss), and the end of a round."""
 
 from numba import njit
 
 from core.fault import fault_begin
-from core.sched import run_for
+from core.sched import release_core, run_for
 from core.state import (
     F_LOCK_VMA,
+    G_COUNTERS,
+    G_DRAINING,
     K_TOUCH,
     PTE_PRESENT,
     PTE_YOUNG,
     T_F_START,
     T_PAGE,
     T_PC,
+    T_ROUNDS,
+    T_STATE,
+    TS_EXITED,
     V_PTE0,
 )
 
@@ -39,3 +45,17 @@ def touch_pages(S, tid, v, end, done_pc, again_pc):
     S.t[tid, T_F_START] += (i - start) * S.k[K_TOUCH]
     run_for(S, tid, cost, F_LOCK_VMA)
     return False
+
+
+@njit(cache=True)
+def round_end(S, tid, counter, pc):
+    """A round is done: count it (vm counter `counter`) and go on at `pc`; in drain mode
+    (tests) the thread stops here instead, at a round boundary, holding nothing."""
+    S.g[G_COUNTERS + counter] += 1
+    S.t[tid, T_ROUNDS] += 1
+    if S.g[G_DRAINING]:
+        S.t[tid, T_STATE] = TS_EXITED
+        release_core(S, tid)
+        return False
+    S.t[tid, T_PC] = pc
+    return True
