@@ -15,6 +15,7 @@ from numba import njit
 from core.evq import schedule
 from core.metrics import PAGES_READ
 from core.pagecache import folio_mark_uptodate_unlock
+from core.sched import block, fifo_append, wake
 from core.state import (
     EV_IO_DONE,
     G_COUNTERS,
@@ -22,6 +23,9 @@ from core.state import (
     G_IO_INFLIGHT,
     G_IO_QHEAD,
     G_IO_QTAIL,
+    G_IO_QUEUED,
+    G_IO_WAIT_HEAD,
+    G_IO_WAIT_TAIL,
     G_NOW,
     K_IO_COMPLETE,
     K_IO_MEDIAN_NS,
@@ -35,6 +39,8 @@ from core.state import (
     RQ_NEXT,
     RQ_OWNER,
     RQ_WRITE,
+    T_PC,
+    T_WAIT_NEXT,
 )
 
 
@@ -62,8 +68,23 @@ def submit_read(S, first, n, owner):
 
 @njit(cache=True)
 def submit_write(S, first, n, owner):
-    """submit_bio(REQ_OP_WRITE) for folios first..first+n-1, all under writeback."""
+    """submit_bio(REQ_OP_WRITE) for folios first..first+n-1, all under writeback. The
+    caller got a request first (blk_get_request)."""
     _submit(S, first, n, owner, 1)
+
+
+@njit(cache=True)
+def blk_get_request(S, tid, pc):
+    """blk_mq_get_tag for an asynchronous writer: with queue_depth requests already queued
+    behind the device, sleep until a completion frees one, then continue at `pc`. True if
+    a request is available now."""
+    if S.g[G_IO_QUEUED] < S.k[K_QUEUE_DEPTH]:
+        return True
+    S.t[tid, T_PC] = pc
+    S.g[G_IO_WAIT_HEAD], S.g[G_IO_WAIT_TAIL] = fifo_append(S, tid, S.g[G_IO_WAIT_HEAD],
+                                                           S.g[G_IO_WAIT_TAIL])
+    block(S, tid)
+    return False
 
 
 @njit(cache=True)
@@ -86,6 +107,7 @@ def _submit(S, first, n, owner, write):
         else:
             S.rq[tail, RQ_NEXT] = slot
         S.g[G_IO_QTAIL] = slot
+        S.g[G_IO_QUEUED] += 1
 
 
 @njit(cache=True)
@@ -108,4 +130,13 @@ def io_done(S, slot):
         if S.rq[head, RQ_NEXT] < 0:
             S.g[G_IO_QTAIL] = -1
         S.rq[head, RQ_NEXT] = -1
+        S.g[G_IO_QUEUED] -= 1
         _start(S, head)
+        w = S.g[G_IO_WAIT_HEAD]
+        if w >= 0:
+            nxt = S.t[w, T_WAIT_NEXT]
+            S.g[G_IO_WAIT_HEAD] = nxt
+            if nxt < 0:
+                S.g[G_IO_WAIT_TAIL] = -1
+            S.t[w, T_WAIT_NEXT] = -1
+            wake(S, w, S.t[w, T_PC])

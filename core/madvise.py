@@ -26,7 +26,7 @@ a batch in one lru_lock hold.
 
 from numba import njit
 
-from core.blockdev import submit_write
+from core.blockdev import blk_get_request, submit_write
 from core.lru import (
     lru_hold_ns,
     lruvec_add_folio,
@@ -70,6 +70,7 @@ from core.state import (
     MA_PUTBACK_LOCKED,
     MA_SHRINK,
     MA_WRITE,
+    MA_WRITE_SUBMIT,
     MA_WRITTEN,
     P_FLAGS,
     P_REFS,
@@ -249,9 +250,16 @@ def step(S, tid, pc):
         S.g[G_COUNTERS + PSWPOUT] += 1
         if S.k[K_SWAP_DEV] == SWAP_ZRAM:
             run_for(S, tid, S.k[K_ZRAM_COMP], MA_WRITTEN)   # zram_write_page, synchronous
-        else:
-            submit_write(S, p, 1, tid)
-            run_for(S, tid, S.k[K_SWAP_WRITE_SUBMIT], MA_WRITTEN)
+            return False
+        S.t[tid, T_PC] = MA_WRITE_SUBMIT
+        return True
+
+    if pc == MA_WRITE_SUBMIT:
+        # swap_writepage_bdev_async: submit_bio, which may sleep for a request.
+        if not blk_get_request(S, tid, MA_WRITE_SUBMIT):
+            return False
+        submit_write(S, _page(S, tid, S.t[tid, T_PO_I]), 1, tid)
+        run_for(S, tid, S.k[K_SWAP_WRITE_SUBMIT], MA_WRITTEN)
         return False
 
     if pc == MA_WRITTEN:

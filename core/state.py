@@ -210,6 +210,7 @@ MA_DONE = 811
 MA_FOLIO = 812
 MA_DOWN_READ = 813
 MA_ISOLATE_LOCK = 814
+MA_WRITE_SUBMIT = 815
 PC_RETURN = 999       # pop the call stack
 
 STACK_DEPTH = 16
@@ -230,7 +231,9 @@ LAT_BINS = 256         # fault-latency histogram: log2 bins of 1/8 octave from 6
  G_LAUNCH_LEFT,    # app_launch: workers still running their trace
  G_LAUNCH_NS,      # app_launch: when the last worker finished, -1 before
  G_DONE,           # the workload ended by itself (app_launch)
- N_G) = range(38)
+ G_IO_QUEUED,      # block requests waiting for a device slot (beyond queue_depth)
+ G_IO_WAIT_HEAD, G_IO_WAIT_TAIL,  # writers asleep for a request (blk_mq_get_tag)
+ N_G) = range(41)
 
 # ---- constants of k (int64) ------------------------------------------------------------------
 (K_THREADS, K_CORES, K_FILE_PAGES, K_N_FILES, K_POLICY, K_LRU, K_PINNING,
@@ -398,11 +401,13 @@ def make_state(k: np.ndarray, n_threads: int, n_cores: int, n_pages: int,
     cap = 4 * n_threads + 4 * n_cores + 64
     # A readahead window submits one request per contiguous run of missing pages: at
     # most half a window each, for every thread at once.
-    # MADV_PAGEOUT to a disk swap device writes each folio of its 32-folio batch alone.
-    n_rq = n_threads * (max(int(k[K_RA_PAGES]) // 2, 32) + 2) + 16
+    # Writes (swap-out to disk) are throttled to queue_depth queued requests beyond the
+    # queue_depth in flight (blk_mq_get_tag), one folio each.
+    n_rq = n_threads * (int(k[K_RA_PAGES]) // 2 + 2) + 2 * int(k[K_QUEUE_DEPTH]) + 16
     g = np.zeros(G_IDLE_LIST + n_cores, np.int64)
     for slot in (G_RW_WRITER, G_RW_QHEAD, G_RW_QTAIL, G_RQ_HEAD, G_RQ_TAIL, G_LRU_OWNER,
-                 G_LRU_QHEAD, G_LRU_QTAIL, G_AGING_WALKER, G_IO_QHEAD, G_IO_QTAIL):
+                 G_LRU_QHEAD, G_LRU_QTAIL, G_AGING_WALKER, G_IO_QHEAD, G_IO_QTAIL,
+                 G_IO_WAIT_HEAD, G_IO_WAIT_TAIL):
         g[slot] = -1
     g[G_LAUNCH_NS] = -1
     g[G_MAX_SEQ] = MIN_NR_GENS   # lru_gen_init_lruvec: min_seq 0, max_seq MIN_NR_GENS

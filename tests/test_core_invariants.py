@@ -83,6 +83,7 @@ def test_invariants_after_drain(params):
     assert (t[:, st.T_STATE] == st.TS_EXITED).all(), "a thread never finished its round"
     assert g[st.G_RW_WRITER] == -1 and g[st.G_RW_READERS] == 0 and g[st.G_RW_QHEAD] == -1
     assert g[st.G_LRU_OWNER] == -1 and g[st.G_LRU_QHEAD] == -1
+    assert g[st.G_IO_WAIT_HEAD] == -1 and g[st.G_IO_QUEUED] == 0
     assert (S.vma[:, st.V_READERS] == 0).all() and (S.vma[:, st.V_WRITER] == -1).all()
     assert ((S.pg[:, st.P_FLAGS] & st.PG_LOCKED) == 0).all(), "a folio is still locked"
     assert (S.pg[:, st.P_REFS] == 0).all(), "a folio reference leaked"
