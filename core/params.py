@@ -76,7 +76,7 @@ class WorkloadParams:
     readers: int = 5
     anon_mb: int = 100
     # app_launch (core/workloads/app_launch.py documents the layout; the preset each value).
-    app_touches: int = 3000         # accesses in each worker's trace
+    app_touches: int = 6000         # accesses in each worker's trace
     app_run_pages: int = 8          # mean length of a sequential run of pages
     app_anon_pct: int = 20          # share of accesses to the anon heap
     app_cached_pct: int = 50        # share of the app's own file pages cached at start
