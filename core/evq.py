@@ -11,21 +11,6 @@ from core.state import EV_ID, EV_KIND, EV_SEQ, EV_TIME, G_HEAP_N, G_NOW, G_SEQ
 
 
 @njit(cache=True)
-def _less(S, a, b):
-    ta = S.ev[a, EV_TIME]
-    tb = S.ev[b, EV_TIME]
-    return ta < tb or (ta == tb and S.ev[a, EV_SEQ] < S.ev[b, EV_SEQ])
-
-
-@njit(cache=True)
-def _swap(S, a, b):
-    S.ev[a, EV_TIME], S.ev[b, EV_TIME] = S.ev[b, EV_TIME], S.ev[a, EV_TIME]
-    S.ev[a, EV_SEQ], S.ev[b, EV_SEQ] = S.ev[b, EV_SEQ], S.ev[a, EV_SEQ]
-    S.ev[a, EV_KIND], S.ev[b, EV_KIND] = S.ev[b, EV_KIND], S.ev[a, EV_KIND]
-    S.ev[a, EV_ID], S.ev[b, EV_ID] = S.ev[b, EV_ID], S.ev[a, EV_ID]
-
-
-@njit(cache=True)
 def schedule(S, at_ns, kind, ident):
     """Push an event; `at_ns` is absolute and never before now."""
     n = S.g[G_HEAP_N]
@@ -33,46 +18,66 @@ def schedule(S, at_ns, kind, ident):
         raise RuntimeError("event heap full: more pending events than threads*4+cores*4")
     if at_ns < S.g[G_NOW]:
         raise RuntimeError("event scheduled in the past")
-    S.ev[n, EV_TIME] = at_ns
-    S.ev[n, EV_SEQ] = S.g[G_SEQ]
-    S.g[G_SEQ] += 1
-    S.ev[n, EV_KIND] = kind
-    S.ev[n, EV_ID] = ident
+    ev = S.ev
+    seq = S.g[G_SEQ]
+    S.g[G_SEQ] = seq + 1
     S.g[G_HEAP_N] = n + 1
+    # Sift up with a hole. The new sequence number is the largest in the heap, so only a
+    # strictly later parent moves down.
     i = n
     while i > 0:
         parent = (i - 1) >> 1
-        if _less(S, i, parent):
-            _swap(S, i, parent)
+        if at_ns < ev[parent, EV_TIME]:
+            ev[i, EV_TIME] = ev[parent, EV_TIME]
+            ev[i, EV_SEQ] = ev[parent, EV_SEQ]
+            ev[i, EV_KIND] = ev[parent, EV_KIND]
+            ev[i, EV_ID] = ev[parent, EV_ID]
             i = parent
         else:
             break
+    ev[i, EV_TIME] = at_ns
+    ev[i, EV_SEQ] = seq
+    ev[i, EV_KIND] = kind
+    ev[i, EV_ID] = ident
 
 
 @njit(cache=True)
 def pop(S):
     """Remove the earliest event; return (time, kind, id). The heap must not be empty."""
-    t = S.ev[0, EV_TIME]
-    kind = S.ev[0, EV_KIND]
-    ident = S.ev[0, EV_ID]
+    ev = S.ev
+    t = ev[0, EV_TIME]
+    kind = ev[0, EV_KIND]
+    ident = ev[0, EV_ID]
     n = S.g[G_HEAP_N] - 1
     S.g[G_HEAP_N] = n
     if n > 0:
-        S.ev[0, EV_TIME] = S.ev[n, EV_TIME]
-        S.ev[0, EV_SEQ] = S.ev[n, EV_SEQ]
-        S.ev[0, EV_KIND] = S.ev[n, EV_KIND]
-        S.ev[0, EV_ID] = S.ev[n, EV_ID]
+        # Sift the last entry down from the root with a hole: one write per level.
+        lt = ev[n, EV_TIME]
+        ls = ev[n, EV_SEQ]
         i = 0
         while True:
-            left = 2 * i + 1
-            if left >= n:
+            child = 2 * i + 1
+            if child >= n:
                 break
-            child = left
-            if left + 1 < n and _less(S, left + 1, left):
-                child = left + 1
-            if _less(S, child, i):
-                _swap(S, child, i)
+            ct = ev[child, EV_TIME]
+            cs = ev[child, EV_SEQ]
+            r = child + 1
+            if r < n:
+                rt = ev[r, EV_TIME]
+                if rt < ct or (rt == ct and ev[r, EV_SEQ] < cs):
+                    child = r
+                    ct = rt
+                    cs = ev[r, EV_SEQ]
+            if ct < lt or (ct == lt and cs < ls):
+                ev[i, EV_TIME] = ct
+                ev[i, EV_SEQ] = cs
+                ev[i, EV_KIND] = ev[child, EV_KIND]
+                ev[i, EV_ID] = ev[child, EV_ID]
                 i = child
             else:
                 break
+        ev[i, EV_TIME] = lt
+        ev[i, EV_SEQ] = ls
+        ev[i, EV_KIND] = ev[n, EV_KIND]
+        ev[i, EV_ID] = ev[n, EV_ID]
     return t, kind, ident
