@@ -109,13 +109,13 @@ def spin_unlock_irq_lru(S, tid):
     end_spin(S, head, S.t[head, T_PC])
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def lru_hold_ns(S, nr_folios):
     return S.k[K_LRU_OP] + nr_folios * S.k[K_LRU_PER_FOLIO]
 
 
 # ---- list primitives -----------------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def list_add(S, lst, p):
     """Add at the head (the young end); eviction scans from the tail."""
     head = S.g[G_LRU_HEAD + lst]
@@ -130,7 +130,7 @@ def list_add(S, lst, p):
     S.pg[p, P_LIST] = lst
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def list_add_tail(S, lst, p):
     tail = S.g[G_LRU_TAIL + lst]
     S.pg[p, P_NEXT] = -1
@@ -144,7 +144,7 @@ def list_add_tail(S, lst, p):
     S.pg[p, P_LIST] = lst
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def list_del(S, p):
     lst = S.pg[p, P_LIST]
     prv = S.pg[p, P_PREV]
@@ -164,12 +164,12 @@ def list_del(S, p):
 
 
 # ---- MGLRU generations ---------------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def lru_gen_from_seq(seq):
     return seq % MAX_NR_GENS
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def nr_gens(S):
     return S.g[G_MAX_SEQ] - S.g[G_MIN_SEQ] + 1
 
@@ -189,7 +189,7 @@ def lru_gen_folio_seq(S, p, reclaiming):
     return seq
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def folio_update_gen(S, p, seq):
     """Promote in the flags only; the folio moves lists when eviction sorts it."""
     old = S.pg[p, P_GEN]
@@ -226,7 +226,7 @@ def lruvec_add_folio(S, p, reclaiming):
         list_add(S, LIST_INACTIVE, p)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def lruvec_del_folio(S, p):
     """Take a folio off its list (isolation or eviction), lru_lock held."""
     S.pg[p, P_FLAGS] &= ~PG_LRU

@@ -43,13 +43,13 @@ from core.state import (
 )
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def gpage(S, f, index):
     """Global folio index of page `index` of file `f`."""
     return f * S.k[K_FILE_PAGES] + index
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def folio_trylock(S, p):
     if S.pg[p, P_FLAGS] & PG_LOCKED:
         return False
@@ -114,7 +114,7 @@ def folio_wait_locked(S, tid, p, pc):
     return False
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def folio_unlock(S, p):
     """folio_unlock -> folio_wake_bit: every non-exclusive waiter ahead of the first
     exclusive one is woken; the first exclusive waiter is woken too and the walk stops
@@ -140,7 +140,7 @@ def folio_unlock(S, p):
     S.pg[p, P_FLAGS] &= ~PG_LOCKED
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def folio_mark_uptodate_unlock(S, p):
     S.pg[p, P_FLAGS] |= PG_UPTODATE
     folio_unlock(S, p)

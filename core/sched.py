@@ -85,7 +85,7 @@ def _idle_remove(S, c):
 
 
 # ---- the thread program's calling convention --------------------------------------------
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def call(S, tid, target, ret):
     """Enter the step `target` of another mechanism; PC_RETURN there resumes at `ret`
     (the engine pops the per-thread return stack)."""
@@ -98,7 +98,7 @@ def call(S, tid, target, ret):
 
 
 # ---- FIFOs linked through T_WAIT_NEXT ------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def fifo_append(S, tid, head, tail):
     """Append `tid` to a FIFO whose ends are (head, tail), -1 when empty; every wait queue
     (run queue, mmap_lock, lru_lock, folio lock) is one. Returns the new (head, tail)."""
@@ -217,7 +217,7 @@ def wake(S, tid, pc):
     make_runnable(S, tid, pc, S.k[K_WAKEUP])
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def run_for(S, tid, ns, pc):
     """Spend `ns` of CPU on the thread's core, then continue at `pc`."""
     S.t[tid, T_PC] = pc
@@ -248,13 +248,13 @@ def sleep_for(S, tid, ns, pc):
     schedule(S, S.g[G_NOW] + ns, EV_THREAD, tid)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def spin(S, tid):
     """Busy-wait keeping the core (and, for spin_lock_irq, with interrupts off)."""
     S.t[tid, T_STATE] = TS_SPINNING
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def end_spin(S, tid, pc):
     """The spinner got what it waited for: it continues at once on its own core."""
     S.t[tid, T_STATE] = TS_RUNNING
@@ -326,7 +326,7 @@ def thread_event_prologue(S, tid):
 
 
 # ---- interrupts off and TLB-shootdown acknowledgements -------------------------------------
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def local_irq_disable(S, c):
     S.core[c, C_IRQOFF] = 1
 
