@@ -174,7 +174,7 @@ def nr_gens(S):
     return S.g[G_MAX_SEQ] - S.g[G_MIN_SEQ] + 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def lru_gen_folio_seq(S, p, reclaiming):
     """include/linux/mm_inline.h lru_gen_folio_seq (6.12+)."""
     ws = 1 if S.pg[p, P_FLAGS] & PG_WORKINGSET else 0
@@ -200,7 +200,7 @@ def folio_update_gen(S, p, seq):
     S.pg[p, P_GEN] = seq
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def lruvec_add_folio(S, p, reclaiming):
     """lruvec_add_folio / lru_gen_add_folio, lru_lock held."""
     S.pg[p, P_FLAGS] |= PG_LRU
@@ -235,7 +235,7 @@ def lruvec_del_folio(S, p):
     list_del(S, p)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def try_to_inc_min_seq(S):
     """Advance min_seq past empty oldest generations, keeping MIN_NR_GENS."""
     while S.g[G_MIN_SEQ] + MIN_NR_GENS <= S.g[G_MAX_SEQ]:
@@ -268,7 +268,7 @@ def inc_max_seq(S):
 
 
 # ---- per-CPU lru_add batch -----------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def folio_add_lru(S, tid, p, in_fault):
     """mm/swap.c folio_add_lru: into this CPU's batch. True when the batch is full and must
     be drained under lru_lock (the caller calls LR_ADD_DRAIN)."""
@@ -295,7 +295,7 @@ def lru_add_drain_locked(S, c):
 
 
 # ---- workingset (mm/workingset.c) ----------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def workingset_eviction(S, p):
     """Shadow entry for an evicted folio: min_seq (MGLRU token) or the nonresident age."""
     S.g[G_NONRESIDENT_AGE] += 1
@@ -305,7 +305,7 @@ def workingset_eviction(S, p):
         S.pg[p, P_SHADOW] = S.g[G_NONRESIDENT_AGE]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def workingset_refault(S, p):
     """A folio is added where a shadow was: decide whether the refault is recent.
 

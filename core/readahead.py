@@ -124,7 +124,7 @@ def page_cache_async_ra(S, tid, index, ret):
     _begin_window(S, tid, start, size, size, ret)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def filemap_add_folio(S, tid, p, readahead_mark, in_fault):
     """A new locked folio enters the page cache (already charged). True if the per-CPU LRU
     batch is full and must be drained."""
@@ -136,7 +136,7 @@ def filemap_add_folio(S, tid, p, readahead_mark, in_fault):
     return folio_add_lru(S, tid, p, in_fault)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _add_next(S, tid):
     """Add the folio at ra_next (charge already done). True if a drain call was set up."""
     f = S.t[tid, T_FILE]

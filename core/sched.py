@@ -262,7 +262,7 @@ def end_spin(S, tid, pc):
     schedule(S, S.g[G_NOW], EV_THREAD, tid)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def preempt_if_due(S, tid):
     """At a burst boundary: yield to a noise spinner, or to waiters once the slice is used.
 
@@ -313,7 +313,7 @@ def noise_event(S, c):
         S.core[c, C_NOISE_PENDING] = 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def thread_event_prologue(S, tid):
     """EV_THREAD arrived: returns True if the thread should run its step now."""
     st = S.t[tid, T_STATE]
@@ -331,7 +331,7 @@ def local_irq_disable(S, c):
     S.core[c, C_IRQOFF] = 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def local_irq_enable(S, c):
     """Interrupts back on: this CPU now answers the flush IPIs that waited for it."""
     S.core[c, C_IRQOFF] = 0
