@@ -72,7 +72,7 @@ from core.state import (
 
 
 # ---- lru_lock ------------------------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def spin_lock_irq_lru(S, tid, pc):
     """spin_lock_irq(&lruvec->lru_lock). True: held now. False: spinning (core kept,
     interrupts off); continues at `pc` holding the lock."""
@@ -89,7 +89,7 @@ def spin_lock_irq_lru(S, tid, pc):
     return False
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def spin_unlock_irq_lru(S, tid):
     if S.g[G_LRU_OWNER] != tid:
         raise RuntimeError("lru_lock invariant: unlock by a thread that is not the owner")
@@ -282,7 +282,7 @@ def folio_add_lru(S, tid, p, in_fault):
     return n + 1 >= S.k[K_LRU_ADD_BATCH]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def lru_add_drain_locked(S, c):
     """folio_batch_move_lru(lru_add) of CPU c, lru_lock held. Returns folios moved."""
     n = S.core[c, C_FB_N]
@@ -330,7 +330,7 @@ def workingset_refault(S, p):
 
 
 # ---- the lru_add drain program -------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def step(S, tid, pc):
     """LR_ADD_DRAIN: move this CPU's batch to the lists under lru_lock (lru_add_drain)."""
     if pc == LR_ADD_DRAIN:
