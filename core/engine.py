@@ -57,7 +57,7 @@ from core.state import (
 from core.workloads import app_launch, file_thrash, swapin
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def thread_step(S, tid):
     if S.t[tid, T_FOLIO_RELOCK] and not folio_relock(S, tid):
         return                                 # lost the race for the folio lock: queued
@@ -152,7 +152,7 @@ else:
         return _run(_unmanaged(S), seed, drain)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _run(S, seed, drain):
     """Simulate until K_END_NS (or the event cap); returns events processed.
 

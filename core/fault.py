@@ -180,7 +180,7 @@ def _put_ref(S, tid):
         S.pg[p, P_REFS] -= 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def step(S, tid, pc):
     policy = S.k[K_POLICY]
 

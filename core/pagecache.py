@@ -146,7 +146,7 @@ def folio_mark_uptodate_unlock(S, p):
     folio_unlock(S, p)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def filemap_map_pages(S, v, f, index):
     """do_fault_around -> filemap_map_pages. Map the fault-around window of `index` in VMA v.
 

@@ -153,7 +153,7 @@ def _add_next(S, tid):
     return False
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def step(S, tid, pc):
     f = S.t[tid, T_FILE]
     n = S.k[K_FILE_PAGES]

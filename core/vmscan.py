@@ -155,7 +155,7 @@ def should_run_aging(S):
 
 
 # ---- isolation (lru_lock held) -------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def isolate_folios(S, tid):
     """scan_folios / isolate_lru_folios: fill r_batch. Returns folios scanned."""
     n = 0
@@ -238,7 +238,7 @@ def _pte_of(S, p):
     return v, p - f * n
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def lru_gen_look_around(S, v, index):
     """Promote the young PTEs around `index` (MIN_LRU_BATCH window) to max_seq, clearing
     their young bits. Returns PTEs looked at."""
@@ -259,7 +259,7 @@ def lru_gen_look_around(S, v, index):
     return end - start
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def shrink_folio_list(S, tid):
     """Decide each isolated folio: keep (r_batch keeps it) or free it. Returns cost_ns."""
     n = S.t[tid, T_R_BATCH_N]
@@ -372,7 +372,7 @@ def walk_mm_chunk(S, tid):
 
 
 # ---- the reclaim program -------------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def step(S, tid, pc):
     """Run one step of the reclaim program; True to keep stepping, False once the thread
     waits (a burst, a spin)."""
