@@ -57,7 +57,7 @@ from core.state import (
 from core.workloads import app_launch, file_thrash, swapin
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def thread_step(S, tid):
     if S.t[tid, T_FOLIO_RELOCK] and not folio_relock(S, tid):
         return                                 # lost the race for the folio lock: queued
