@@ -2,7 +2,8 @@
 
 Runs the seed configuration (MODEL.md section 7: 256 cores, 500 threads, 16 MB files,
 memory.high 1 GiB / memory.max 1.2 GiB, 512 KB readahead) and the scaled-down one
-(32 cores, 64 threads, 128/154 MB), baseline and vma_retry. Compilation is excluded (a
+(32 cores, 64 threads, 128/154 MB), and the swapin test (5 writers, 5 readers, 100 MB on
+zram), baseline and vma_retry. Compilation is excluded (a
 tiny run first loads or builds the cache); the figures cover the whole simulated time,
 warm-up included. Peak RSS is the process's maximum resident set.
 
@@ -22,6 +23,10 @@ SEED = {"machine": {"cores": 256}, "workload": {"threads": 500, "file_mb": 16},
         "memcg": {"high_mb": 1024, "max_mb": 1229}, "device": {"ra_kb": 512}}
 SMALL = {"machine": {"cores": 32}, "workload": {"threads": 64, "file_mb": 16},
          "memcg": {"high_mb": 128, "max_mb": 154}, "device": {"ra_kb": 512}}
+# The series' swap test as published (scenario seed_swapin), on zram.
+SWAPIN = {"machine": {"cores": 8},
+          "workload": {"name": "swapin", "writers": 5, "readers": 5, "anon_mb": 100},
+          "memcg": {"swap_max_mb": 1024}, "device": {"swap": "zram", "sparse": False}}
 
 
 def measure(name: str, base: dict, policy: str, duration: float) -> None:
@@ -40,7 +45,7 @@ def measure(name: str, base: dict, policy: str, duration: float) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=float, default=2.0)
-    ap.add_argument("--only", choices=["small", "seed"])
+    ap.add_argument("--only", choices=["small", "seed", "swapin"])
     args = ap.parse_args()
     try:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})   # one core
@@ -49,7 +54,7 @@ def main() -> None:
     # Compile (or load the cache) outside the measurement.
     core.simulate(core.Params.from_dict({"machine": {"cores": 2}, "workload": {
         "threads": 2, "file_mb": 1}, "sim": {"duration_s": 0.01, "warmup_s": 0.0}}), 0)
-    for name, base in (("small", SMALL), ("seed", SEED)):
+    for name, base in (("small", SMALL), ("seed", SEED), ("swapin", SWAPIN)):
         if args.only and args.only != name:
             continue
         for policy in ("baseline", "vma_retry"):
