@@ -16,6 +16,7 @@ from core.blockdev import io_done
 from core.evq import pop, schedule
 from core.metrics import N_COUNTERS, PEAK_USAGE_PAGES, VMA_WRITER_WAIT_MAX_NS
 from core.pagecache import folio_relock
+from core.rwsem import rwsem_relock_write
 from core.sched import make_runnable, noise_event, thread_event_prologue
 from core.state import (
     EV_IO_DONE,
@@ -50,6 +51,7 @@ from core.state import (
     PC_RETURN,
     T_FOLIO_RELOCK,
     T_PC,
+    T_RW_RELOCK,
     T_SP,
     T_STACK0,
     State,
@@ -61,6 +63,8 @@ from core.workloads import app_launch, file_thrash, swapin
 def thread_step(S, tid):
     if S.t[tid, T_FOLIO_RELOCK] and not folio_relock(S, tid):
         return                                 # lost the race for the folio lock: queued
+    if S.t[tid, T_RW_RELOCK] and not rwsem_relock_write(S, tid):
+        return                                 # a reader stole mmap_lock: asleep again
     while True:
         pc = S.t[tid, T_PC]
         if pc == PC_RETURN:

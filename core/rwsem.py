@@ -1,18 +1,26 @@
 """mmap_lock: a Linux rwsem (kernel/locking/rwsem.c) with its queueing rules.
 
-- `down_read` takes the fast path only if no writer holds the lock and nobody waits
-  (`rwsem_read_trylock` fails on RWSEM_FLAG_WAITERS): a queued writer blocks every later
-  reader.
-- `down_write` takes the fast path only if the lock is free and nobody waits.
-- On release (`rwsem_wake` -> `rwsem_mark_wake`): a writer at the head gets the lock alone
-  once it is free; a reader at the head brings every queued reader with it, up to
-  MAX_READERS_WAKEUP, skipping queued writers (phase-fair).
-- `downgrade_write` turns the writer into a reader and wakes the readers at the head the
-  same way (RWSEM_WAKE_READ_OWNED).
+- `down_read` takes the fast path only if no writer holds the lock, nobody waits and no
+  handoff is pending (RWSEM_READ_FAILED_MASK). In the slow path a reader steals the lock
+  when it is free and no handoff is pending, even with waiters queued
+  (`rwsem_down_read_slowpath`, "reader optimistic lock stealing"), waking the readers at
+  the front of the queue with it; it queues if a writer or other readers hold the lock.
+  So a queued writer blocks later readers except in the window where the lock is free.
+- `down_write` takes the fast path only if the lock is free and nobody waits; otherwise it
+  queues.
+- On release (`rwsem_wake` -> `rwsem_mark_wake(RWSEM_WAKE_ANY)`): a reader at the head
+  brings every queued reader with it (the waker grants them the lock), up to
+  MAX_READERS_WAKEUP, skipping queued writers (phase-fair). A writer at the head is only
+  woken: it takes the lock itself when it runs (`rwsem_try_write_lock` in
+  `rwsem_down_write_slowpath`), and sleeps again if a reader stole it meanwhile. A writer
+  that fails after waiting RWSEM_WAIT_TIMEOUT sets RWSEM_FLAG_HANDOFF: no more stealing,
+  and the next release hands it the lock directly (6.3+).
+- `downgrade_write` turns the writer into a reader and wakes the readers at the head
+  (RWSEM_WAKE_READ_OWNED: a writer at the head is not woken).
 Every acquisition is counted with its wait into the eight-bucket histogram of MODEL.md 6.
 
-Not modelled here yet (the convoy issue): writers' optimistic spinning on a running owner
-and the 4 ms RWSEM_WAIT_TIMEOUT handoff. Waiters sleep; the FIFO order is kept exactly.
+Not modelled (issue 5): writers' optimistic spinning on a running owner (the writer
+sleeps at once) and readers setting the handoff bit.
 """
 
 from numba import njit
@@ -24,20 +32,25 @@ from core.state import (
     G_HIST_READ,
     G_HIST_WRITE,
     G_NOW,
+    G_RW_HANDOFF,
     G_RW_QHEAD,
     G_RW_QLEN,
     G_RW_QTAIL,
     G_RW_READERS,
+    G_RW_WOKEN,
     G_RW_WRITER,
     RW_READ,
     RW_WRITE,
     T_PC,
+    T_RW_RELOCK,
     T_RW_WANT,
     T_WAIT_NEXT,
     T_WAIT_START,
 )
 
 MAX_READERS_WAKEUP = 0x100
+# RWSEM_WAIT_TIMEOUT: DIV_ROUND_UP(HZ, 250) jiffies, 4 ms at HZ=250.
+RWSEM_WAIT_TIMEOUT_NS = 4_000_000
 
 
 @njit(cache=True)
@@ -86,18 +99,39 @@ def _unlink(S, prev, tid):
 
 
 @njit(cache=True)
-def rwsem_mark_wake(S):
-    """Hand the lock to the head waiter(s) if the lock state allows it."""
+def _grant_write(S, tid):
+    """The first waiter, writer `tid` (already out of the linked queue), owns the lock."""
+    S.g[G_RW_WRITER] = tid
+    S.g[G_RW_HANDOFF] = 0
+    _count(S, RW_WRITE, S.g[G_NOW] - S.t[tid, T_WAIT_START])
+
+
+@njit(cache=True)
+def _nobody_waits(S):
+    return S.g[G_RW_QHEAD] < 0 and S.g[G_RW_WOKEN] < 0
+
+
+@njit(cache=True)
+def rwsem_mark_wake(S, wake_any):
+    """Wake the first waiter(s) if the lock state allows it. `wake_any` False is
+    RWSEM_WAKE_READ_OWNED (a reader owns the lock): a writer at the head stays asleep.
+
+    A woken writer leaves the linked queue (its thread is on a run queue, linked through
+    the same field) but stays the first waiter (G_RW_WOKEN) until it has run."""
     head = S.g[G_RW_QHEAD]
-    if head < 0 or S.g[G_RW_WRITER] >= 0:
+    if head < 0 or S.g[G_RW_WRITER] >= 0 or S.g[G_RW_WOKEN] >= 0:
         return
     now = S.g[G_NOW]
     if S.t[head, T_RW_WANT] == RW_WRITE:
-        if S.g[G_RW_READERS] == 0:
-            _unlink(S, -1, head)
-            S.g[G_RW_WRITER] = head
-            _count(S, RW_WRITE, now - S.t[head, T_WAIT_START])
-            wake(S, head, S.t[head, T_PC])
+        if not wake_any or S.g[G_RW_READERS] > 0:
+            return
+        _unlink(S, -1, head)
+        if S.g[G_RW_HANDOFF]:
+            _grant_write(S, head)                 # direct handoff to the first waiter
+        else:
+            S.g[G_RW_WOKEN] = head                # woken; takes the lock when it runs
+            S.t[head, T_RW_RELOCK] = 1
+        wake(S, head, S.t[head, T_PC])
         return
     woken = 0
     prev = -1
@@ -116,12 +150,42 @@ def rwsem_mark_wake(S):
 
 
 @njit(cache=True)
+def rwsem_relock_write(S, tid):
+    """A woken writer runs (the loop of rwsem_down_write_slowpath): take the lock if it is
+    free, else set the handoff bit once it has waited RWSEM_WAIT_TIMEOUT and sleep again,
+    still the first waiter. True if taken (it goes on at its T_PC owning the lock)."""
+    if S.g[G_RW_WOKEN] != tid:
+        raise RuntimeError("rwsem invariant: a woken writer is not the first waiter")
+    S.t[tid, T_RW_RELOCK] = 0
+    S.g[G_RW_WOKEN] = -1
+    if S.g[G_RW_WRITER] < 0 and S.g[G_RW_READERS] == 0:
+        _grant_write(S, tid)
+        return True
+    if S.g[G_NOW] - S.t[tid, T_WAIT_START] >= RWSEM_WAIT_TIMEOUT_NS:
+        S.g[G_RW_HANDOFF] = 1
+    S.t[tid, T_WAIT_NEXT] = S.g[G_RW_QHEAD]       # back at the head of the queue
+    if S.g[G_RW_QHEAD] < 0:
+        S.g[G_RW_QTAIL] = tid
+    S.g[G_RW_QHEAD] = tid
+    S.g[G_RW_QLEN] += 1
+    block(S, tid)
+    return False
+
+
+@njit(cache=True)
 def down_read(S, tid, pc):
     """mmap_read_lock. True: held now (caller goes on). False: queued and asleep; the thread
     continues at `pc` holding the lock once granted."""
-    if S.g[G_RW_WRITER] < 0 and S.g[G_RW_QHEAD] < 0:
+    if S.g[G_RW_WRITER] < 0 and _nobody_waits(S):
         S.g[G_RW_READERS] += 1
         _count(S, RW_READ, 0)
+        return True
+    if S.g[G_RW_WRITER] < 0 and S.g[G_RW_READERS] == 0 and not S.g[G_RW_HANDOFF]:
+        # Reader optimistic lock stealing: the lock is free (a woken writer has not run
+        # yet); the first reader in wakes the readers at the front of the queue.
+        S.g[G_RW_READERS] += 1
+        _count(S, RW_READ, 0)
+        rwsem_mark_wake(S, False)
         return True
     S.t[tid, T_PC] = pc
     _enqueue(S, tid, RW_READ)
@@ -132,7 +196,7 @@ def down_read(S, tid, pc):
 @njit(cache=True)
 def down_read_trylock(S):
     """mmap_read_trylock: never sleeps; fails if a writer holds the lock or anyone waits."""
-    if S.g[G_RW_WRITER] < 0 and S.g[G_RW_QHEAD] < 0:
+    if S.g[G_RW_WRITER] < 0 and _nobody_waits(S):
         S.g[G_RW_READERS] += 1
         _count(S, RW_READ, 0)
         return True
@@ -142,7 +206,7 @@ def down_read_trylock(S):
 @njit(cache=True)
 def down_write(S, tid, pc):
     """mmap_write_lock; same contract as down_read."""
-    if S.g[G_RW_WRITER] < 0 and S.g[G_RW_READERS] == 0 and S.g[G_RW_QHEAD] < 0:
+    if S.g[G_RW_WRITER] < 0 and S.g[G_RW_READERS] == 0 and _nobody_waits(S):
         S.g[G_RW_WRITER] = tid
         _count(S, RW_WRITE, 0)
         return True
@@ -159,7 +223,7 @@ def up_read(S):
         raise RuntimeError("rwsem invariant: up_read without readers")
     S.g[G_RW_READERS] = n
     if n == 0:
-        rwsem_mark_wake(S)
+        rwsem_mark_wake(S, True)
 
 
 @njit(cache=True)
@@ -167,7 +231,7 @@ def up_write(S, tid):
     if S.g[G_RW_WRITER] != tid:
         raise RuntimeError("rwsem invariant: up_write by a thread that is not the owner")
     S.g[G_RW_WRITER] = -1
-    rwsem_mark_wake(S)
+    rwsem_mark_wake(S, True)
 
 
 @njit(cache=True)
@@ -176,4 +240,4 @@ def downgrade_write(S, tid):
         raise RuntimeError("rwsem invariant: downgrade by a thread that is not the owner")
     S.g[G_RW_WRITER] = -1
     S.g[G_RW_READERS] += 1
-    rwsem_mark_wake(S)
+    rwsem_mark_wake(S, False)

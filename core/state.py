@@ -233,7 +233,9 @@ LAT_BINS = 256         # fault-latency histogram: log2 bins of 1/8 octave from 6
  G_DONE,           # the workload ended by itself (app_launch)
  G_IO_QUEUED,      # block requests waiting for a device slot (beyond queue_depth)
  G_IO_WAIT_HEAD, G_IO_WAIT_TAIL,  # writers asleep for a request (blk_mq_get_tag)
- N_G) = range(41)
+ G_RW_HANDOFF,     # mmap_lock: RWSEM_FLAG_HANDOFF, set by a writer that waited too long
+ G_RW_WOKEN,       # mmap_lock: the first waiter, a writer woken to take the lock, or -1
+ N_G) = range(43)
 
 # ---- constants of k (int64) ------------------------------------------------------------------
 (K_THREADS, K_CORES, K_FILE_PAGES, K_N_FILES, K_POLICY, K_LRU, K_PINNING,
@@ -312,7 +314,8 @@ T_WQ_SHARED = 52  # waits on a folio without taking its lock (folio_wait_locked)
 T_SW_OWN = 53  # do_swap_page: the folio is this fault's own (zram path, need_clear_cache)
 T_UNFAIR = 54  # folio lock wait: lost races left before the unlocker hands it the lock
 T_FOLIO_RELOCK = 55  # woken by folio_unlock without the lock: folio index + 1 to race for
-T_STACK0 = 56                 # STACK_DEPTH return program counters
+T_RW_RELOCK = 56  # a writer woken by rwsem_mark_wake: it must take the lock when it runs
+T_STACK0 = 57                 # STACK_DEPTH return program counters
 T_R_BATCH0 = T_STACK0 + STACK_DEPTH       # RECLAIM_BATCH isolated folios
 N_T = T_R_BATCH0 + RECLAIM_BATCH
 
@@ -407,7 +410,7 @@ def make_state(k: np.ndarray, n_threads: int, n_cores: int, n_pages: int,
     g = np.zeros(G_IDLE_LIST + n_cores, np.int64)
     for slot in (G_RW_WRITER, G_RW_QHEAD, G_RW_QTAIL, G_RQ_HEAD, G_RQ_TAIL, G_LRU_OWNER,
                  G_LRU_QHEAD, G_LRU_QTAIL, G_AGING_WALKER, G_IO_QHEAD, G_IO_QTAIL,
-                 G_IO_WAIT_HEAD, G_IO_WAIT_TAIL):
+                 G_IO_WAIT_HEAD, G_IO_WAIT_TAIL, G_RW_WOKEN):
         g[slot] = -1
     g[G_LAUNCH_NS] = -1
     g[G_MAX_SEQ] = MIN_NR_GENS   # lru_gen_init_lruvec: min_seq 0, max_seq MIN_NR_GENS

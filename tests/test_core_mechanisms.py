@@ -51,10 +51,12 @@ from core.state import (
     G_NOW,
     G_OOM,
     G_PEAK_USAGE,
+    G_RW_HANDOFF,
     G_RW_QHEAD,
     G_RW_QLEN,
     G_RW_QTAIL,
     G_RW_READERS,
+    G_RW_WOKEN,
     G_RW_WRITER,
     G_STOP,
     G_USAGE,
@@ -106,6 +108,7 @@ from core.state import (
     T_R_BATCH_N,
     T_R_BUDGET,
     T_R_RECLAIMED,
+    T_RW_RELOCK,
     T_RW_WANT,
     T_SP,
     T_STACK0,
@@ -186,12 +189,16 @@ def test_rwsem_reader_queues_behind_waiting_writer():
     assert _counter(S, M.MMAP_WRITE_COUNT) == 0
     assert S.g[G_HIST_READ] == 1 and S.g[G_HIST_READ + 1:G_HIST_READ + 8].sum() == 0
 
-    # the reader leaves: the writer (head) gets the lock alone, the reader stays queued
+    # the reader leaves: the writer (head) is woken, and takes the lock alone when it runs;
+    # the reader stays queued
     S.g[G_NOW] = 50_000
     rwsem.up_read(S)
-    assert S.g[G_RW_WRITER] == 1 and S.g[G_RW_READERS] == 0
-    assert _rw_queue(S) == [2]
+    assert S.g[G_RW_WRITER] == -1 and S.t[1, T_RW_RELOCK] == 1 and S.g[G_RW_WOKEN] == 1
     assert S.t[1, T_STATE] == TS_RUNNING                 # woken onto an idle core
+    assert _rw_queue(S) == [2] and not rwsem.down_read_trylock(S)
+    assert rwsem.rwsem_relock_write(S, 1)
+    assert S.g[G_RW_WRITER] == 1 and S.g[G_RW_READERS] == 0 and S.g[G_RW_WOKEN] == -1
+    assert _rw_queue(S) == [2]
     assert _counter(S, M.MMAP_WRITE_COUNT) == 1
     assert _counter(S, M.MMAP_WRITE_WAIT_NS) == 50_000
     assert S.g[G_HIST_WRITE + 2] == 1                    # 50 us -> [10, 100) us
@@ -237,6 +244,7 @@ def test_rwsem_release_wakes_all_queued_readers_skipping_writer():
     assert _rw_queue(S) == [2]
     S.g[G_NOW] = 2_000_000
     rwsem.up_read(S)
+    assert S.t[2, T_RW_RELOCK] == 1 and rwsem.rwsem_relock_write(S, 2)
     assert S.g[G_RW_WRITER] == 2 and S.g[G_RW_READERS] == 0
     assert _rw_queue(S) == [] and S.g[G_RW_QHEAD] == -1 and S.g[G_RW_QTAIL] == -1
     assert S.t[2, T_PC] == 102
@@ -273,7 +281,43 @@ def test_rwsem_downgrade_lets_queued_readers_in():
         rwsem.up_read(S)
         assert S.g[G_RW_READERS] == left and S.g[G_RW_WRITER] == -1
     rwsem.up_read(S)
+    assert S.g[G_RW_WRITER] == -1 and S.t[2, T_RW_RELOCK] == 1
+    assert rwsem.rwsem_relock_write(S, 2)
     assert S.g[G_RW_WRITER] == 2 and S.g[G_RW_READERS] == 0
+
+
+def test_rwsem_reader_steals_from_woken_writer_until_handoff():
+    """rwsem_down_read_slowpath steals a free lock from a woken writer that has not run
+    yet; the writer sleeps again, and once it has waited RWSEM_WAIT_TIMEOUT (4 ms) it sets
+    the handoff bit: readers queue, and the next release hands it the lock."""
+    _, S = _state(machine={"cores": 8}, workload={"threads": 8, "file_mb": 1})
+    _all_on_cores(S, 8)
+    assert rwsem.down_write(S, 0, 100)
+    assert not rwsem.down_write(S, 1, 101)
+    rwsem.up_write(S, 0)                                 # writer 1 woken, not granted
+    assert S.t[1, T_RW_RELOCK] == 1 and S.g[G_RW_WRITER] == -1 and S.g[G_RW_WOKEN] == 1
+    assert rwsem.down_read(S, 2, 102)                    # steals the free lock
+    assert S.g[G_RW_READERS] == 1 and _rw_queue(S) == []
+    assert not rwsem.rwsem_relock_write(S, 1)            # the writer runs: taken, sleeps
+    assert S.t[1, T_STATE] == TS_BLOCKED and not S.g[G_RW_HANDOFF]
+    assert _rw_queue(S) == [1] and S.g[G_RW_WOKEN] == -1  # first waiter again
+    assert not rwsem.down_read(S, 3, 103)                # readers hold it: queue
+    assert _rw_queue(S) == [1, 3]
+    S.g[G_NOW] = 1_000_000
+    rwsem.up_read(S)                                     # reader 2 leaves: wake the writer
+    assert S.t[1, T_RW_RELOCK] == 1 and _rw_queue(S) == [3]
+    S.g[G_NOW] = 5_000_000
+    assert rwsem.down_read(S, 4, 104)                    # another steal before it runs
+    assert not rwsem.rwsem_relock_write(S, 1)            # 5 ms waited: handoff set
+    assert S.g[G_RW_HANDOFF] == 1
+    assert not rwsem.down_read(S, 5, 105)                # no stealing with handoff set
+    assert _rw_queue(S) == [1, 3, 5]
+    S.g[G_NOW] = 6_000_000
+    rwsem.up_read(S)                                     # direct handoff to writer 1
+    assert S.g[G_RW_WRITER] == 1 and not S.g[G_RW_HANDOFF]
+    assert _rw_queue(S) == [3, 5] and S.t[1, T_RW_RELOCK] == 0
+    assert _counter(S, M.MMAP_WRITE_WAIT_NS) == 6_000_000   # enqueued at t=0
+    assert _counter(S, M.MMAP_READ_COUNT) == 2              # the two steals, no wait
 
 
 def test_rwsem_invariants_raise():
