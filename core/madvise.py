@@ -38,7 +38,7 @@ from core.memcg import exit_to_user_mode, uncharge
 from core.metrics import PAGEOUT_LOCKED_SKIP, PAGES_RECLAIMED, PSWPOUT
 from core.pagecache import folio_trylock, folio_unlock
 from core.rwsem import down_read, up_read
-from core.sched import call, run_for, smp_call_function_wait
+from core.sched import call, proceed, run_for, smp_call_function_wait
 from core.state import (
     C_FB_N,
     FL_PAGES,
@@ -159,10 +159,7 @@ def step(S, tid, pc):
         return True
 
     if pc == MA_DOWN_READ:
-        if down_read(S, tid, MA_LOCKED):
-            S.t[tid, T_PC] = MA_LOCKED
-            return True
-        return False
+        return proceed(S, tid, down_read(S, tid, MA_LOCKED), MA_LOCKED)
 
     if pc == MA_LOCKED or pc == MA_ISOLATE:
         walked = madvise_pageout_pte_range(S, tid)
@@ -171,10 +168,8 @@ def step(S, tid, pc):
         return False
 
     if pc == MA_ISOLATE_LOCK:
-        if spin_lock_irq_lru(S, tid, MA_ISOLATE_LOCKED):
-            S.t[tid, T_PC] = MA_ISOLATE_LOCKED
-            return True
-        return False
+        taken = spin_lock_irq_lru(S, tid, MA_ISOLATE_LOCKED)
+        return proceed(S, tid, taken, MA_ISOLATE_LOCKED)
 
     if pc == MA_ISOLATE_LOCKED:
         # folio_isolate_lru for each: only folios on an LRU list (not in a per-CPU batch,
@@ -236,10 +231,7 @@ def step(S, tid, pc):
         return True
 
     if pc == MA_FLUSHED:
-        if smp_call_function_wait(S, tid, MA_WRITE):
-            S.t[tid, T_PC] = MA_WRITE
-            return True
-        return False
+        return proceed(S, tid, smp_call_function_wait(S, tid, MA_WRITE), MA_WRITE)
 
     if pc == MA_WRITE:
         # pageout -> swap_writepage: writeback starts, the folio is unlocked.
@@ -295,10 +287,8 @@ def step(S, tid, pc):
         if kept == 0:
             S.t[tid, T_PC] = MA_ISOLATE
             return True
-        if spin_lock_irq_lru(S, tid, MA_PUTBACK_LOCKED):
-            S.t[tid, T_PC] = MA_PUTBACK_LOCKED
-            return True
-        return False
+        taken = spin_lock_irq_lru(S, tid, MA_PUTBACK_LOCKED)
+        return proceed(S, tid, taken, MA_PUTBACK_LOCKED)
 
     if pc == MA_PUTBACK_LOCKED:
         n = S.t[tid, T_R_BATCH_N]

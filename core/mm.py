@@ -19,7 +19,7 @@ from numba import njit
 from core.lru import list_add, list_del, lru_hold_ns, spin_lock_irq_lru, spin_unlock_irq_lru
 from core.memcg import exit_to_user_mode
 from core.rwsem import down_write, downgrade_write, up_read, up_write
-from core.sched import call, run_for, smp_call_function_wait
+from core.sched import call, proceed, run_for, smp_call_function_wait
 from core.state import (
     C_FB_N,
     FL_VMA,
@@ -113,10 +113,7 @@ def step(S, tid, pc):
 
     # -- mmap ------------------------------------------------------------------------------
     if pc == M_MMAP:
-        if down_write(S, tid, M_MMAP_LOCKED):
-            S.t[tid, T_PC] = M_MMAP_LOCKED
-            return True
-        return False
+        return proceed(S, tid, down_write(S, tid, M_MMAP_LOCKED), M_MMAP_LOCKED)
 
     if pc == M_MMAP_LOCKED:
         run_for(S, tid, S.k[K_MMAP], M_MMAP_DONE)
@@ -133,20 +130,14 @@ def step(S, tid, pc):
 
     # -- munmap ----------------------------------------------------------------------------
     if pc == M_MUNMAP:
-        if down_write(S, tid, M_MUNMAP_LOCKED):
-            S.t[tid, T_PC] = M_MUNMAP_LOCKED
-            return True
-        return False
+        return proceed(S, tid, down_write(S, tid, M_MUNMAP_LOCKED), M_MUNMAP_LOCKED)
 
     if pc == M_MUNMAP_LOCKED:
         run_for(S, tid, S.k[K_MUNMAP_GATHER], M_VMA_START_WRITE)
         return False
 
     if pc == M_VMA_START_WRITE:
-        if vma_start_write(S, tid, v, M_DOWNGRADE):
-            S.t[tid, T_PC] = M_DOWNGRADE
-            return True
-        return False
+        return proceed(S, tid, vma_start_write(S, tid, v, M_DOWNGRADE), M_DOWNGRADE)
 
     if pc == M_DOWNGRADE:
         S.vma[v, V_ATTACHED] = 0                 # detached: lock_vma_under_rcu fails from now
@@ -174,10 +165,7 @@ def step(S, tid, pc):
         if S.t[tid, T_M_COUNT] <= 0:
             S.t[tid, T_PC] = M_TLB_FLUSH
             return True
-        if spin_lock_irq_lru(S, tid, M_ACTIVATE_LOCKED):
-            S.t[tid, T_PC] = M_ACTIVATE_LOCKED
-            return True
-        return False
+        return proceed(S, tid, spin_lock_irq_lru(S, tid, M_ACTIVATE_LOCKED), M_ACTIVATE_LOCKED)
 
     if pc == M_ACTIVATE_LOCKED:
         nb = min(S.t[tid, T_M_COUNT], S.k[K_LRU_ADD_BATCH])
@@ -196,10 +184,7 @@ def step(S, tid, pc):
         return False
 
     if pc == M_TLB_ACKED:
-        if smp_call_function_wait(S, tid, M_FREE_PGTABLES):
-            S.t[tid, T_PC] = M_FREE_PGTABLES
-            return True
-        return False
+        return proceed(S, tid, smp_call_function_wait(S, tid, M_FREE_PGTABLES), M_FREE_PGTABLES)
 
     if pc == M_FREE_PGTABLES:
         run_for(S, tid, S.k[K_FREE_PGTABLES], M_MUNMAP_DONE)
@@ -214,17 +199,12 @@ def step(S, tid, pc):
 
     # -- mprotect (mm/mprotect.c do_mprotect_pkey -> mprotect_fixup) -------------------------
     if pc == M_MPROTECT:
-        if down_write(S, tid, M_MPROTECT_LOCKED):
-            S.t[tid, T_PC] = M_MPROTECT_LOCKED
-            return True
-        return False
+        return proceed(S, tid, down_write(S, tid, M_MPROTECT_LOCKED), M_MPROTECT_LOCKED)
 
     if pc == M_MPROTECT_LOCKED:
         # vma_modify_flags -> vma_start_write on the target: waits for its fault readers.
-        if vma_start_write(S, tid, S.k[K_AL_HEAP_VMA], M_MPROTECT_VMA):
-            S.t[tid, T_PC] = M_MPROTECT_VMA
-            return True
-        return False
+        taken = vma_start_write(S, tid, S.k[K_AL_HEAP_VMA], M_MPROTECT_VMA)
+        return proceed(S, tid, taken, M_MPROTECT_VMA)
 
     if pc == M_MPROTECT_VMA:
         run_for(S, tid, S.k[K_MPROTECT], M_MPROTECT_DONE)

@@ -97,6 +97,15 @@ def call(S, tid, target, ret):
     S.t[tid, T_PC] = target
 
 
+@njit(cache=True, inline="always")
+def proceed(S, tid, taken, pc):
+    """After a call that either takes a lock now or queues the thread asleep: go on at `pc`
+    now if `taken`; the step's return value (keep stepping, or wait)."""
+    if taken:
+        S.t[tid, T_PC] = pc
+    return taken
+
+
 # ---- FIFOs linked through T_WAIT_NEXT ------------------------------------------------------
 @njit(cache=True, inline="always")
 def fifo_append(S, tid, head, tail):
