@@ -23,6 +23,14 @@ from core.params import ADDRESS_SPACE_MB
     ({"machine": {"corez": 4}}, "machine.corez", "valid keys: "),
     ({"machin": {"cores": 4}}, "machin", "valid groups: "),
     ({"workload": {"threads": "many"}}, "workload.threads", "type int"),
+    ({"workload": {"readers": 0, "writers": 0, "name": "swapin"}}, "workload.readers",
+     "writers + readers >= 1"),
+    ({"device": {"swap": "nvme"}}, "device.swap", "zram"),
+    ({"memcg": {"swap_max_mb": 64, "high_mb": 160, "max_mb": 176},
+      "workload": {"name": "swapin"}}, "memcg.swap_max_mb", "not modelled"),
+    ({"memcg": {"high_mb": 64, "max_mb": 80}, "workload": {"name": "app_launch"}},
+     "memcg.high_mb", "warm page cache"),
+    ({"workload": {"app_anon_pct": 120}}, "workload.app_anon_pct", "0..100"),
 ])
 def test_bad_value_is_one_line_naming_field_value_and_range(overrides, field, fragment):
     with pytest.raises(core.ParamError) as exc:
