@@ -1,4 +1,6 @@
-"""The page-fault path for file read faults, by policy (MODEL.md section 3).
+"""The page-fault path, by policy (MODEL.md section 3): the arch handler's lock choice and
+retry rules, and file read faults. Faults on an anonymous object go from F_HANDLE to
+core/swap.py (do_anonymous_page, do_swap_page) and come back through F_END or F_OUT_RETRY.
 
 Steps and kernel functions they mirror:
 
@@ -18,7 +20,8 @@ Steps and kernel functions they mirror:
 - F_LOCKED     not uptodate: re-read it once (`filemap_read_folio`); uptodate and the lock was
                dropped: `out_retry` (RETRY_MMAP_DROP, VM_FAULT_RETRY, plus VM_FAULT_MAJOR
                after a miss); otherwise `finish_fault` installs the PTE.
-- F_OUT_RETRY  the arch handler: VMA_LOCK_RETRY, FAULT_FLAG_TRIED only if MAJOR, then by
+- F_OUT_RETRY  the arch handler (for file and swap faults alike): VMA_LOCK_RETRY,
+               FAULT_FLAG_TRIED only if MAJOR, then by
                policy back to the VMA lock or on to `lock_mm_and_find_vma`; under mmap_lock
                every retry sets TRIED, and a TRIED attempt never drops the lock, so its
                re-read, reclaim and penalty sleep all happen holding mmap_lock.
@@ -169,13 +172,14 @@ def _record_latency(S, tid):
 
 
 @njit(cache=True)
-def _gp(S, tid):
+def fault_folio(S, tid):
+    """The folio slot of the faulting page (vmf->pgoff of the thread's object)."""
     return S.t[tid, T_FILE] * S.k[K_FILE_PAGES] + S.t[tid, T_F_PAGE]
 
 
 @njit(cache=True)
 def _put_ref(S, tid):
-    p = _gp(S, tid)
+    p = fault_folio(S, tid)
     if S.pg[p, P_REFS] > 0:
         S.pg[p, P_REFS] -= 1
 
@@ -228,7 +232,7 @@ def step(S, tid, pc):
         return False
 
     if pc == F_FILEMAP:
-        p = _gp(S, tid)
+        p = fault_folio(S, tid)
         fl = S.pg[p, P_FLAGS]
         if fl & PG_PRESENT:
             S.pg[p, P_REFS] += 1                  # filemap_get_folio holds a reference
@@ -247,7 +251,7 @@ def step(S, tid, pc):
         return True
 
     if pc == F_GET_FOLIO:
-        p = _gp(S, tid)
+        p = fault_folio(S, tid)
         if S.pg[p, P_FLAGS] & PG_PRESENT:
             S.pg[p, P_REFS] += 1
             S.t[tid, T_PC] = F_FOLIO_LOCK
@@ -256,7 +260,7 @@ def step(S, tid, pc):
         return True
 
     if pc == F_NEW_FOLIO_CHARGED:
-        p = _gp(S, tid)
+        p = fault_folio(S, tid)
         if not S.t[tid, T_C_OK]:
             # VM_FAULT_OOM: pagefault_out_of_memory, the access faults again.
             S.t[tid, T_PC] = F_END
@@ -276,7 +280,7 @@ def step(S, tid, pc):
         return True
 
     if pc == F_FOLIO_LOCK:
-        p = _gp(S, tid)
+        p = fault_folio(S, tid)
         if policy == POL_VMA_RETRY_UPTODATE and (S.pg[p, P_FLAGS] & PG_UPTODATE):
             # Patch 4: only the folio lock is busy (someone installing PTEs); wait for it
             # holding the fault lock instead of dropping and retrying.
@@ -291,7 +295,7 @@ def step(S, tid, pc):
         return False
 
     if pc == F_LOCKED:
-        p = _gp(S, tid)
+        p = fault_folio(S, tid)
         if not (S.pg[p, P_FLAGS] & PG_UPTODATE):
             # page_not_uptodate: read it once, synchronously.
             maybe_unlock_mmap_for_io(S, tid)
@@ -317,7 +321,7 @@ def step(S, tid, pc):
         return False
 
     if pc == F_READ_FOLIO_DONE:
-        p = _gp(S, tid)
+        p = fault_folio(S, tid)
         if S.k[K_SPARSE]:
             S.pg[p, P_FLAGS] |= PG_UPTODATE
             S.g[G_COUNTERS + PAGES_READ] += 1

@@ -40,7 +40,7 @@ from numba import njit
 
 from core.blockdev import submit_read
 from core.evq import schedule
-from core.fault import release_fault_lock
+from core.fault import fault_folio, release_fault_lock
 from core.lru import folio_add_lru, lruvec_add_folio
 from core.memcg import mem_cgroup_charge, uncharge
 from core.metrics import PGMAJFAULT, PSWPIN, SWAPCACHE_BUSY
@@ -123,11 +123,6 @@ from core.state import (
 
 SWQ_ASLEEP = 1
 SWQ_TIMER = 2
-
-
-@njit(cache=True)
-def _gp(S, tid):
-    return S.t[tid, T_FILE] * S.k[K_FILE_PAGES] + S.t[tid, T_F_PAGE]
 
 
 @njit(cache=True)
@@ -256,7 +251,7 @@ def step(S, tid, pc):
         if _pte(S, tid) & PTE_PRESENT:
             S.t[tid, T_PC] = F_END               # raced: mapped meanwhile, nothing to do
             return True
-        fl = S.pg[_gp(S, tid), P_FLAGS]
+        fl = S.pg[fault_folio(S, tid), P_FLAGS]
         S.t[tid, T_PC] = SW_SWAP if fl & (PG_SWAPPED | PG_SWAPCACHE) else SW_ANON
         return True
 
@@ -266,7 +261,7 @@ def step(S, tid, pc):
         return True
 
     if pc == SW_ANON_CHARGED:
-        p = _gp(S, tid)
+        p = fault_folio(S, tid)
         if not S.t[tid, T_C_OK]:
             S.t[tid, T_PC] = F_END               # VM_FAULT_OOM: the access faults again
             return True
@@ -281,7 +276,7 @@ def step(S, tid, pc):
 
     # -- do_swap_page -----------------------------------------------------------------------
     if pc == SW_SWAP:
-        p = _gp(S, tid)
+        p = fault_folio(S, tid)
         fl = S.pg[p, P_FLAGS]
         if fl & PG_SWAPCACHE:
             S.pg[p, P_REFS] += 1                 # swap_cache_get_folio: a reference
@@ -306,7 +301,7 @@ def step(S, tid, pc):
         return True
 
     if pc == SW_SWAP_CHARGED:
-        p = _gp(S, tid)
+        p = fault_folio(S, tid)
         if not S.t[tid, T_C_OK]:
             S.t[tid, T_PC] = F_END
             return True
@@ -334,7 +329,7 @@ def step(S, tid, pc):
         return True
 
     if pc == SW_ZRAM_READ_DONE:
-        p = _gp(S, tid)
+        p = fault_folio(S, tid)
         S.pg[p, P_FLAGS] |= PG_UPTODATE          # zram_read_page done, folio_end_read:
         S.pg[p, P_FLAGS] &= ~PG_LOCKED           # nobody can see this folio to wait on it
         S.g[G_COUNTERS + PSWPIN] += 1
@@ -396,7 +391,7 @@ def step(S, tid, pc):
         return True
 
     if pc == SW_RA_DONE:
-        p = _gp(S, tid)
+        p = fault_folio(S, tid)
         if (_pte(S, tid) & PTE_PRESENT) or not (S.pg[p, P_FLAGS] & PG_SWAPCACHE):
             S.t[tid, T_PC] = F_END               # mapped meanwhile, or the read failed
             return True
@@ -406,7 +401,7 @@ def step(S, tid, pc):
         return True
 
     if pc == SW_LOCK:
-        p = _gp(S, tid)
+        p = fault_folio(S, tid)
         if S.k[K_POLICY] == POL_VMA_RETRY_UPTODATE and (S.pg[p, P_FLAGS] & PG_UPTODATE):
             # Patch 4: the folio is uptodate, only its lock is busy: wait holding the lock.
             S.t[tid, T_F_FLAGS] &= ~FAULT_FLAG_ALLOW_RETRY
@@ -427,12 +422,12 @@ def step(S, tid, pc):
         return False
 
     if pc == SW_WAITED:
-        S.pg[_gp(S, tid), P_REFS] -= 1           # out_release: folio_put
+        S.pg[fault_folio(S, tid), P_REFS] -= 1           # out_release: folio_put
         S.t[tid, T_PC] = F_OUT_RETRY
         return True
 
     if pc == SW_LOCKED:
-        p = _gp(S, tid)
+        p = fault_folio(S, tid)
         S.pg[p, P_REFS] -= 1
         own = S.t[tid, T_SW_OWN]
         if _pte(S, tid) & PTE_PRESENT:
