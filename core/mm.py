@@ -18,7 +18,7 @@ from numba import njit
 
 from core.lru import list_add, list_del, lru_hold_ns, spin_lock_irq_lru, spin_unlock_irq_lru
 from core.memcg import exit_to_user_mode
-from core.rwsem import down_write, downgrade_write, up_read, up_write
+from core.rwsem import down_write, downgrade_write, rwsem_owner_sleeps, up_read, up_write
 from core.sched import call, proceed, run_for, smp_call_function_wait
 from core.state import (
     C_FB_N,
@@ -73,6 +73,7 @@ from core.state import (
     V_ATTACHED,
     V_FILE,
     V_PTE0,
+    V_READERS,
 )
 from core.vma import vma_start_write, vma_write_unlock
 
@@ -137,6 +138,8 @@ def step(S, tid, pc):
         return False
 
     if pc == M_VMA_START_WRITE:
+        if S.vma[v, V_READERS] > 0:
+            rwsem_owner_sleeps(S)                 # about to sleep holding mmap_lock
         return proceed(S, tid, vma_start_write(S, tid, v, M_DOWNGRADE), M_DOWNGRADE)
 
     if pc == M_DOWNGRADE:
@@ -203,6 +206,8 @@ def step(S, tid, pc):
 
     if pc == M_MPROTECT_LOCKED:
         # vma_modify_flags -> vma_start_write on the target: waits for its fault readers.
+        if S.vma[S.k[K_AL_HEAP_VMA], V_READERS] > 0:
+            rwsem_owner_sleeps(S)
         taken = vma_start_write(S, tid, S.k[K_AL_HEAP_VMA], M_MPROTECT_VMA)
         return proceed(S, tid, taken, M_MPROTECT_VMA)
 

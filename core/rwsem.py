@@ -17,16 +17,23 @@
   and the next release hands it the lock directly (6.3+).
 - `downgrade_write` turns the writer into a reader and wakes the readers at the head
   (RWSEM_WAKE_READ_OWNED: a writer at the head is not woken).
+
+- A writer that finds the lock held by a running writer spins on its CPU
+  (`rwsem_optimistic_spin`, in OSQ order) instead of sleeping; when the owner releases
+  the lock the first spinner takes it, ahead of the queued waiters. Spinners give up and
+  queue when the owner sleeps (`rwsem_owner_sleeps`), when the lock becomes reader-owned
+  (a downgrade; the kernel spins up to 10-25 us on readers, the model not at all), or
+  when the handoff bit is set. A waiter passed over for 4 ms by a spinner sets the
+  handoff bit, as `rwsem_mark_wake` does for readers and the writer loop for writers.
 Every acquisition is counted with its wait into the eight-bucket histogram of MODEL.md 6.
 
-Not modelled (issue 5): writers' optimistic spinning on a running owner (the writer
-sleeps at once) and readers setting the handoff bit.
+Not modelled (issue 5): a spinner yielding its CPU on need_resched.
 """
 
 from numba import njit
 
 from core.metrics import MMAP_READ_COUNT, MMAP_READ_WAIT_NS, MMAP_WRITE_COUNT, MMAP_WRITE_WAIT_NS
-from core.sched import block, fifo_append, wake
+from core.sched import block, end_spin, fifo_append, spin, wake
 from core.state import (
     G_COUNTERS,
     G_HIST_READ,
@@ -37,6 +44,8 @@ from core.state import (
     G_RW_QLEN,
     G_RW_QTAIL,
     G_RW_READERS,
+    G_RW_SPIN_HEAD,
+    G_RW_SPIN_TAIL,
     G_RW_WOKEN,
     G_RW_WRITER,
     RW_READ,
@@ -44,8 +53,10 @@ from core.state import (
     T_PC,
     T_RW_RELOCK,
     T_RW_WANT,
+    T_STATE,
     T_WAIT_NEXT,
     T_WAIT_START,
+    TS_RUNNING,
 )
 
 MAX_READERS_WAKEUP = 0x100
@@ -81,8 +92,59 @@ def _count(S, kind, wait_ns):
 def _enqueue(S, tid, kind):
     S.t[tid, T_RW_WANT] = kind
     S.t[tid, T_WAIT_START] = S.g[G_NOW]
+    _append(S, tid)
+
+
+@njit(cache=True)
+def _append(S, tid):
     S.g[G_RW_QHEAD], S.g[G_RW_QTAIL] = fifo_append(S, tid, S.g[G_RW_QHEAD], S.g[G_RW_QTAIL])
     S.g[G_RW_QLEN] += 1
+
+
+# ---- writers' optimistic spinning (rwsem_optimistic_spin) --------------------------------
+@njit(cache=True)
+def _can_spin(S):
+    """rwsem_can_spin_on_owner: a writer owns the lock and is on a CPU, no handoff."""
+    owner = S.g[G_RW_WRITER]
+    return owner >= 0 and S.t[owner, T_STATE] == TS_RUNNING and not S.g[G_RW_HANDOFF]
+
+
+@njit(cache=True)
+def rwsem_stop_spinners(S):
+    """The spinners give up (the owner sleeps, the lock is reader-owned, a handoff is
+    pending): each queues as a sleeping waiter, its wait counted from when it began."""
+    tid = S.g[G_RW_SPIN_HEAD]
+    while tid >= 0:
+        nxt = S.t[tid, T_WAIT_NEXT]
+        _append(S, tid)
+        block(S, tid)
+        tid = nxt
+    S.g[G_RW_SPIN_HEAD] = -1
+    S.g[G_RW_SPIN_TAIL] = -1
+
+
+@njit(cache=True)
+def rwsem_owner_sleeps(S):
+    """The write owner is about to sleep (it stops being on_cpu): spinners queue."""
+    rwsem_stop_spinners(S)
+
+
+@njit(cache=True)
+def _spinner_takes_it(S):
+    """up_write with a spinner: the first spinner's cmpxchg wins; a waiter passed over for
+    RWSEM_WAIT_TIMEOUT sets the handoff bit, which ends the spinning."""
+    tid = S.g[G_RW_SPIN_HEAD]
+    nxt = S.t[tid, T_WAIT_NEXT]
+    S.g[G_RW_SPIN_HEAD] = nxt
+    if nxt < 0:
+        S.g[G_RW_SPIN_TAIL] = -1
+    S.t[tid, T_WAIT_NEXT] = -1
+    _grant_write(S, tid)
+    end_spin(S, tid, S.t[tid, T_PC])
+    first = S.g[G_RW_WOKEN] if S.g[G_RW_WOKEN] >= 0 else S.g[G_RW_QHEAD]
+    if first >= 0 and S.g[G_NOW] - S.t[first, T_WAIT_START] >= RWSEM_WAIT_TIMEOUT_NS:
+        S.g[G_RW_HANDOFF] = 1
+        rwsem_stop_spinners(S)
 
 
 @njit(cache=True)
@@ -147,6 +209,8 @@ def rwsem_mark_wake(S, wake_any):
         else:
             prev = tid
         tid = nxt
+    if woken > 0:
+        S.g[G_RW_HANDOFF] = 0                     # the first waiter got it: handoff done
 
 
 @njit(cache=True)
@@ -163,6 +227,7 @@ def rwsem_relock_write(S, tid):
         return True
     if S.g[G_NOW] - S.t[tid, T_WAIT_START] >= RWSEM_WAIT_TIMEOUT_NS:
         S.g[G_RW_HANDOFF] = 1
+        rwsem_stop_spinners(S)
     S.t[tid, T_WAIT_NEXT] = S.g[G_RW_QHEAD]       # back at the head of the queue
     if S.g[G_RW_QHEAD] < 0:
         S.g[G_RW_QTAIL] = tid
@@ -211,6 +276,13 @@ def down_write(S, tid, pc):
         _count(S, RW_WRITE, 0)
         return True
     S.t[tid, T_PC] = pc
+    if _can_spin(S):
+        S.t[tid, T_RW_WANT] = RW_WRITE
+        S.t[tid, T_WAIT_START] = S.g[G_NOW]
+        S.g[G_RW_SPIN_HEAD], S.g[G_RW_SPIN_TAIL] = fifo_append(
+            S, tid, S.g[G_RW_SPIN_HEAD], S.g[G_RW_SPIN_TAIL])
+        spin(S, tid)
+        return False
     _enqueue(S, tid, RW_WRITE)
     block(S, tid)
     return False
@@ -231,6 +303,9 @@ def up_write(S, tid):
     if S.g[G_RW_WRITER] != tid:
         raise RuntimeError("rwsem invariant: up_write by a thread that is not the owner")
     S.g[G_RW_WRITER] = -1
+    if S.g[G_RW_SPIN_HEAD] >= 0:
+        _spinner_takes_it(S)
+        return
     rwsem_mark_wake(S, True)
 
 
@@ -240,4 +315,5 @@ def downgrade_write(S, tid):
         raise RuntimeError("rwsem invariant: downgrade by a thread that is not the owner")
     S.g[G_RW_WRITER] = -1
     S.g[G_RW_READERS] += 1
+    rwsem_stop_spinners(S)                        # reader-owned now: spinners give up
     rwsem_mark_wake(S, False)

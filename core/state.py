@@ -235,7 +235,8 @@ LAT_BINS = 256         # fault-latency histogram: log2 bins of 1/8 octave from 6
  G_IO_WAIT_HEAD, G_IO_WAIT_TAIL,  # writers asleep for a request (blk_mq_get_tag)
  G_RW_HANDOFF,     # mmap_lock: RWSEM_FLAG_HANDOFF, set by a writer that waited too long
  G_RW_WOKEN,       # mmap_lock: the first waiter, a writer woken to take the lock, or -1
- N_G) = range(43)
+ G_RW_SPIN_HEAD, G_RW_SPIN_TAIL,  # mmap_lock: writers spinning on a running writer owner
+ N_G) = range(45)
 
 # ---- constants of k (int64) ------------------------------------------------------------------
 (K_THREADS, K_CORES, K_FILE_PAGES, K_N_FILES, K_POLICY, K_LRU, K_PINNING,
@@ -410,7 +411,8 @@ def make_state(k: np.ndarray, n_threads: int, n_cores: int, n_pages: int,
     g = np.zeros(G_IDLE_LIST + n_cores, np.int64)
     for slot in (G_RW_WRITER, G_RW_QHEAD, G_RW_QTAIL, G_RQ_HEAD, G_RQ_TAIL, G_LRU_OWNER,
                  G_LRU_QHEAD, G_LRU_QTAIL, G_AGING_WALKER, G_IO_QHEAD, G_IO_QTAIL,
-                 G_IO_WAIT_HEAD, G_IO_WAIT_TAIL, G_RW_WOKEN):
+                 G_IO_WAIT_HEAD, G_IO_WAIT_TAIL, G_RW_WOKEN, G_RW_SPIN_HEAD,
+                 G_RW_SPIN_TAIL):
         g[slot] = -1
     g[G_LAUNCH_NS] = -1
     g[G_MAX_SEQ] = MIN_NR_GENS   # lru_gen_init_lruvec: min_seq 0, max_seq MIN_NR_GENS

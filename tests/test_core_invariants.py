@@ -82,7 +82,7 @@ def test_invariants_after_drain(params):
     assert g[st.G_HEAP_N] == 0, "events left after the drain"
     assert (t[:, st.T_STATE] == st.TS_EXITED).all(), "a thread never finished its round"
     assert g[st.G_RW_WRITER] == -1 and g[st.G_RW_READERS] == 0 and g[st.G_RW_QHEAD] == -1
-    assert g[st.G_RW_HANDOFF] == 0 and g[st.G_RW_WOKEN] == -1
+    assert g[st.G_RW_HANDOFF] == 0 and g[st.G_RW_WOKEN] == -1 and g[st.G_RW_SPIN_HEAD] == -1
     assert (t[:, st.T_RW_RELOCK] == 0).all()
     assert g[st.G_LRU_OWNER] == -1 and g[st.G_LRU_QHEAD] == -1
     assert g[st.G_IO_WAIT_HEAD] == -1 and g[st.G_IO_QUEUED] == 0

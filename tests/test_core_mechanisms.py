@@ -98,6 +98,7 @@ from core.state import (
     PTE_YOUNG,
     RW_READ,
     RW_WRITE,
+    T_CORE,
     T_F_FLAGS,
     T_F_FPIN,
     T_F_LOCK,
@@ -117,6 +118,7 @@ from core.state import (
     T_WAIT_NEXT,
     TS_BLOCKED,
     TS_RUNNING,
+    TS_SPINNING,
     V_ATTACHED,
     V_PTE0,
     V_READERS,
@@ -217,6 +219,7 @@ def test_rwsem_release_wakes_all_queued_readers_skipping_writer():
     _, S = _state()
     _all_on_cores(S, 4)
     assert rwsem.down_write(S, 0, 100)
+    S.t[0, T_STATE] = TS_BLOCKED         # the owner sleeps: writers queue instead of spinning
     assert not rwsem.down_read(S, 1, 101)
     assert not rwsem.down_write(S, 2, 102)
     assert not rwsem.down_read(S, 3, 103)
@@ -293,6 +296,7 @@ def test_rwsem_reader_steals_from_woken_writer_until_handoff():
     _, S = _state(machine={"cores": 8}, workload={"threads": 8, "file_mb": 1})
     _all_on_cores(S, 8)
     assert rwsem.down_write(S, 0, 100)
+    S.t[0, T_STATE] = TS_BLOCKED         # the owner sleeps: writer 1 queues, no spinning
     assert not rwsem.down_write(S, 1, 101)
     rwsem.up_write(S, 0)                                 # writer 1 woken, not granted
     assert S.t[1, T_RW_RELOCK] == 1 and S.g[G_RW_WRITER] == -1 and S.g[G_RW_WOKEN] == 1
@@ -318,6 +322,42 @@ def test_rwsem_reader_steals_from_woken_writer_until_handoff():
     assert _rw_queue(S) == [3, 5] and S.t[1, T_RW_RELOCK] == 0
     assert _counter(S, M.MMAP_WRITE_WAIT_NS) == 6_000_000   # enqueued at t=0
     assert _counter(S, M.MMAP_READ_COUNT) == 2              # the two steals, no wait
+
+
+def test_rwsem_writer_spins_on_running_owner():
+    """rwsem_optimistic_spin: a writer spins (keeping its CPU) while the owner writer runs,
+    and takes the lock at release ahead of the queued waiters; spinners queue when the
+    owner sleeps; a waiter passed over for 4 ms sets the handoff bit."""
+    _, S = _state(machine={"cores": 8}, workload={"threads": 8, "file_mb": 1})
+    _all_on_cores(S, 8)
+    assert rwsem.down_write(S, 0, 100)                   # thread 0 runs, owning it
+    assert not rwsem.down_write(S, 1, 101)
+    assert S.t[1, T_STATE] == TS_SPINNING and S.t[1, T_CORE] == 1
+    assert not rwsem.down_read(S, 2, 102)                # readers still queue
+    assert _rw_queue(S) == [2]
+    S.g[G_NOW] = 3_000
+    rwsem.up_write(S, 0)                                 # the spinner's cmpxchg wins
+    assert S.g[G_RW_WRITER] == 1 and S.t[1, T_STATE] == TS_RUNNING and S.t[1, T_PC] == 101
+    assert _rw_queue(S) == [2] and S.t[2, T_STATE] == TS_BLOCKED
+    assert _counter(S, M.MMAP_WRITE_WAIT_NS) == 3_000
+    assert not rwsem.down_write(S, 3, 103)               # spins on writer 1
+    assert S.t[3, T_STATE] == TS_SPINNING
+    rwsem.rwsem_owner_sleeps(S)                          # writer 1 goes to sleep owning it
+    S.t[1, T_STATE] = TS_BLOCKED                         # (as vma_start_write then does)
+    assert S.t[3, T_STATE] == TS_BLOCKED and _rw_queue(S) == [2, 3]
+    assert not rwsem.down_write(S, 4, 104)               # owner not running: it queues
+    assert S.t[4, T_STATE] == TS_BLOCKED and _rw_queue(S) == [2, 3, 4]
+    S.t[1, T_STATE] = TS_RUNNING                         # writer 1 runs again
+    assert not rwsem.down_write(S, 5, 105)
+    assert S.t[5, T_STATE] == TS_SPINNING
+    S.g[G_NOW] = 5_000_000                               # reader 2 has waited 5 ms
+    rwsem.up_write(S, 1)
+    assert S.g[G_RW_WRITER] == 5 and S.g[G_RW_HANDOFF] == 1
+    assert not rwsem.down_write(S, 6, 106)               # handoff pending: no spinning
+    assert S.t[6, T_STATE] == TS_BLOCKED and _rw_queue(S) == [2, 3, 4, 6]
+    rwsem.up_write(S, 5)                                 # reader 2 at the head gets it
+    assert S.g[G_RW_READERS] == 1 and not S.g[G_RW_HANDOFF]
+    assert _rw_queue(S) == [3, 4, 6]
 
 
 def test_rwsem_invariants_raise():
