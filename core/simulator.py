@@ -70,7 +70,6 @@ from core.state import (
     K_RC_EVICT,
     K_RC_RMAP,
     K_RC_SCAN,
-    K_READERS,
     K_SLICE_NS,
     K_SPARSE,
     K_SWAP_DEV,
@@ -84,7 +83,6 @@ from core.state import (
     K_WAKEUP,
     K_WARMUP_NS,
     K_WORKLOAD,
-    K_WRITERS,
     K_ZAP_PTE,
     K_ZERO_FILL,
     K_ZRAM_COMP,
@@ -180,8 +178,6 @@ def constants(p: Params) -> np.ndarray:
     k[K_SWAP_WRITE_SUBMIT] = c.swap_write_submit_ns
     k[K_MPROTECT] = c.mprotect_ns
     k[K_JIFFY_NS] = 1_000_000_000 // HZ
-    k[K_WRITERS] = w.writers
-    k[K_READERS] = w.readers
     if w.name == "swapin":
         k[K_THREADS] = w.writers + w.readers
         k[K_FILE_PAGES] = p.anon_pages

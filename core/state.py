@@ -230,13 +230,12 @@ LAT_BINS = 256         # fault-latency histogram: log2 bins of 1/8 octave from 6
  G_SWQ_N,          # threads sleeping on swapcache_wq
  G_LAUNCH_LEFT,    # app_launch: workers still running their trace
  G_LAUNCH_NS,      # app_launch: when the last worker finished, -1 before
- G_DONE,           # the workload ended by itself (app_launch)
  G_IO_QUEUED,      # block requests waiting for a device slot (beyond queue_depth)
  G_IO_WAIT_HEAD, G_IO_WAIT_TAIL,  # writers asleep for a request (blk_mq_get_tag)
  G_RW_HANDOFF,     # mmap_lock: RWSEM_FLAG_HANDOFF, set by a writer that waited too long
  G_RW_WOKEN,       # mmap_lock: the first waiter, a writer woken to take the lock, or -1
  G_RW_SPIN_HEAD, G_RW_SPIN_TAIL,  # mmap_lock: writers spinning on a running writer owner
- N_G) = range(45)
+ N_G) = range(44)
 
 # ---- constants of k (int64) ------------------------------------------------------------------
 (K_THREADS, K_CORES, K_FILE_PAGES, K_N_FILES, K_POLICY, K_LRU, K_PINNING,
@@ -251,10 +250,9 @@ LAT_BINS = 256         # fault-latency histogram: log2 bins of 1/8 octave from 6
  K_OPEN_CLOSE_NS, K_CHARGE, K_CTX_SWITCH,
  # swap, anon, the swapin and app_launch workloads
  K_WORKLOAD, K_SWAP_DEV, K_SWAP_MAX, K_SWAP_RA, K_ZRAM_COMP, K_ZRAM_DECOMP, K_ADD_TO_SWAP,
- K_SWAP_WRITE_SUBMIT, K_MPROTECT, K_JIFFY_NS, K_WRITERS, K_READERS,
- K_AL_WORKERS, K_AL_TOUCHES, K_AL_RUN_PAGES, K_AL_MAP_PERIOD_NS, K_AL_MAP_PAGES,
- K_AL_N_OBJ, K_AL_HEAP_VMA, K_AL_WORK_NS,
- N_K) = range(73)
+ K_SWAP_WRITE_SUBMIT, K_MPROTECT, K_JIFFY_NS,
+ K_AL_TOUCHES, K_AL_RUN_PAGES, K_AL_MAP_PERIOD_NS, K_AL_N_OBJ, K_AL_HEAP_VMA, K_AL_WORK_NS,
+ N_K) = range(69)
 WL_FILE_THRASH, WL_SWAPIN, WL_APP_LAUNCH = range(3)
 SWAP_NONE, SWAP_ZRAM, SWAP_DISK = range(3)
 
@@ -309,14 +307,13 @@ T_W_RUN = 46  # app_launch: end page (exclusive) of the current sequential run
 T_SWQ_WAIT = 47  # swapcache_wq: bit 1 asleep on it, bit 2 its EV_TIMER is pending
 T_SWQ_DEADLINE = 48  # ns: its one-jiffy timeout
 T_PO_I = 49  # MADV_PAGEOUT: next folio of the isolated batch to process
-T_PO_END = 50  # MADV_PAGEOUT: end page (exclusive) of the current PMD-sized chunk
-T_W_VMA2 = 51  # the VMA slot this thread's mmap creates (file_thrash: its own index)
-T_WQ_SHARED = 52  # waits on a folio without taking its lock (folio_wait_locked)
-T_SW_OWN = 53  # do_swap_page: the folio is this fault's own (zram path, need_clear_cache)
-T_UNFAIR = 54  # folio lock wait: lost races left before the unlocker hands it the lock
-T_FOLIO_RELOCK = 55  # woken by folio_unlock without the lock: folio index + 1 to race for
-T_RW_RELOCK = 56  # a writer woken by rwsem_mark_wake: it must take the lock when it runs
-T_STACK0 = 57                 # STACK_DEPTH return program counters
+T_W_VMA2 = 50  # the VMA slot this thread's mmap creates (file_thrash: its own index)
+T_WQ_SHARED = 51  # waits on a folio without taking its lock (folio_wait_locked)
+T_SW_OWN = 52  # do_swap_page: the folio is this fault's own (zram path, need_clear_cache)
+T_UNFAIR = 53  # folio lock wait: lost races left before the unlocker hands it the lock
+T_FOLIO_RELOCK = 54  # woken by folio_unlock without the lock: folio index + 1 to race for
+T_RW_RELOCK = 55  # a writer woken by rwsem_mark_wake: it must take the lock when it runs
+T_STACK0 = 56                 # STACK_DEPTH return program counters
 T_R_BATCH0 = T_STACK0 + STACK_DEPTH       # RECLAIM_BATCH isolated folios
 N_T = T_R_BATCH0 + RECLAIM_BATCH
 

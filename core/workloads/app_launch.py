@@ -45,13 +45,11 @@ from core.state import (
     G_LAUNCH_NS,
     G_NOW,
     K_AL_HEAP_VMA,
-    K_AL_MAP_PAGES,
     K_AL_MAP_PERIOD_NS,
     K_AL_N_OBJ,
     K_AL_RUN_PAGES,
     K_AL_TOUCHES,
     K_AL_WORK_NS,
-    K_AL_WORKERS,
     K_FILE_PAGES,
     K_N_FILES,
     K_THREADS,
@@ -97,11 +95,9 @@ def constants(p, k) -> None:
     """Fill app_launch's slots of the constant vector (core.simulator.constants)."""
     w = p.workload
     k[K_THREADS] = w.threads + w.app_mappers
-    k[K_AL_WORKERS] = w.threads
     k[K_AL_TOUCHES] = w.app_touches
     k[K_AL_RUN_PAGES] = w.app_run_pages
     k[K_AL_MAP_PERIOD_NS] = int(w.app_map_period_us * 1000)
-    k[K_AL_MAP_PAGES] = w.app_map_kb // 4
     k[K_AL_WORK_NS] = int(w.app_work_us * 1000)
     k[K_AL_N_OBJ] = N_OBJ
     k[K_AL_HEAP_VMA] = HEAP
