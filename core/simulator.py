@@ -8,10 +8,8 @@ import numpy as np
 
 from core import metrics as M
 from core.engine import run
-from core.params import POLICIES, WORKLOADS, Params
+from core.params import POLICIES, Params
 from core.state import (
-    FL_ANON,
-    FL_VMA,
     G_COUNTERS,
     G_EVENTS,
     G_HIST_READ,
@@ -20,9 +18,7 @@ from core.state import (
     G_LAUNCH_NS,
     G_NOW,
     G_OOM,
-    G_PEAK_USAGE,
     G_STOP,
-    G_USAGE,
     G_WARM_COUNTERS,
     G_WARM_HIST,
     K_ADD_TO_SWAP,
@@ -82,7 +78,6 @@ from core.state import (
     K_TOUCH,
     K_WAKEUP,
     K_WARMUP_NS,
-    K_WORKLOAD,
     K_ZAP_PTE,
     K_ZERO_FILL,
     K_ZRAM_COMP,
@@ -91,20 +86,11 @@ from core.state import (
     LRU_CLASSIC,
     LRU_MGLRU,
     N_K,
-    ROLE_READER,
-    ROLE_WRITER,
     SWAP_DISK,
     SWAP_ZRAM,
-    T_FILE,
-    T_PC,
-    T_ROLE,
-    T_VMA,
-    V_ATTACHED,
-    W_SI_START,
     make_state,
 )
-from core.swap import prefill
-from core.workloads import app_launch
+from core.workloads import app_launch, swapin
 
 # Timer frequency of the modelled kernel: a jiffy is 4 ms (CONFIG_HZ_250, the x86 and
 # Android default); it sets the memory.high penalty granularity.
@@ -168,7 +154,6 @@ def constants(p: Params) -> np.ndarray:
     k[K_CHARGE] = c.charge_ns
     k[K_CTX_SWITCH] = c.ctx_switch_ns
     w = p.workload
-    k[K_WORKLOAD] = WORKLOADS.index(w.name)
     k[K_SWAP_DEV] = SWAP_ZRAM if p.device.swap == "zram" else SWAP_DISK
     k[K_SWAP_MAX] = p.swap_max_pages
     k[K_SWAP_RA] = p.device.swap_ra_pages
@@ -179,9 +164,7 @@ def constants(p: Params) -> np.ndarray:
     k[K_MPROTECT] = c.mprotect_ns
     k[K_JIFFY_NS] = 1_000_000_000 // HZ
     if w.name == "swapin":
-        k[K_THREADS] = w.writers + w.readers
-        k[K_FILE_PAGES] = p.anon_pages
-        k[K_N_FILES] = 1
+        swapin.constants(p, k)
     elif w.name == "app_launch":
         app_launch.constants(p, k)
     return k
@@ -196,21 +179,7 @@ def build_state(p: Params):
         return make_state(k, n_threads=n, n_cores=p.machine.cores, n_pages=n * p.file_pages,
                           n_files=n, file_pages=p.file_pages, n_vmas=n)
     if w == "swapin":
-        pages = p.anon_pages
-        S = make_state(k, n_threads=n, n_cores=p.machine.cores, n_pages=pages, n_files=1,
-                       file_pages=pages, n_vmas=1)
-        S.file[0, FL_ANON] = 1
-        S.file[0, FL_VMA] = 0
-        S.vma[0, V_ATTACHED] = 1
-        S.t[:, T_FILE] = 0
-        S.t[:, T_VMA] = 0
-        S.t[:, T_PC] = W_SI_START
-        S.t[:, T_ROLE] = ROLE_READER
-        S.t[:p.workload.writers, T_ROLE] = ROLE_WRITER
-        # The test's initial write: every page resident, dirty and mapped at time 0.
-        prefill(S, 0, 0, 0, pages, True)
-        S.g[G_PEAK_USAGE] = S.g[G_USAGE]
-        return S
+        return swapin.build_state(p, k)
     return app_launch.build_state(p, k)
 
 

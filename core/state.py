@@ -249,11 +249,10 @@ LAT_BINS = 256         # fault-latency histogram: log2 bins of 1/8 octave from 6
  K_MMAP, K_MUNMAP_GATHER, K_ZAP_PTE, K_FREE_PGTABLES, K_TLB_BASE, K_TLB_PER_CPU,
  K_OPEN_CLOSE_NS, K_CHARGE, K_CTX_SWITCH,
  # swap, anon, the swapin and app_launch workloads
- K_WORKLOAD, K_SWAP_DEV, K_SWAP_MAX, K_SWAP_RA, K_ZRAM_COMP, K_ZRAM_DECOMP, K_ADD_TO_SWAP,
+ K_SWAP_DEV, K_SWAP_MAX, K_SWAP_RA, K_ZRAM_COMP, K_ZRAM_DECOMP, K_ADD_TO_SWAP,
  K_SWAP_WRITE_SUBMIT, K_MPROTECT, K_JIFFY_NS,
  K_AL_TOUCHES, K_AL_RUN_PAGES, K_AL_MAP_PERIOD_NS, K_AL_N_OBJ, K_AL_HEAP_VMA, K_AL_WORK_NS,
- N_K) = range(69)
-WL_FILE_THRASH, WL_SWAPIN, WL_APP_LAUNCH = range(3)
+ N_K) = range(68)
 SWAP_NONE, SWAP_ZRAM, SWAP_DISK = range(3)
 
 # ---- per-thread registers: columns of S.t (int64[n_threads, N_T]) ---------------------------
