@@ -27,6 +27,7 @@ from core.state import (
     G_OOM,
     G_PEAK_USAGE,
     G_USAGE,
+    K_ABL_INKERNEL_HIGH,
     K_CORES,
     K_HIGH,
     K_HZ,
@@ -94,7 +95,7 @@ def try_charge_fast(S, tid, nr):
     high = S.k[K_HIGH]
     if high > 0 and S.g[G_USAGE] > high:
         S.t[tid, T_DEBT] += batch
-    if S.t[tid, T_DEBT] > MEMCG_CHARGE_BATCH:
+    if S.t[tid, T_DEBT] > MEMCG_CHARGE_BATCH and S.k[K_ABL_INKERNEL_HIGH]:
         return CHARGE_OK_OVER_HIGH
     return CHARGE_OK
 

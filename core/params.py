@@ -1,7 +1,7 @@
 """Parameters of one simulation: frozen, typed, validated.
 
 `Params` groups the knobs of MODEL.md section 5 the way the Hydra tree groups them (machine,
-workload, policy, memcg, device, costs, sim); the dotted axis keys of a grid
+workload, policy, memcg, device, costs, model, sim); the dotted axis keys of a grid
 (`machine.cores`, `memcg.high_mb`, ...) are exactly these attribute paths. A bad value raises
 `ParamError` naming the field, the value and what is allowed.
 """
@@ -116,6 +116,23 @@ class DeviceParams:
 
 
 @dataclass(frozen=True)
+class ModelParams:
+    """Model-only switches for ablation studies (issue 5: each mechanism off in turn). No
+    kernel has these knobs: True is what the kernel does, False switches the mechanism off.
+    """
+    # CPUs spinning on lru_lock with interrupts off acknowledge a TLB-flush IPI only once
+    # they turn interrupts back on (False: at once).
+    tlb_late_ack: bool = True
+    # try_charge_memcg runs the over-high handler inside the charge path once the debt
+    # passes MEMCG_CHARGE_BATCH (False: only on return to user, holding no lock).
+    inkernel_high_handler: bool = True
+    # rwsem lock stealing: a woken writer takes the lock itself, readers steal a free lock,
+    # writers spin on a running owner (False: the lock is granted to the first waiter at
+    # release, FIFO, nobody steals or spins).
+    rwsem_steal_spin: bool = True
+
+
+@dataclass(frozen=True)
 class SimParams:
     duration_s: float = 2.0
     warmup_s: float = 0.5
@@ -131,6 +148,7 @@ class Params:
     memcg: MemcgParams = field(default_factory=MemcgParams)
     device: DeviceParams = field(default_factory=DeviceParams)
     costs: Costs = field(default_factory=Costs)
+    model: ModelParams = field(default_factory=ModelParams)
     sim: SimParams = field(default_factory=SimParams)
 
     def __post_init__(self) -> None:

@@ -48,6 +48,7 @@ from core.state import (
     G_RW_SPIN_TAIL,
     G_RW_WOKEN,
     G_RW_WRITER,
+    K_ABL_RWSEM_STEAL,
     RW_READ,
     RW_WRITE,
     T_PC,
@@ -106,7 +107,8 @@ def _append(S, tid):
 def _can_spin(S):
     """rwsem_can_spin_on_owner: a writer owns the lock and is on a CPU, no handoff."""
     owner = S.g[G_RW_WRITER]
-    return owner >= 0 and S.t[owner, T_STATE] == TS_RUNNING and not S.g[G_RW_HANDOFF]
+    return owner >= 0 and S.t[owner, T_STATE] == TS_RUNNING and not S.g[G_RW_HANDOFF] \
+        and S.k[K_ABL_RWSEM_STEAL] != 0
 
 
 @njit(cache=True)
@@ -188,7 +190,7 @@ def rwsem_mark_wake(S, wake_any):
         if not wake_any or S.g[G_RW_READERS] > 0:
             return
         _unlink(S, -1, head)
-        if S.g[G_RW_HANDOFF]:
+        if S.g[G_RW_HANDOFF] or not S.k[K_ABL_RWSEM_STEAL]:
             _grant_write(S, head)                 # direct handoff to the first waiter
         else:
             S.g[G_RW_WOKEN] = head                # woken; takes the lock when it runs
@@ -245,7 +247,8 @@ def down_read(S, tid, pc):
         S.g[G_RW_READERS] += 1
         _count(S, RW_READ, 0)
         return True
-    if S.g[G_RW_WRITER] < 0 and S.g[G_RW_READERS] == 0 and not S.g[G_RW_HANDOFF]:
+    if S.g[G_RW_WRITER] < 0 and S.g[G_RW_READERS] == 0 and not S.g[G_RW_HANDOFF] \
+            and S.k[K_ABL_RWSEM_STEAL]:
         # Reader optimistic lock stealing: the lock is free (a woken writer has not run
         # yet); the first reader in wakes the readers at the front of the queue.
         S.g[G_RW_READERS] += 1

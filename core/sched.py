@@ -36,6 +36,7 @@ from core.state import (
     G_RQ_HEAD,
     G_RQ_LEN,
     G_RQ_TAIL,
+    K_ABL_TLB_LATE_ACK,
     K_CORES,
     K_CTX_SWITCH,
     K_NOISE_BUSY_NS,
@@ -358,6 +359,8 @@ def smp_call_function_wait(S, tid, pc):
     """flush_tlb_mm_range's IPIs to every other CPU in mm_cpumask, waiting for the acks
     (csd_lock_wait spins). A CPU with interrupts off answers when it turns them back on.
     True: every CPU answered at once; False: spinning, continues at `pc` on the last ack."""
+    if not S.k[K_ABL_TLB_LATE_ACK]:
+        return True                               # ablation: irqs-off CPUs answer at once
     own = S.t[tid, T_CORE]
     cnt = 0
     for c in range(S.k[K_CORES]):

@@ -21,6 +21,9 @@ from core.state import (
     G_STOP,
     G_WARM_COUNTERS,
     G_WARM_HIST,
+    K_ABL_INKERNEL_HIGH,
+    K_ABL_RWSEM_STEAL,
+    K_ABL_TLB_LATE_ACK,
     K_ADD_TO_SWAP,
     K_AGING_BASE,
     K_AGING_CHUNK,
@@ -163,6 +166,9 @@ def constants(p: Params) -> np.ndarray:
     k[K_SWAP_WRITE_SUBMIT] = c.swap_write_submit_ns
     k[K_MPROTECT] = c.mprotect_ns
     k[K_JIFFY_NS] = 1_000_000_000 // HZ
+    k[K_ABL_TLB_LATE_ACK] = int(p.model.tlb_late_ack)
+    k[K_ABL_INKERNEL_HIGH] = int(p.model.inkernel_high_handler)
+    k[K_ABL_RWSEM_STEAL] = int(p.model.rwsem_steal_spin)
     if w.name == "swapin":
         swapin.constants(p, k)
     elif w.name == "app_launch":

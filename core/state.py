@@ -252,7 +252,9 @@ LAT_BINS = 256         # fault-latency histogram: log2 bins of 1/8 octave from 6
  K_SWAP_DEV, K_SWAP_MAX, K_SWAP_RA, K_ZRAM_COMP, K_ZRAM_DECOMP, K_ADD_TO_SWAP,
  K_SWAP_WRITE_SUBMIT, K_MPROTECT, K_JIFFY_NS,
  K_AL_TOUCHES, K_AL_RUN_PAGES, K_AL_MAP_PERIOD_NS, K_AL_N_OBJ, K_AL_HEAP_VMA, K_AL_WORK_NS,
- N_K) = range(68)
+ # model-only ablation switches (core.params.ModelParams), 1 = the kernel's behaviour
+ K_ABL_TLB_LATE_ACK, K_ABL_INKERNEL_HIGH, K_ABL_RWSEM_STEAL,
+ N_K) = range(71)
 SWAP_NONE, SWAP_ZRAM, SWAP_DISK = range(3)
 
 # ---- per-thread registers: columns of S.t (int64[n_threads, N_T]) ---------------------------

@@ -35,7 +35,7 @@ from sweep.store import STORE_SCHEMA, PointStore
 
 # Written when a run has points on both the sim and the kernel backend.
 SIM_VS_REAL = "sim_vs_real.csv"
-PARAM_GROUPS = ("machine", "workload", "policy", "memcg", "device", "costs", "sim")
+PARAM_GROUPS = ("machine", "workload", "policy", "memcg", "device", "costs", "model", "sim")
 
 
 def base_params(cfg: DictConfig) -> dict[str, dict[str, Any]]:

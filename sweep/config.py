@@ -2,8 +2,8 @@
 
 Each group's dataclass is stored as `base_<group>` in its group of Hydra's ConfigStore; the
 YAML files under `conf/<group>/` name that schema in their defaults list and hold values only.
-The fields of machine, workload, policy, memcg, device, sim and costs are generated from the
-`core.params` dataclasses, so the schema cannot drift from the simulator's: a key that
+The fields of machine, workload, policy, memcg, device, sim, costs and model are generated
+from the `core.params` dataclasses, so the schema cannot drift from the simulator's: a key that
 `core.Params` does not know is a key Hydra rejects at start.
 """
 
@@ -27,6 +27,7 @@ PARAM_GROUPS: dict[str, type] = {
     "memcg": core.MemcgParams,
     "device": core.DeviceParams,
     "costs": Costs,
+    "model": core.ModelParams,
     "sim": core.SimParams,
 }
 
@@ -48,6 +49,7 @@ PolicyConfig = _mirror("PolicyConfig", core.PolicyParams)
 MemcgConfig = _mirror("MemcgConfig", core.MemcgParams)
 DeviceConfig = _mirror("DeviceConfig", core.DeviceParams)
 CostsConfig = _mirror("CostsConfig", Costs)
+ModelConfig = _mirror("ModelConfig", core.ModelParams)
 SimConfig = _mirror("SimConfig", core.SimParams)
 
 
@@ -109,6 +111,7 @@ class Config:
     memcg: MemcgConfig = field(default_factory=MemcgConfig)  # type: ignore[valid-type]
     device: DeviceConfig = field(default_factory=DeviceConfig)  # type: ignore[valid-type]
     costs: CostsConfig = field(default_factory=CostsConfig)  # type: ignore[valid-type]
+    model: ModelConfig = field(default_factory=ModelConfig)  # type: ignore[valid-type]
     sim: SimConfig = field(default_factory=SimConfig)  # type: ignore[valid-type]
     ray: RayConfig = field(default_factory=RayConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
@@ -124,7 +127,8 @@ def register_configs() -> None:
     cs.store(name="base_config", node=Config)
     for group, node in [("machine", MachineConfig), ("workload", WorkloadConfig),
                         ("policy", PolicyConfig), ("memcg", MemcgConfig),
-                        ("device", DeviceConfig), ("costs", CostsConfig), ("sim", SimConfig),
+                        ("device", DeviceConfig), ("costs", CostsConfig),
+                        ("model", ModelConfig), ("sim", SimConfig),
                         ("ray", RayConfig), ("sweep", SweepConfig), ("output", OutputConfig),
                         ("grid", GridConfig)]:
         cs.store(group=group, name=f"base_{group}", node=node)

@@ -22,10 +22,12 @@ from _sim_util import start as _start
 from _sim_util import step_event as _step_event
 
 import core
-from core import Params, engine, fault, lru, pagecache, rwsem, vma, vmscan
+from core import Params, engine, fault, lru, memcg, pagecache, rwsem, sched, vma, vmscan
 from core import metrics as M
 from core.simulator import build_state
 from core.state import (
+    C_IRQOFF,
+    C_RAN_MM,
     C_STOCK,
     F_END,
     F_FOLIO_LOCK,
@@ -62,6 +64,7 @@ from core.state import (
     G_USAGE,
     K_FA_PAGE,
     K_FILE_PAGES,
+    K_HIGH,
     K_IO_COMPLETE,
     K_IO_MEDIAN_NS,
     K_IO_XFER,
@@ -99,6 +102,7 @@ from core.state import (
     RW_READ,
     RW_WRITE,
     T_CORE,
+    T_DEBT,
     T_F_FLAGS,
     T_F_FPIN,
     T_F_LOCK,
@@ -903,3 +907,44 @@ def test_folio_lock_handoff_only_after_unfairness_is_used_up():
     pagecache.folio_unlock(S, p)
     assert S.pg[p, P_FLAGS] & PG_LOCKED                  # handed over this time
     assert S.t[0, T_FOLIO_RELOCK] == 0 and S.t[0, T_PC] == F_LOCKED
+
+
+# ---- model-only ablation switches (core.params.ModelParams) -------------------------------
+
+@pytest.mark.parametrize("late", [True, False])
+def test_ablation_tlb_late_ack(late):
+    """A CPU spinning with interrupts off answers the flush IPI late; switched off, at once."""
+    _, S = _state(machine={"cores": 2}, workload={"threads": 2, "file_mb": 1},
+                  model={"tlb_late_ack": late})
+    _on_core(S, 0, 0)
+    S.core[1, C_RAN_MM] = 1
+    S.core[1, C_IRQOFF] = 1
+    assert sched.smp_call_function_wait(S, 0, F_END) is (not late)
+    assert S.t[0, T_STATE] == (TS_SPINNING if late else TS_RUNNING)
+
+
+@pytest.mark.parametrize("inkernel", [True, False])
+def test_ablation_inkernel_high_handler(inkernel):
+    """A charge that takes the debt past MEMCG_CHARGE_BATCH runs the over-high handler in
+    the charge path; switched off, the debt waits for the return to user."""
+    _, S = _state(machine={"cores": 2}, workload={"threads": 2, "file_mb": 1},
+                  memcg={"high_mb": 4, "max_mb": 8}, model={"inkernel_high_handler": inkernel})
+    _on_core(S, 0, 0)
+    S.g[G_USAGE] = int(S.k[K_HIGH]) + 10
+    S.t[0, T_DEBT] = 64
+    code = memcg.try_charge_fast(S, 0, 1)
+    assert code == (memcg.CHARGE_OK_OVER_HIGH if inkernel else memcg.CHARGE_OK)
+    assert S.t[0, T_DEBT] == 64 + 64                     # a batch charged above high
+
+
+def test_ablation_rwsem_steal_spin_off_grants_fifo():
+    """Switched off, a writer never spins and the lock is granted to the first waiter at
+    release (no woken-writer window for readers to steal)."""
+    _, S = _state(machine={"cores": 4}, workload={"threads": 4, "file_mb": 1},
+                  model={"rwsem_steal_spin": False})
+    _all_on_cores(S, 4)
+    assert rwsem.down_write(S, 0, 100)                   # thread 0 runs, owning it
+    assert not rwsem.down_write(S, 1, 101)
+    assert S.t[1, T_STATE] == TS_BLOCKED and _rw_queue(S) == [1]
+    rwsem.up_write(S, 0)
+    assert S.g[G_RW_WRITER] == 1 and S.g[G_RW_WOKEN] == -1 and S.t[1, T_RW_RELOCK] == 0
