@@ -38,7 +38,7 @@ from core.memcg import exit_to_user_mode, uncharge
 from core.metrics import PAGEOUT_LOCKED_SKIP, PAGES_RECLAIMED, PSWPOUT
 from core.pagecache import folio_trylock, folio_unlock
 from core.rwsem import down_read, up_read
-from core.sched import call, proceed, run_for, smp_call_function_wait
+from core.sched import call, proceed, run_for, smp_call_function_wait, spend
 from core.state import (
     C_FB_N,
     FL_PAGES,
@@ -224,11 +224,7 @@ def step(S, tid, pc):
             folio_unlock(S, p)                     # clean (its copy is in swap already)
             run_for(S, tid, cost, MA_WRITTEN)
             return False
-        if cost > 0:
-            run_for(S, tid, cost, MA_PUTBACK)
-            return False
-        S.t[tid, T_PC] = MA_PUTBACK
-        return True
+        return spend(S, tid, cost, MA_PUTBACK)
 
     if pc == MA_FLUSHED:
         return proceed(S, tid, smp_call_function_wait(S, tid, MA_WRITE), MA_WRITE)

@@ -235,6 +235,17 @@ def run_for(S, tid, ns, pc):
     schedule(S, S.g[G_NOW] + ns, EV_THREAD, tid)
 
 
+@njit(cache=True, inline="always")
+def spend(S, tid, ns, pc):
+    """Spend `ns` of CPU and continue at `pc`: a burst, or straight on when ns is 0. Returns
+    the step's go flag."""
+    if ns > 0:
+        run_for(S, tid, ns, pc)
+        return False
+    S.t[tid, T_PC] = pc
+    return True
+
+
 @njit(cache=True)
 def release_core(S, tid):
     c = S.t[tid, T_CORE]

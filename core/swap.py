@@ -45,7 +45,7 @@ from core.lru import folio_add_lru, lruvec_add_folio
 from core.memcg import mem_cgroup_charge, uncharge
 from core.metrics import PGMAJFAULT, PSWPIN, SWAPCACHE_BUSY
 from core.pagecache import folio_lock, folio_trylock, folio_unlock, folio_wait_locked
-from core.sched import block, call, run_for, wake
+from core.sched import block, call, run_for, spend, wake
 from core.state import (
     EV_TIMER,
     F_END,
@@ -223,26 +223,13 @@ def prefill(S, f, v, first, n, anon):
 
 # ---- the fault program ----------------------------------------------------------------
 @njit(cache=True)
-def _finish(S, tid, cost):
-    if cost > 0:
-        run_for(S, tid, cost, F_END)
-        return False
-    S.t[tid, T_PC] = F_END
-    return True
-
-
-@njit(cache=True)
 def _add_lru_then(S, tid, p, cost, pc):
     """folio_add_lru_vma, spend `cost`, continue at `pc` (draining a full batch first)."""
     if folio_add_lru(S, tid, p, True):
         call(S, tid, LR_ADD_DRAIN, pc)
         run_for(S, tid, cost, LR_ADD_DRAIN)
         return False
-    if cost > 0:
-        run_for(S, tid, cost, pc)
-        return False
-    S.t[tid, T_PC] = pc
-    return True
+    return spend(S, tid, cost, pc)
 
 
 @njit(cache=True)
@@ -354,11 +341,7 @@ def step(S, tid, pc):
             _submit_run(S, tid, base)
         cost = S.t[tid, T_RA_COST]
         S.t[tid, T_RA_COST] = 0
-        if cost > 0:
-            run_for(S, tid, cost, SW_RA_DONE)
-            return False
-        S.t[tid, T_PC] = SW_RA_DONE
-        return True
+        return spend(S, tid, cost, SW_RA_DONE)
 
     if pc == SW_RA_CHARGED:
         base = S.t[tid, T_FILE] * S.k[K_FILE_PAGES]
@@ -435,7 +418,8 @@ def step(S, tid, pc):
             folio_unlock(S, p)
             if own:
                 _drop_own_folio(S, p)
-            return _finish(S, tid, 0)
+            S.t[tid, T_PC] = F_END
+            return True
         S.vma[S.t[tid, T_VMA], V_PTE0 + S.t[tid, T_F_PAGE]] = PTE_PRESENT | PTE_YOUNG
         cost = S.k[K_PTE_INSTALL]
         if own:
@@ -452,7 +436,7 @@ def step(S, tid, pc):
             S.pg[p, P_FLAGS] |= PG_DIRTY
             swap_free_entry(S, p)
         folio_unlock(S, p)
-        return _finish(S, tid, cost)
+        return spend(S, tid, cost, F_END)
 
     raise RuntimeError("swap: unknown program counter")
 

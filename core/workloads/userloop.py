@@ -4,7 +4,7 @@ miss), and the end of a round."""
 from numba import njit
 
 from core.fault import fault_begin
-from core.sched import release_core, run_for
+from core.sched import release_core, run_for, spend
 from core.state import (
     F_LOCK_VMA,
     G_COUNTERS,
@@ -36,11 +36,7 @@ def touch_pages(S, tid, v, end, done_pc, again_pc):
     S.t[tid, T_PAGE] = i
     cost = (i - start) * S.k[K_TOUCH]
     if i >= end:
-        if cost > 0:
-            run_for(S, tid, cost, done_pc)
-            return False
-        S.t[tid, T_PC] = done_pc
-        return True
+        return spend(S, tid, cost, done_pc)
     cost += fault_begin(S, tid, i, again_pc)
     S.t[tid, T_F_START] += (i - start) * S.k[K_TOUCH]
     run_for(S, tid, cost, F_LOCK_VMA)
