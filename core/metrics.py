@@ -11,7 +11,7 @@ from __future__ import annotations
 
 # Version of the model's semantics. Bump it whenever a change alters any simulated row, so
 # the sweep's point store (keyed by params + this) recomputes instead of serving stale rows.
-MODEL_VERSION = "2.4.0"
+MODEL_VERSION = "2.4.1"
 
 # ---- vm events (indices into the counters array) ----------------------------------------
 PGFAULT = 0
@@ -46,7 +46,8 @@ SWAPCACHE_BUSY = 28      # swapcache_prepare failed: the one-jiffy swapcache_wq 
 PAGEOUT_LOCKED_SKIP = 29  # MADV_PAGEOUT found the folio locked (folio_trylock failed)
 PAGEOUT_ROUNDS = 30      # swapin: full MADV_PAGEOUT passes over the VMA
 SWAPIN_ROUNDS = 31       # swapin: full read passes over the VMA
-N_COUNTERS = 32
+RECLAIM_NO_PROGRESS = 32  # memcg reclaim calls that freed nothing (the penalty's condition)
+N_COUNTERS = 33
 
 COUNTER_NAMES = [
     "pgfault", "pgmajfault", "retry_mmap_drop", "retry_io_miss", "vma_lock_success",
@@ -56,6 +57,7 @@ COUNTER_NAMES = [
     "rounds", "pgscan", "ra_truncated", "max_reclaim", "high_reclaim_inkernel",
     "lru_lock_wait_ns", "aging_runs", "peak_usage_pages", "pswpin", "pswpout",
     "swapcache_busy", "pageout_locked_skip", "pageout_rounds", "swapin_rounds",
+    "reclaim_no_progress",
 ]
 assert len(COUNTER_NAMES) == N_COUNTERS
 
@@ -82,7 +84,7 @@ LOCK_COLUMNS = (
 DETAIL_COLUMNS = ["drops_per_round", "misses_per_round", "pgscan", "ra_truncated",
                   "max_reclaim", "high_reclaim_inkernel", "lru_lock_wait_total_us",
                   "aging_runs", "memcg_oom", "pswpin", "pswpout", "swapcache_busy",
-                  "pageout_locked_skip"]
+                  "pageout_locked_skip", "reclaim_no_progress"]
 ENGINE_COLUMNS = ["sim_time_s", "events", "wall_s", "events_per_s"]
 
 METRIC_COLUMNS = (WORKLOAD_COLUMNS + FAULT_COLUMNS + MEMORY_COLUMNS + LOCK_COLUMNS

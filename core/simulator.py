@@ -230,6 +230,7 @@ def row_from_state(p: Params, S, wall_s: float) -> dict:
         "pswpout": int(c[M.PSWPOUT]),
         "swapcache_busy": int(c[M.SWAPCACHE_BUSY]),
         "pageout_locked_skip": int(c[M.PAGEOUT_LOCKED_SKIP]),
+        "reclaim_no_progress": int(c[M.RECLAIM_NO_PROGRESS]),
         "throughput_rounds_s": rounds / sim_time_s if sim_time_s > 0 else None,
         "pgfault": int(c[M.PGFAULT]),
         "pgmajfault": int(c[M.PGMAJFAULT]),

@@ -43,7 +43,7 @@ from core.lru import (
     try_to_inc_min_seq,
     workingset_eviction,
 )
-from core.metrics import AGING_RUNS, PAGES_RECLAIMED, PGSCAN
+from core.metrics import AGING_RUNS, PAGES_RECLAIMED, PGSCAN, RECLAIM_NO_PROGRESS
 from core.rwsem import down_read_trylock, up_read
 from core.sched import call, run_for
 from core.state import (
@@ -385,6 +385,8 @@ def step(S, tid, pc):
 
     if pc == RC_PRIORITY:
         if S.t[tid, T_R_RECLAIMED] >= S.t[tid, T_R_TARGET] or S.t[tid, T_R_PRIORITY] < 0:
+            if S.t[tid, T_R_RECLAIMED] == 0:
+                S.g[G_COUNTERS + RECLAIM_NO_PROGRESS] += 1
             S.t[tid, T_PC] = PC_RETURN
             return True
         if S.k[K_LRU] == LRU_MGLRU:
