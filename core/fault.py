@@ -57,7 +57,7 @@ from core.pagecache import (
 )
 from core.readahead import filemap_add_folio, page_cache_async_ra, page_cache_sync_ra
 from core.rwsem import down_read, up_read
-from core.sched import call, run_for
+from core.sched import call, proceed, run_for
 from core.state import (
     F_END,
     F_FILEMAP,
@@ -212,10 +212,7 @@ def step(S, tid, pc):
         S.t[tid, T_F_FLAGS] |= FAULT_FLAG_ALLOW_RETRY
         S.t[tid, T_F_FPIN] = 0
         S.t[tid, T_F_MAJOR] = 0
-        if down_read(S, tid, F_MMAP_LOCKED):
-            S.t[tid, T_PC] = F_MMAP_LOCKED
-            return True
-        return False
+        return proceed(S, tid, down_read(S, tid, F_MMAP_LOCKED), F_MMAP_LOCKED)
 
     if pc == F_MMAP_LOCKED:
         S.t[tid, T_F_LOCK] = LOCK_MMAP
@@ -289,10 +286,7 @@ def step(S, tid, pc):
             S.t[tid, T_PC] = F_LOCKED
             return True
         maybe_unlock_mmap_for_io(S, tid)
-        if folio_lock(S, tid, p, F_LOCKED):
-            S.t[tid, T_PC] = F_LOCKED
-            return True
-        return False
+        return proceed(S, tid, folio_lock(S, tid, p, F_LOCKED), F_LOCKED)
 
     if pc == F_LOCKED:
         p = fault_folio(S, tid)

@@ -21,7 +21,15 @@ lru_lock). The cost of reclaim under contention comes out of this lock, not a fa
 from numba import njit
 
 from core.metrics import LRU_LOCK_WAIT_NS, REFAULTS
-from core.sched import end_spin, fifo_append, local_irq_disable, local_irq_enable, run_for, spin
+from core.sched import (
+    end_spin,
+    fifo_append,
+    local_irq_disable,
+    local_irq_enable,
+    proceed,
+    run_for,
+    spin,
+)
 from core.state import (
     C_FB0,
     C_FB_N,
@@ -337,10 +345,7 @@ def step(S, tid, pc):
         if S.core[S.t[tid, T_CORE], C_FB_N] == 0:
             S.t[tid, T_PC] = PC_RETURN
             return True
-        if spin_lock_irq_lru(S, tid, LR_ADD_DRAIN_LOCKED):
-            S.t[tid, T_PC] = LR_ADD_DRAIN_LOCKED
-            return True
-        return False
+        return proceed(S, tid, spin_lock_irq_lru(S, tid, LR_ADD_DRAIN_LOCKED), LR_ADD_DRAIN_LOCKED)
     if pc == LR_ADD_DRAIN_LOCKED:
         n = lru_add_drain_locked(S, S.t[tid, T_CORE])
         run_for(S, tid, lru_hold_ns(S, n), LR_ADD_DRAIN_DONE)

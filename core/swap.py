@@ -45,7 +45,7 @@ from core.lru import folio_add_lru, lruvec_add_folio
 from core.memcg import mem_cgroup_charge, uncharge
 from core.metrics import PGMAJFAULT, PSWPIN, SWAPCACHE_BUSY
 from core.pagecache import folio_lock, folio_trylock, folio_unlock, folio_wait_locked
-from core.sched import block, call, run_for, spend, wake
+from core.sched import block, call, proceed, run_for, spend, wake
 from core.state import (
     EV_TIMER,
     F_END,
@@ -399,10 +399,7 @@ def step(S, tid, pc):
             release_fault_lock(S, tid)
             S.t[tid, T_F_FPIN] = 1
             return folio_wait_locked(S, tid, p, SW_WAITED)
-        if folio_lock(S, tid, p, SW_LOCKED):
-            S.t[tid, T_PC] = SW_LOCKED
-            return True
-        return False
+        return proceed(S, tid, folio_lock(S, tid, p, SW_LOCKED), SW_LOCKED)
 
     if pc == SW_WAITED:
         S.pg[fault_folio(S, tid), P_REFS] -= 1           # out_release: folio_put

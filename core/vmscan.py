@@ -45,7 +45,7 @@ from core.lru import (
 )
 from core.metrics import AGING_RUNS, PAGES_RECLAIMED, PGSCAN, RECLAIM_NO_PROGRESS
 from core.rwsem import down_read_trylock, up_read
-from core.sched import call, run_for
+from core.sched import call, proceed, run_for
 from core.state import (
     FL_VMA,
     G_AGING_SEQ,
@@ -408,10 +408,7 @@ def step(S, tid, pc):
         if S.t[tid, T_R_RECLAIMED] >= S.t[tid, T_R_TARGET] or S.t[tid, T_R_BUDGET] <= 0:
             S.t[tid, T_PC] = RC_PRIORITY
             return True
-        if spin_lock_irq_lru(S, tid, RC_ISOLATE_LOCKED):
-            S.t[tid, T_PC] = RC_ISOLATE_LOCKED
-            return True
-        return False
+        return proceed(S, tid, spin_lock_irq_lru(S, tid, RC_ISOLATE_LOCKED), RC_ISOLATE_LOCKED)
 
     if pc == RC_ISOLATE_LOCKED:
         moved = 0
@@ -436,10 +433,7 @@ def step(S, tid, pc):
         if S.t[tid, T_R_BATCH_N] == 0:
             S.t[tid, T_PC] = RC_ISOLATE
             return True
-        if spin_lock_irq_lru(S, tid, RC_PUTBACK_LOCKED):
-            S.t[tid, T_PC] = RC_PUTBACK_LOCKED
-            return True
-        return False
+        return proceed(S, tid, spin_lock_irq_lru(S, tid, RC_PUTBACK_LOCKED), RC_PUTBACK_LOCKED)
 
     if pc == RC_PUTBACK_LOCKED:
         n = move_folios_to_lru(S, tid)
@@ -493,10 +487,7 @@ def step(S, tid, pc):
         if S.g[G_MAX_SEQ] != S.t[tid, T_R_SEQ]:
             S.t[tid, T_PC] = PC_RETURN
             return True
-        if spin_lock_irq_lru(S, tid, RC_AGING_INC_LOCKED):
-            S.t[tid, T_PC] = RC_AGING_INC_LOCKED
-            return True
-        return False
+        return proceed(S, tid, spin_lock_irq_lru(S, tid, RC_AGING_INC_LOCKED), RC_AGING_INC_LOCKED)
 
     if pc == RC_AGING_INC_LOCKED:
         moved = 0
