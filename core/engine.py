@@ -116,7 +116,7 @@ def _warmup_snapshot(S):
     for i in range(8):
         S.g[G_WARM_HIST + i] = S.g[G_HIST_READ + i]
         S.g[G_WARM_HIST + 8 + i] = S.g[G_HIST_WRITE + i]
-    for i in range(LAT_BINS):
+    for i in range(3 * LAT_BINS):               # G_LAT_HIST, G_RETRY_HIST, G_AGE_HIST
         S.g[G_LAT_HIST + i] = 0
 
 

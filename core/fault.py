@@ -36,6 +36,7 @@ back to the VMA lock except the hard cases, which file read faults never hit),
 from numba import njit
 
 from core.blockdev import submit_read
+from core.hist import hist_add
 from core.memcg import exit_to_user_mode, mem_cgroup_charge, uncharge
 from core.metrics import (
     PAGES_READ,
@@ -78,13 +79,13 @@ from core.state import (
     FL_ANON,
     G_COUNTERS,
     G_LAT_HIST,
+    G_RETRY_HIST,
     G_NOW,
     K_FAULT_ENTRY,
     K_FILE_PAGES,
     K_POLICY,
     K_SPARSE,
     K_ZERO_FILL,
-    LAT_BINS,
     LOCK_MMAP,
     LOCK_NONE,
     LOCK_VMA,
@@ -101,6 +102,7 @@ from core.state import (
     POL_VMA_RETRY_UPTODATE,
     SW_FAULT,
     T_C_OK,
+    T_F_DROP_NS,
     T_F_FLAGS,
     T_F_FPIN,
     T_F_LOCK,
@@ -155,20 +157,7 @@ def maybe_unlock_mmap_for_io(S, tid):
 
 @njit(cache=True)
 def _record_latency(S, tid):
-    ns = S.g[G_NOW] - S.t[tid, T_F_START]
-    b = 0
-    if ns >= 64:
-        # 1/8-octave bins from 64 ns: bin = 8 * log2(ns / 64).
-        x = ns >> 6
-        lg = 0
-        while x >= 2:
-            x >>= 1
-            lg += 1
-        frac = ((ns << 3) >> (lg + 6)) - 8   # 0..7: the next three bits below the top one
-        b = 1 + lg * 8 + frac
-        if b >= LAT_BINS:
-            b = LAT_BINS - 1
-    S.g[G_LAT_HIST + b] += 1
+    hist_add(S, G_LAT_HIST, S.g[G_NOW] - S.t[tid, T_F_START])
 
 
 @njit(cache=True)
@@ -220,6 +209,11 @@ def step(S, tid, pc):
         return True
 
     if pc == F_HANDLE:
+        if S.t[tid, T_F_DROP_NS] > 0:
+            # A retry after out_retry: how long the uptodate folio waited for it (model
+            # diagnostic: RETRY_IO_MISS is this delay outliving the folio, MODEL.md 7a).
+            hist_add(S, G_RETRY_HIST, S.g[G_NOW] - S.t[tid, T_F_DROP_NS])
+            S.t[tid, T_F_DROP_NS] = 0
         if S.file[S.t[tid, T_FILE], FL_ANON]:
             # handle_pte_fault on an anonymous VMA: do_anonymous_page or do_swap_page.
             S.t[tid, T_PC] = SW_FAULT
@@ -304,6 +298,7 @@ def step(S, tid, pc):
         if S.t[tid, T_F_FPIN]:
             # out_retry: vmstat_count.patch counts the drop here, in filemap_fault.
             S.g[G_COUNTERS + RETRY_MMAP_DROP] += 1
+            S.t[tid, T_F_DROP_NS] = S.g[G_NOW]
             folio_unlock(S, p)
             _put_ref(S, tid)
             S.t[tid, T_PC] = F_OUT_RETRY

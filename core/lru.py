@@ -245,11 +245,15 @@ def lruvec_del_folio(S, p):
 
 @njit(cache=True, inline="always")
 def try_to_inc_min_seq(S):
-    """Advance min_seq past empty oldest generations, keeping MIN_NR_GENS."""
+    """Advance min_seq past empty oldest generations, keeping MIN_NR_GENS. True if it
+    moved."""
+    moved = False
     while S.g[G_MIN_SEQ] + MIN_NR_GENS <= S.g[G_MAX_SEQ]:
         if S.g[G_LRU_SIZE + lru_gen_from_seq(S.g[G_MIN_SEQ])] > 0:
-            return
+            break
         S.g[G_MIN_SEQ] += 1
+        moved = True
+    return moved
 
 
 @njit(cache=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 # Version of the model's semantics. Bump it whenever a change alters any simulated row, so
 # the sweep's point store (keyed by params + this) recomputes instead of serving stale rows.
-MODEL_VERSION = "2.4.1"
+MODEL_VERSION = "2.5.0"
 
 # ---- vm events (indices into the counters array) ----------------------------------------
 PGFAULT = 0
@@ -84,7 +84,11 @@ LOCK_COLUMNS = (
 DETAIL_COLUMNS = ["drops_per_round", "misses_per_round", "pgscan", "ra_truncated",
                   "max_reclaim", "high_reclaim_inkernel", "lru_lock_wait_total_us",
                   "aging_runs", "memcg_oom", "pswpin", "pswpout", "swapcache_busy",
-                  "pageout_locked_skip", "reclaim_no_progress"]
+                  "pageout_locked_skip", "reclaim_no_progress",
+                  # file_thrash's miss/drop, MODEL.md 7a: how long a dropped fault's folio
+                  # waits for the retry, against how old a folio is when reclaim evicts it
+                  "retry_delay_p50_us", "retry_delay_p99_us",
+                  "evict_age_p1_us", "evict_age_p10_us", "evict_age_p50_us"]
 ENGINE_COLUMNS = ["sim_time_s", "events", "wall_s", "events_per_s"]
 
 METRIC_COLUMNS = (WORKLOAD_COLUMNS + FAULT_COLUMNS + MEMORY_COLUMNS + LOCK_COLUMNS

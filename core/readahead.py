@@ -36,6 +36,7 @@ from core.state import (
     FL_RA_SIZE,
     FL_RA_START,
     G_COUNTERS,
+    G_NOW,
     K_CHARGE,
     K_FILE_PAGES,
     K_FOLIO_ALLOC,
@@ -44,6 +45,7 @@ from core.state import (
     K_SPARSE,
     K_ZERO_FILL,
     LR_ADD_DRAIN,
+    P_ADDED_NS,
     P_FLAGS,
     PC_RETURN,
     PG_LOCKED,
@@ -132,6 +134,7 @@ def filemap_add_folio(S, tid, p, readahead_mark, in_fault):
     if readahead_mark:
         fl |= PG_READAHEAD
     S.pg[p, P_FLAGS] = fl
+    S.pg[p, P_ADDED_NS] = S.g[G_NOW]
     workingset_refault(S, p)
     return folio_add_lru(S, tid, p, in_fault)
 

@@ -14,7 +14,9 @@ from core.state import (
     G_EVENTS,
     G_HIST_READ,
     G_HIST_WRITE,
+    G_AGE_HIST,
     G_LAT_HIST,
+    G_RETRY_HIST,
     G_LAUNCH_NS,
     G_NOW,
     G_OOM,
@@ -212,6 +214,8 @@ def row_from_state(p: Params, S, wall_s: float) -> dict:
     hr = g[G_HIST_READ:G_HIST_READ + 8] - g[G_WARM_HIST:G_WARM_HIST + 8]
     hw = g[G_HIST_WRITE:G_HIST_WRITE + 8] - g[G_WARM_HIST + 8:G_WARM_HIST + 16]
     lat = g[G_LAT_HIST:G_LAT_HIST + LAT_BINS]
+    retry = g[G_RETRY_HIST:G_RETRY_HIST + LAT_BINS]
+    age = g[G_AGE_HIST:G_AGE_HIST + LAT_BINS]
     sim_time_s = max(0.0, S.g[G_NOW] / 1e9 - p.sim.warmup_s)
     events = int(S.g[G_EVENTS])
     wl = p.workload.name
@@ -264,6 +268,11 @@ def row_from_state(p: Params, S, wall_s: float) -> dict:
         "high_reclaim_inkernel": int(c[M.HIGH_RECLAIM_INKERNEL]),
         "lru_lock_wait_total_us": c[M.LRU_LOCK_WAIT_NS] / 1e3,
         "aging_runs": int(c[M.AGING_RUNS]),
+        "retry_delay_p50_us": _latency_percentile(retry, 0.50),
+        "retry_delay_p99_us": _latency_percentile(retry, 0.99),
+        "evict_age_p1_us": _latency_percentile(age, 0.01),
+        "evict_age_p10_us": _latency_percentile(age, 0.10),
+        "evict_age_p50_us": _latency_percentile(age, 0.50),
         "sim_time_s": sim_time_s,
         "events": events,
         "wall_s": wall_s,

@@ -214,7 +214,8 @@ MA_WRITE_SUBMIT = 815
 PC_RETURN = 999       # pop the call stack
 
 STACK_DEPTH = 16
-RECLAIM_BATCH = 32     # SWAP_CLUSTER_MAX
+RECLAIM_BATCH = 32     # SWAP_CLUSTER_MAX: classic isolation, MADV_PAGEOUT batches
+RECLAIM_SLOTS = 64     # MIN_LRU_BATCH: MGLRU isolates up to this many folios per batch
 LAT_BINS = 256         # fault-latency histogram: log2 bins of 1/8 octave from 64 ns
 
 # ---- scalar slots of g (int64) ---------------------------------------------------------------
@@ -314,9 +315,12 @@ T_SW_OWN = 52  # do_swap_page: the folio is this fault's own (zram path, need_cl
 T_UNFAIR = 53  # folio lock wait: lost races left before the unlocker hands it the lock
 T_FOLIO_RELOCK = 54  # woken by folio_unlock without the lock: folio index + 1 to race for
 T_RW_RELOCK = 55  # a writer woken by rwsem_mark_wake: it must take the lock when it runs
-T_STACK0 = 56                 # STACK_DEPTH return program counters
-T_R_BATCH0 = T_STACK0 + STACK_DEPTH       # RECLAIM_BATCH isolated folios
-N_T = T_R_BATCH0 + RECLAIM_BATCH
+T_R_SCANNED = 56  # reclaim (MGLRU): folios scanned at this priority (try_to_shrink_lruvec)
+T_R_DELTA = 57  # reclaim (MGLRU): what this evict_folios returns (0 ends the priority)
+T_F_DROP_NS = 58  # fault: ns of its last out_retry, until the retry starts (0: none)
+T_STACK0 = 59                 # STACK_DEPTH return program counters
+T_R_BATCH0 = T_STACK0 + STACK_DEPTH       # RECLAIM_SLOTS isolated folios
+N_T = T_R_BATCH0 + RECLAIM_SLOTS
 
 ROLE_READER = 0
 ROLE_WRITER = 1
@@ -331,7 +335,8 @@ ROLE_MAPPER = 1
  P_SHADOW,     # eviction stamp left in the xarray, -1 if none
  P_REFS,       # extra references (a fault between lookup and map): not evictable
  P_WQ_HEAD, P_WQ_TAIL,  # folio-lock waiters, FIFO through T_WAIT_NEXT
- N_P) = range(10)
+ P_ADDED_NS,   # ns: when it entered the page cache (filemap_add_folio)
+ N_P) = range(11)
 
 # ---- per-VMA state: columns of S.vma (int64[n_vmas, N_V + file_pages]) ----------------------
 (V_FILE, V_ATTACHED, V_READERS, V_WRITE_LOCKED,
@@ -379,8 +384,10 @@ G_WARM_COUNTERS = G_COUNTERS + _NC       # their snapshot at the end of warm-up
 G_HIST_READ = G_WARM_COUNTERS + _NC      # mmap_lock read waits, decades of us
 G_HIST_WRITE = G_HIST_READ + 8
 G_WARM_HIST = G_HIST_WRITE + 8           # snapshot of both at warm-up
-G_LAT_HIST = G_WARM_HIST + 16            # fault latency, 1/8-octave bins from 64 ns
-G_IDLE_LIST = G_LAT_HIST + LAT_BINS      # idle cores (indexed set with C_IDLE_POS)
+G_LAT_HIST = G_WARM_HIST + 16            # fault latency, 1/8-octave bins from 64 ns (core.hist)
+G_RETRY_HIST = G_LAT_HIST + LAT_BINS     # out_retry to the retry's handle_mm_fault
+G_AGE_HIST = G_RETRY_HIST + LAT_BINS     # page-cache age of each file folio reclaim evicts
+G_IDLE_LIST = G_AGE_HIST + LAT_BINS      # idle cores (indexed set with C_IDLE_POS)
 
 # Few arrays on purpose: numba passes a namedtuple member by member on every call that is
 # not inlined (measured: 1.8 us per call with 110 arrays, 0.07 us with 6).

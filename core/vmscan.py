@@ -1,12 +1,23 @@
 """Reclaim of the memcg's LRU (mm/vmscan.c), run on the charging thread.
 
 `try_to_free_mem_cgroup_pages` -> `do_try_to_free_pages`: priorities DEF_PRIORITY (12)
-down to 0, each scanning `lru_size >> priority` folios in batches of SWAP_CLUSTER_MAX (32),
-until `nr_to_reclaim` folios are freed. A batch is:
+down to 0 until `nr_to_reclaim` folios are freed. At each priority:
+- classic (`shrink_lruvec`): scan `lru_size >> priority` folios in batches of
+  SWAP_CLUSTER_MAX (32), stopping once `nr_to_reclaim` are freed;
+- MGLRU (`lru_gen_shrink_lruvec` -> `try_to_shrink_lruvec`): loop `get_nr_to_scan` then
+  `evict_folios` until the folios scanned reach `nr_to_scan`, or a batch returns 0 (only
+  two generations were left). Memcg reclaim never stops early inside a priority
+  (`should_abort_scan` is for root reclaim). `get_nr_to_scan` is `lru_size >> priority`,
+  except when `should_run_aging` says aging is due (three generations or fewer): at
+  DEF_PRIORITY it tries to get away without aging (with two generations that means
+  scanning nothing), below it ages (`try_to_inc_max_seq`) and ends the priority without
+  evicting.
+A batch is:
 
-1. `isolate` under lru_lock (spinning with interrupts off if contended): take up to 32
-   folios off the tail of the oldest generation (MGLRU `scan_folios`, sorting promoted
-   folios to their generation on the way) or of the inactive list (classic).
+1. `isolate` under lru_lock (spinning with interrupts off if contended): classic takes up
+   to 32 folios off the inactive tail; MGLRU `scan_folios` takes up to MIN_LRU_BATCH (64)
+   off the tail of the oldest generation, scanning at most min(nr_to_scan, MAX_LRU_BATCH)
+   and sorting promoted folios to their generation on the way, all under the lock.
 2. `shrink_folio_list` without lru_lock: a locked folio or one with extra references is
    kept; a mapped folio whose PTE is young is referenced (MGLRU: `lru_gen_look_around`
    promotes it and its young neighbours; classic: `folio_check_references` keeps it once,
@@ -22,12 +33,16 @@ MGLRU eviction needs three generations. With only two, the reclaimer ages first
 generation under lru_lock (`inc_max_seq`). A reclaimer that finds the mm already being
 walked by another adds the generation at once without walking (`iterate_mm_list`). A
 failed trylock skips the walk (`walk_mm` returns -EBUSY) and still adds the generation.
-Simplifications: one memcg, one node and zone; the should_run_aging balance test of a
-three-generation lruvec is taken at every priority (the kernel waits for priority < 12).
+This is the aging feedback of 6.14+ ("mm/mglru: rework aging feedback"): aging is due
+when three generations or fewer are left, whatever their sizes.
+Simplifications: one memcg, one node and zone; file folios only (memcg reclaim does not
+scan anon here, core.params); evict_folios' second pass over clean folios that "may have
+missed folio_rotate_reclaimable()" is not modelled (nothing rotates them here).
 """
 
 from numba import njit
 
+from core.hist import hist_add
 from core.lru import (
     folio_update_gen,
     inc_max_seq,
@@ -48,6 +63,7 @@ from core.rwsem import down_read_trylock, up_read
 from core.sched import call, proceed, run_for
 from core.state import (
     FL_VMA,
+    G_AGE_HIST,
     G_AGING_SEQ,
     G_AGING_WALKER,
     G_COUNTERS,
@@ -56,6 +72,7 @@ from core.state import (
     G_LRU_TAIL,
     G_MAX_SEQ,
     G_MIN_SEQ,
+    G_NOW,
     G_USAGE,
     K_AGING_BASE,
     K_AGING_CHUNK,
@@ -70,6 +87,7 @@ from core.state import (
     LRU_MGLRU,
     MAX_NR_GENS,
     MIN_NR_GENS,
+    P_ADDED_NS,
     P_FLAGS,
     P_GEN,
     P_REFS,
@@ -98,12 +116,15 @@ from core.state import (
     RC_PUTBACK_LOCKED,
     RC_SHRINK,
     RECLAIM_BATCH,
+    RECLAIM_SLOTS,
     T_PC,
     T_R_BATCH0,
     T_R_BATCH_N,
     T_R_BUDGET,
+    T_R_DELTA,
     T_R_PRIORITY,
     T_R_RECLAIMED,
+    T_R_SCANNED,
     T_R_SEQ,
     T_R_TARGET,
     T_R_WALK_PAGE,
@@ -115,8 +136,8 @@ from core.state import (
 
 DEF_PRIORITY = 12
 SWAP_CLUSTER_MAX = 32
-MIN_LRU_BATCH = 64      # BITS_PER_LONG: lru_gen_look_around's window
-MAX_SCAN_PER_BATCH = 4 * RECLAIM_BATCH
+MIN_LRU_BATCH = RECLAIM_SLOTS   # BITS_PER_LONG: scan_folios' batch, look-around's window
+MAX_LRU_BATCH = MIN_LRU_BATCH * 64   # the most scan_folios scans under one lru_lock hold
 
 
 @njit(cache=True)
@@ -138,49 +159,65 @@ def lru_file_total(S):
 
 @njit(cache=True)
 def should_run_aging(S):
-    """(needed, mandatory): mglru should_run_aging for the file type."""
+    """MGLRU should_run_aging (6.14+), file type: (aging due, nr_to_scan). With two
+    generations eviction is impossible ("have to run aging") and there is nothing to scan;
+    with three, aging is "better" though eviction is still possible."""
     gens = nr_gens(S)
-    if gens <= MIN_NR_GENS:
-        return True, True
-    if gens > MIN_NR_GENS + 1:
-        return False, False
+    if gens < MIN_NR_GENS + 1:
+        return True, 0
     total = 0
-    for i in range(MAX_NR_GENS):
-        total += S.g[G_GEN_PAGES + i]
-    young = S.g[G_GEN_PAGES + lru_gen_from_seq(S.g[G_MAX_SEQ])]
-    old = S.g[G_GEN_PAGES + lru_gen_from_seq(S.g[G_MIN_SEQ])]
-    if young * MIN_NR_GENS > total or old * (MIN_NR_GENS + 2) < total:
-        return True, False
-    return False, False
+    for seq in range(S.g[G_MIN_SEQ], S.g[G_MAX_SEQ] + 1):
+        total += S.g[G_GEN_PAGES + lru_gen_from_seq(seq)]
+    return gens == MIN_NR_GENS + 1, total
+
+
+AGE_INSTEAD = -1
+
+
+@njit(cache=True)
+def get_nr_to_scan(S, priority):
+    """MGLRU get_nr_to_scan: folios to scan at this priority, or AGE_INSTEAD ("stop
+    scanning this lruvec as it's low on cold folios": try_to_inc_max_seq, then the next
+    priority). At DEF_PRIORITY it "tries to get away with not aging"."""
+    aging, nr_to_scan = should_run_aging(S)
+    if not aging or priority == DEF_PRIORITY:
+        return nr_to_scan >> priority
+    return AGE_INSTEAD
 
 
 # ---- isolation (lru_lock held) -------------------------------------------------------------
 @njit(cache=True, _nrt=False)
 def isolate_folios(S, tid):
-    """scan_folios / isolate_lru_folios: fill r_batch. Returns folios scanned."""
+    """scan_folios / isolate_lru_folios: fill r_batch. Returns folios scanned.
+
+    MGLRU (`scan_folios`): the oldest generation only, from its tail, until MIN_LRU_BATCH
+    folios are isolated or min(r_budget, MAX_LRU_BATCH) were scanned; nothing with only two
+    generations. Classic: up to SWAP_CLUSTER_MAX off the inactive tail, r_budget at most,
+    which it consumes."""
     n = 0
     scanned = 0
     budget = S.t[tid, T_R_BUDGET]
     if S.k[K_LRU] == LRU_MGLRU:
-        while n < RECLAIM_BATCH and scanned < MAX_SCAN_PER_BATCH and scanned < budget:
-            try_to_inc_min_seq(S)
-            if nr_gens(S) <= MIN_NR_GENS:
-                break
+        remaining = min(budget, MAX_LRU_BATCH)
+        if nr_gens(S) > MIN_NR_GENS:
             lst = lru_gen_from_seq(S.g[G_MIN_SEQ])
-            p = S.g[G_LRU_TAIL + lst]
-            if p < 0:
-                break
-            scanned += 1
-            if S.pg[p, P_GEN] != S.g[G_MIN_SEQ]:
-                # sort_folio: promoted since it was listed; move it to its generation.
-                list_del(S, p)
-                list_add(S, lru_gen_from_seq(S.pg[p, P_GEN]), p)
-                continue
-            lruvec_del_folio(S, p)
-            S.pg[p, P_FLAGS] |= PG_ISOLATED
-            S.t[tid, T_R_BATCH0 + n] = p
-            n += 1
-        try_to_inc_min_seq(S)
+            while n < RECLAIM_SLOTS and remaining > 0:
+                p = S.g[G_LRU_TAIL + lst]
+                if p < 0:
+                    break
+                scanned += 1
+                remaining -= 1
+                if S.pg[p, P_GEN] != S.g[G_MIN_SEQ]:
+                    # sort_folio: promoted since it was listed; move it to its generation.
+                    list_del(S, p)
+                    list_add(S, lru_gen_from_seq(S.pg[p, P_GEN]), p)
+                    continue
+                lruvec_del_folio(S, p)
+                S.pg[p, P_FLAGS] |= PG_ISOLATED
+                S.t[tid, T_R_BATCH0 + n] = p
+                n += 1
+        # scan_folios' return: "isolated || !remaining ? scanned : 0"
+        S.t[tid, T_R_DELTA] = scanned if (n > 0 or remaining == 0) else 0
     else:
         while n < RECLAIM_BATCH and scanned < budget:
             p = S.g[G_LRU_TAIL + LIST_INACTIVE]
@@ -191,9 +228,9 @@ def isolate_folios(S, tid):
             S.pg[p, P_FLAGS] |= PG_ISOLATED
             S.t[tid, T_R_BATCH0 + n] = p
             n += 1
+        S.t[tid, T_R_BUDGET] = budget - max(scanned, 1)
     S.t[tid, T_R_BATCH_N] = n
     S.g[G_COUNTERS + PGSCAN] += scanned
-    S.t[tid, T_R_BUDGET] = budget - max(scanned, 1)
     return scanned
 
 
@@ -304,6 +341,7 @@ def shrink_folio_list(S, tid):
             kept += 1
             continue
         # __remove_mapping: the folio leaves the page cache, a shadow stays behind.
+        hist_add(S, G_AGE_HIST, S.g[G_NOW] - S.pg[p, P_ADDED_NS])
         S.pg[p, P_FLAGS] = 0
         S.pg[p, P_GEN] = 0
         workingset_eviction(S, p)
@@ -372,6 +410,18 @@ def walk_mm_chunk(S, tid):
 
 
 # ---- the reclaim program -------------------------------------------------------------------
+@njit(cache=True, inline="always")
+def _batch_done(S, tid):
+    """After a batch: the next one, or the next priority (MGLRU try_to_shrink_lruvec:
+    evict_folios returned 0, or the folios scanned reached this iteration's nr_to_scan)."""
+    if S.k[K_LRU] == LRU_MGLRU and (S.t[tid, T_R_DELTA] == 0
+                                    or S.t[tid, T_R_SCANNED] >= S.t[tid, T_R_BUDGET]):
+        S.t[tid, T_R_PRIORITY] -= 1
+        S.t[tid, T_PC] = RC_PRIORITY
+    else:
+        S.t[tid, T_PC] = RC_ISOLATE
+
+
 @njit(cache=True, _nrt=False)
 def step(S, tid, pc):
     """Run one step of the reclaim program; True to keep stepping, False once the thread
@@ -384,46 +434,64 @@ def step(S, tid, pc):
         return True
 
     if pc == RC_PRIORITY:
+        # do_try_to_free_pages: the next priority, unless enough was freed.
         if S.t[tid, T_R_RECLAIMED] >= S.t[tid, T_R_TARGET] or S.t[tid, T_R_PRIORITY] < 0:
             if S.t[tid, T_R_RECLAIMED] == 0:
                 S.g[G_COUNTERS + RECLAIM_NO_PROGRESS] += 1
             S.t[tid, T_PC] = PC_RETURN
             return True
-        if S.k[K_LRU] == LRU_MGLRU:
-            need, mandatory = should_run_aging(S)
-            if need and (mandatory or S.t[tid, T_R_PRIORITY] < DEF_PRIORITY):
-                S.t[tid, T_R_SEQ] = S.g[G_MAX_SEQ]
-                S.t[tid, T_R_PRIORITY] -= 1
-                call(S, tid, RC_AGING, RC_PRIORITY)
-                return True
-        # get_scan_count: both lists of the type are scanned at lru_size >> priority (the
-        # active one by deactivation into the inactive one when that runs low).
-        total = lru_file_total(S)
-        S.t[tid, T_R_BUDGET] = total >> S.t[tid, T_R_PRIORITY]
-        S.t[tid, T_R_PRIORITY] -= 1
+        S.t[tid, T_R_SCANNED] = 0
+        if S.k[K_LRU] != LRU_MGLRU:
+            # get_scan_count: both lists of the type are scanned at lru_size >> priority (the
+            # active one by deactivation into the inactive one when that runs low).
+            S.t[tid, T_R_BUDGET] = lru_file_total(S) >> S.t[tid, T_R_PRIORITY]
         S.t[tid, T_PC] = RC_ISOLATE
         return True
 
     if pc == RC_ISOLATE:
-        if S.t[tid, T_R_RECLAIMED] >= S.t[tid, T_R_TARGET] or S.t[tid, T_R_BUDGET] <= 0:
+        if S.k[K_LRU] == LRU_MGLRU:
+            # try_to_shrink_lruvec's loop: get_nr_to_scan before every evict_folios.
+            nr_to_scan = get_nr_to_scan(S, S.t[tid, T_R_PRIORITY])
+            if nr_to_scan == AGE_INSTEAD:
+                S.t[tid, T_R_SEQ] = S.g[G_MAX_SEQ]
+                S.t[tid, T_R_PRIORITY] -= 1
+                call(S, tid, RC_AGING, RC_PRIORITY)
+                return True
+            if nr_to_scan <= 0:
+                S.t[tid, T_R_PRIORITY] -= 1
+                S.t[tid, T_PC] = RC_PRIORITY
+                return True
+            S.t[tid, T_R_BUDGET] = nr_to_scan
+        elif S.t[tid, T_R_RECLAIMED] >= S.t[tid, T_R_TARGET] or S.t[tid, T_R_BUDGET] <= 0:
+            S.t[tid, T_R_PRIORITY] -= 1
             S.t[tid, T_PC] = RC_PRIORITY
             return True
         return proceed(S, tid, spin_lock_irq_lru(S, tid, RC_ISOLATE_LOCKED), RC_ISOLATE_LOCKED)
 
     if pc == RC_ISOLATE_LOCKED:
         moved = 0
-        if S.k[K_LRU] != LRU_MGLRU and inactive_is_low(S):
-            moved = shrink_active_list(S, SWAP_CLUSTER_MAX)
-        scanned = isolate_folios(S, tid)
-        if scanned == 0 and moved == 0:
-            S.t[tid, T_R_BUDGET] = 0
+        if S.k[K_LRU] == LRU_MGLRU:
+            # evict_folios: isolate, then try_to_inc_min_seq; with two generations left the
+            # batch still goes through shrink_folio_list but returns 0 (ends the priority).
+            scanned = isolate_folios(S, tid)
+            if try_to_inc_min_seq(S):
+                S.t[tid, T_R_DELTA] += 1
+            if nr_gens(S) <= MIN_NR_GENS:
+                S.t[tid, T_R_DELTA] = 0
+            S.t[tid, T_R_SCANNED] += S.t[tid, T_R_DELTA]
+        else:
+            if inactive_is_low(S):
+                moved = shrink_active_list(S, SWAP_CLUSTER_MAX)
+            scanned = isolate_folios(S, tid)
+            if scanned == 0 and moved == 0:
+                S.t[tid, T_R_BUDGET] = 0
         run_for(S, tid, lru_hold_ns(S, scanned + moved), RC_SHRINK)
         return False
 
     if pc == RC_SHRINK:
         spin_unlock_irq_lru(S, tid)
         if S.t[tid, T_R_BATCH_N] == 0:
-            S.t[tid, T_PC] = RC_ISOLATE
+            _batch_done(S, tid)
             return True
         cost = shrink_folio_list(S, tid)
         run_for(S, tid, cost, RC_PUTBACK)
@@ -431,7 +499,7 @@ def step(S, tid, pc):
 
     if pc == RC_PUTBACK:
         if S.t[tid, T_R_BATCH_N] == 0:
-            S.t[tid, T_PC] = RC_ISOLATE
+            _batch_done(S, tid)
             return True
         return proceed(S, tid, spin_lock_irq_lru(S, tid, RC_PUTBACK_LOCKED), RC_PUTBACK_LOCKED)
 
@@ -442,7 +510,7 @@ def step(S, tid, pc):
 
     if pc == RC_PUTBACK_DONE:
         spin_unlock_irq_lru(S, tid)
-        S.t[tid, T_PC] = RC_ISOLATE
+        _batch_done(S, tid)
         return True
 
     # -- try_to_inc_max_seq ------------------------------------------------------------------

@@ -22,7 +22,20 @@ from _sim_util import start as _start
 from _sim_util import step_event as _step_event
 
 import core
-from core import Params, engine, fault, lru, memcg, pagecache, rwsem, sched, vma, vmscan
+from core import (
+    Params,
+    engine,
+    fault,
+    hist,
+    lru,
+    memcg,
+    pagecache,
+    readahead,
+    rwsem,
+    sched,
+    vma,
+    vmscan,
+)
 from core import metrics as M
 from core.simulator import build_state
 from core.state import (
@@ -44,6 +57,7 @@ from core.state import (
     G_IDLE_LIST,
     G_IDLE_N,
     G_IO_INFLIGHT,
+    G_AGE_HIST,
     G_LAT_HIST,
     G_LRU_SIZE,
     G_LRU_TAIL,
@@ -51,6 +65,7 @@ from core.state import (
     G_MIN_SEQ,
     G_NONRESIDENT_AGE,
     G_NOW,
+    G_RETRY_HIST,
     G_OOM,
     G_PEAK_USAGE,
     G_RW_HANDOFF,
@@ -82,6 +97,7 @@ from core.state import (
     LOCK_VMA,
     M_DOWNGRADE,
     NO_LIST,
+    P_ADDED_NS,
     P_FLAGS,
     P_GEN,
     P_LIST,
@@ -112,6 +128,7 @@ from core.state import (
     T_R_BATCH0,
     T_R_BATCH_N,
     T_R_BUDGET,
+    T_R_DELTA,
     T_R_RECLAIMED,
     T_RW_RELOCK,
     T_RW_WANT,
@@ -121,6 +138,7 @@ from core.state import (
     T_VMA,
     T_WAIT_NEXT,
     TS_BLOCKED,
+    TS_EXITED,
     TS_RUNNING,
     TS_SPINNING,
     V_ATTACHED,
@@ -128,6 +146,7 @@ from core.state import (
     V_READERS,
     V_WRITE_LOCKED,
     V_WRITER,
+    W_AL_DONE,
     W_TOUCH,
 )
 
@@ -561,8 +580,9 @@ def test_filemap_map_pages_skips_unmappable_folios():
 
 # ---- 5. reclaim -------------------------------------------------------------------------------
 
-def _reclaim_state(lru_name):
-    _, S = _state(machine={"lru": lru_name, "cores": 1}, workload={"threads": 1, "file_mb": 1})
+def _reclaim_state(lru_name, file_mb=1):
+    _, S = _state(machine={"lru": lru_name, "cores": 1},
+                  workload={"threads": 1, "file_mb": file_mb})
     _on_core(S, 0, 0)
     S.vma[0, V_ATTACHED] = 1
     S.t[0, T_VMA] = 0
@@ -674,14 +694,88 @@ def test_reclaim_mglru_look_around_promotes_young_folio():
     assert S.pg[B, P_FLAGS] == U | PG_LRU                # PG_active consumed by the add
     assert list(S.g[G_GEN_PAGES:G_GEN_PAGES + 4]) == [0, 1, 1, 0]
 
-    # next isolation sorts C to its generation instead of isolating it; min_seq advances
+    # next isolation sorts C to its generation instead of isolating it; scan_folios
+    # returns 0 (nothing isolated, scan limit not reached), then evict_folios' own
+    # try_to_inc_min_seq advances min_seq past the empty generation
     S.t[0, T_R_BUDGET] = 10
     assert vmscan.isolate_folios(S, 0) == 1
-    assert S.t[0, T_R_BATCH_N] == 0
+    assert S.t[0, T_R_BATCH_N] == 0 and S.t[0, T_R_DELTA] == 0
     assert _list(S, 0) == [] and _list(S, 2) == [C] and S.pg[C, P_FLAGS] & PG_LRU
+    assert (S.g[G_MIN_SEQ], S.g[G_MAX_SEQ]) == (0, 2)
+    assert lru.try_to_inc_min_seq(S)
     assert (S.g[G_MIN_SEQ], S.g[G_MAX_SEQ]) == (1, 2)
     assert S.pg[B, P_FLAGS] & PG_PRESENT and S.pg[C, P_FLAGS] & PG_PRESENT
     assert _counter(S, M.PGSCAN) == 3
+
+
+def _mglru_cold_folios(S, n, min_seq):
+    """n unmapped, clean, uptodate folios in generation min_seq (the oldest), charged."""
+    S.g[G_MIN_SEQ] = min_seq
+    for p in range(n):
+        S.pg[p, P_FLAGS] = PG_PRESENT | PG_UPTODATE
+        lru.lruvec_add_folio(S, p, False)
+    S.g[G_USAGE] = n
+
+
+def test_mglru_get_nr_to_scan_ages_below_default_priority_only():
+    """6.14+ aging feedback: aging is due at three generations or fewer; at DEF_PRIORITY
+    the reclaimer scans anyway (nothing, with two), below it ages instead of scanning."""
+    S = _reclaim_state("mglru", file_mb=16)
+    _mglru_cold_folios(S, 4096, 0)
+    assert (S.g[G_MIN_SEQ], S.g[G_MAX_SEQ]) == (0, 2)                   # three generations
+    assert vmscan.should_run_aging(S) == (True, 4096)
+    assert vmscan.get_nr_to_scan(S, vmscan.DEF_PRIORITY) == 1           # 4096 >> 12
+    assert vmscan.get_nr_to_scan(S, 11) == vmscan.AGE_INSTEAD
+    S.g[G_MAX_SEQ] = 3                                                  # four generations
+    assert vmscan.should_run_aging(S) == (False, 4096)
+    assert vmscan.get_nr_to_scan(S, 11) == 2 and vmscan.get_nr_to_scan(S, 0) == 4096
+    S.g[G_MAX_SEQ] = 1                                                  # two generations
+    assert vmscan.should_run_aging(S) == (True, 0)
+    assert vmscan.get_nr_to_scan(S, vmscan.DEF_PRIORITY) == 0
+    assert vmscan.get_nr_to_scan(S, 5) == vmscan.AGE_INSTEAD
+
+
+@pytest.mark.parametrize("min_seq, reclaimed, aged", [
+    # three generations: DEF_PRIORITY scans 4096>>12 = 1; 11 ages (four generations);
+    # 10..7 scan 4095>>10, 4092>>9, 4085>>8, 4070>>7 = 3, 7, 15, 31: 1+3+7+15+31 = 57 >= 32
+    (0, 57, 1),
+    # two generations: DEF_PRIORITY scans nothing; 11 and 10 age (three, then four);
+    # 9..7 scan 4096>>9, 4088>>8, 4073>>7 = 8, 15, 31: 54 >= 32
+    (1, 54, 2),
+])
+def test_mglru_reclaim_priorities(min_seq, reclaimed, aged):
+    """try_to_free_mem_cgroup_pages(32) on cold folios, run as the thread's program:
+    the priorities, aging and batch sizes of do_try_to_free_pages / try_to_shrink_lruvec."""
+    S = _reclaim_state("mglru", file_mb=16)
+    _mglru_cold_folios(S, 4096, min_seq)
+    vmscan.start_reclaim(S, 0, 32, W_AL_DONE)
+    engine.thread_step(S, 0)
+    _drive_until(S, lambda S: S.t[0, T_STATE] == TS_EXITED)
+    assert S.t[0, T_R_RECLAIMED] == reclaimed
+    assert _counter(S, M.PAGES_RECLAIMED) == reclaimed == _counter(S, M.PGSCAN)
+    assert _counter(S, M.AGING_RUNS) == aged
+    assert S.g[G_MAX_SEQ] - S.g[G_MIN_SEQ] + 1 == 4
+    assert S.g[G_USAGE] == 4096 - reclaimed and _counter(S, M.RECLAIM_NO_PROGRESS) == 0
+
+
+def test_evict_age_histogram_counts_page_cache_age():
+    """The evict_age diagnostic: reclaim bins each evicted folio by the time since
+    filemap_add_folio put it in the page cache."""
+    S = _reclaim_state("mglru")
+    S.g[G_NOW] = 1_000
+    readahead.filemap_add_folio(S, 0, 3, False, False)
+    S.pg[3, P_FLAGS] = PG_PRESENT | PG_UPTODATE         # read and unlocked
+    assert S.pg[3, P_ADDED_NS] == 1_000
+    lru.lru_add_drain_locked(S, 0)
+    S.g[G_USAGE] = 1
+    S.g[G_NOW] = 1_001_000
+    S.t[0, T_R_BUDGET] = 10
+    assert vmscan.isolate_folios(S, 0) == 1
+    vmscan.shrink_folio_list(S, 0)
+    assert _counter(S, M.PAGES_RECLAIMED) == 1
+    age = S.g[G_AGE_HIST:G_AGE_HIST + LAT_BINS]
+    assert age.sum() == 1 and age[hist.log8_bin(1_000_000)] == 1
+    assert hist.log8_bin(1_000_000) == 1 + 8 * 13 + 7      # 64 ns << 13 = 524 us, 1 ms top
 
 
 def test_lru_list_links_consistent():
@@ -776,6 +870,8 @@ def test_first_major_fault_counters(policy):
         "pages_read": 1,
         "mmap_write_count": 1,               # the mmap() syscall itself
     }
+    # every drop was followed by one retry, whose delay the diagnostic histogram holds
+    assert S.g[G_RETRY_HIST:G_RETRY_HIST + LAT_BINS].sum() == drops
     # the page is mapped and no lock is left held; the next touch (page 1) has begun faulting
     assert S.vma[0, V_PTE0] & PTE_PRESENT
     assert S.g[G_RW_READERS] == 0 and S.g[G_RW_WRITER] == -1 and S.vma[0, V_READERS] == 0
