@@ -309,35 +309,43 @@ def lru_add_drain_locked(S, c):
 # ---- workingset (mm/workingset.c) ----------------------------------------------------------
 @njit(cache=True, inline="always")
 def workingset_eviction(S, p):
-    """Shadow entry for an evicted folio: min_seq (MGLRU token) or the nonresident age."""
+    """Shadow entry for an evicted folio (pack_shadow), called before its flags go: the
+    eviction stamp, min_seq (MGLRU token) or the nonresident age (classic), times two,
+    plus 1 if the folio was PG_workingset."""
     S.g[G_NONRESIDENT_AGE] += 1
+    ws = 1 if S.pg[p, P_FLAGS] & PG_WORKINGSET else 0
     if S.k[K_LRU] == LRU_MGLRU:
-        S.pg[p, P_SHADOW] = S.g[G_MIN_SEQ]
+        S.pg[p, P_SHADOW] = S.g[G_MIN_SEQ] * 2 + ws
     else:
-        S.pg[p, P_SHADOW] = S.g[G_NONRESIDENT_AGE]
+        S.pg[p, P_SHADOW] = S.g[G_NONRESIDENT_AGE] * 2 + ws
 
 
 @njit(cache=True, inline="always")
 def workingset_refault(S, p):
     """A folio is added where a shadow was: decide whether the refault is recent.
 
-    MGLRU (lru_gen_refault): recent if the eviction's min_seq is within MAX_NR_GENS of
-    max_seq; the folio gets PG_workingset. Classic: refault distance against the active
-    list size; within it the folio is activated. Tiers and refs are not modelled.
+    Every refault counts (WORKINGSET_REFAULT). MGLRU (lru_gen_refault): if the eviction's
+    min_seq is within MAX_NR_GENS of max_seq (recent), the folio gets PG_workingset back
+    when it had it at eviction. Classic: a refault distance within the active list
+    activates the folio, which gets PG_workingset back if it had it ("folio was active
+    prior to eviction"). Tiers and refs are not modelled.
     """
     shadow = S.pg[p, P_SHADOW]
     S.pg[p, P_SHADOW] = -1
     if shadow < 0:
         return
+    S.g[G_COUNTERS + REFAULTS] += 1
+    ws = shadow & 1
+    stamp = shadow >> 1
     if S.k[K_LRU] == LRU_MGLRU:
-        if S.g[G_MAX_SEQ] - shadow < MAX_NR_GENS:
-            S.g[G_COUNTERS + REFAULTS] += 1
+        if S.g[G_MAX_SEQ] - stamp < MAX_NR_GENS and ws:
             S.pg[p, P_FLAGS] |= PG_WORKINGSET
         return
-    S.g[G_COUNTERS + REFAULTS] += 1
-    distance = S.g[G_NONRESIDENT_AGE] - shadow
+    distance = S.g[G_NONRESIDENT_AGE] - stamp
     if distance <= S.g[G_LRU_SIZE + LIST_ACTIVE]:
-        S.pg[p, P_FLAGS] |= PG_ACTIVE | PG_WORKINGSET
+        S.pg[p, P_FLAGS] |= PG_ACTIVE
+        if ws:
+            S.pg[p, P_FLAGS] |= PG_WORKINGSET
         S.g[G_NONRESIDENT_AGE] += 1  # workingset_age_nonresident on activation
 
 

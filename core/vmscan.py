@@ -99,6 +99,7 @@ from core.state import (
     PG_LRU,
     PG_REFERENCED,
     PG_UPTODATE,
+    PG_WORKINGSET,
     PTE_PRESENT,
     PTE_YOUNG,
     RC_AGING,
@@ -236,15 +237,21 @@ def isolate_folios(S, tid):
 
 @njit(cache=True)
 def shrink_active_list(S, nr):
-    """Classic: deactivate up to nr folios from the active tail (lru_lock held); a young
-    mapped folio loses its young bit on the way (folio_referenced)."""
+    """Classic: deactivate up to nr folios from the active tail (lru_lock held; the kernel
+    drops it around folio_referenced). A mapped folio loses its young bit on the way
+    (folio_referenced: file folios that are not VM_EXEC are deactivated even if
+    referenced), and every deactivated folio is marked PG_workingset."""
     moved = 0
     while moved < nr:
         p = S.g[G_LRU_TAIL + LIST_ACTIVE]
         if p < 0:
             break
         list_del(S, p)
+        v, idx = _pte_of(S, p)
+        if v >= 0 and (S.vma[v, V_PTE0 + idx] & PTE_YOUNG):
+            S.vma[v, V_PTE0 + idx] &= ~PTE_YOUNG
         S.pg[p, P_FLAGS] &= ~PG_ACTIVE
+        S.pg[p, P_FLAGS] |= PG_WORKINGSET
         list_add(S, LIST_INACTIVE, p)
         moved += 1
     return moved
@@ -342,9 +349,9 @@ def shrink_folio_list(S, tid):
             continue
         # __remove_mapping: the folio leaves the page cache, a shadow stays behind.
         hist_add(S, G_AGE_HIST, S.g[G_NOW] - S.pg[p, P_ADDED_NS])
+        workingset_eviction(S, p)
         S.pg[p, P_FLAGS] = 0
         S.pg[p, P_GEN] = 0
-        workingset_eviction(S, p)
         S.g[G_USAGE] -= 1                     # mem_cgroup_uncharge_folios
         cost += S.k[K_RC_EVICT]
         freed += 1

@@ -113,6 +113,7 @@ from core.state import (
     PG_READAHEAD,
     PG_REFERENCED,
     PG_UPTODATE,
+    PG_WORKINGSET,
     PTE_PRESENT,
     PTE_YOUNG,
     RW_READ,
@@ -615,7 +616,8 @@ def test_reclaim_classic_evicts_unmapped_before_mapped_referenced():
     cost = vmscan.shrink_folio_list(S, 0)
     assert cost == 3 * S.k[K_RC_SCAN] + S.k[K_RC_RMAP] + S.k[K_RC_EVICT]
     # A evicted: out of the page cache, a shadow left, uncharged
-    assert S.pg[A, P_FLAGS] == 0 and S.pg[A, P_SHADOW] == 1 and S.g[G_NONRESIDENT_AGE] == 1
+    # shadow: eviction stamp x 2 + PG_workingset
+    assert S.pg[A, P_FLAGS] == 0 and S.pg[A, P_SHADOW] == 2 and S.g[G_NONRESIDENT_AGE] == 1
     assert S.g[G_USAGE] == 2
     assert _counter(S, M.PAGES_RECLAIMED) == 1 and S.t[0, T_R_RECLAIMED] == 1
     # B kept: referenced once (not yet active), its young bit consumed, still mapped
@@ -652,7 +654,8 @@ def test_reclaim_classic_evicts_unmapped_before_mapped_referenced():
     assert S.t[0, T_R_BATCH_N] == 0
     assert S.vma[0, V_PTE0 + B] == 0                     # try_to_unmap
     assert S.pg[B, P_FLAGS] == 0 and S.pg[C, P_FLAGS] == 0
-    assert (S.pg[C, P_SHADOW], S.pg[B, P_SHADOW]) == (2, 3)   # C (tail) first
+    # C (tail) first; B went through the active list, so it was evicted PG_workingset
+    assert (S.pg[C, P_SHADOW], S.pg[B, P_SHADOW]) == (2 * 2, 3 * 2 + 1)
     assert S.g[G_USAGE] == 0 and _counter(S, M.PAGES_RECLAIMED) == 3
     assert cost == 2 * S.k[K_RC_SCAN] + 2 * S.k[K_RC_RMAP] + 2 * S.k[K_RC_EVICT]
 
@@ -776,6 +779,29 @@ def test_evict_age_histogram_counts_page_cache_age():
     age = S.g[G_AGE_HIST:G_AGE_HIST + LAT_BINS]
     assert age.sum() == 1 and age[hist.log8_bin(1_000_000)] == 1
     assert hist.log8_bin(1_000_000) == 1 + 8 * 13 + 7      # 64 ns << 13 = 524 us, 1 ms top
+
+
+@pytest.mark.parametrize("lru_name", ["mglru", "classic"])
+def test_refault_restores_workingset_only_if_evicted_workingset(lru_name):
+    """pack_shadow keeps PG_workingset; a recent refault (MGLRU: within MAX_NR_GENS; classic:
+    within the active list, which also activates it) gets it back only if it had it."""
+    S = _reclaim_state(lru_name)
+    U = PG_PRESENT | PG_UPTODATE
+    S.pg[0, P_FLAGS] = U | PG_WORKINGSET
+    S.pg[1, P_FLAGS] = U
+    for p in (0, 1):
+        lru.workingset_eviction(S, p)
+        S.pg[p, P_FLAGS] = 0
+    assert S.pg[0, P_SHADOW] & 1 == 1 and S.pg[1, P_SHADOW] & 1 == 0
+    if lru_name == "classic":
+        S.g[G_LRU_SIZE + LIST_ACTIVE] = 10          # refault distance 2 and 1: within it
+    for p in (0, 1):
+        lru.workingset_refault(S, p)
+        assert S.pg[p, P_SHADOW] == -1
+    assert _counter(S, M.REFAULTS) == 2                # every refault counts
+    assert bool(S.pg[0, P_FLAGS] & PG_WORKINGSET) and not S.pg[1, P_FLAGS] & PG_WORKINGSET
+    active = PG_ACTIVE if lru_name == "classic" else 0
+    assert S.pg[0, P_FLAGS] & PG_ACTIVE == active and S.pg[1, P_FLAGS] & PG_ACTIVE == active
 
 
 def test_lru_list_links_consistent():
