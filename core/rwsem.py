@@ -6,8 +6,10 @@
   (`rwsem_down_read_slowpath`, "reader optimistic lock stealing"), waking the readers at
   the front of the queue with it; it queues if a writer or other readers hold the lock.
   So a queued writer blocks later readers except in the window where the lock is free.
-- `down_write` takes the fast path only if the lock is free and nobody waits; otherwise it
-  queues.
+- `down_write` takes the fast path only if the lock is free and nobody waits. A free lock
+  with waiters (a woken writer has not run yet) is stolen, as readers do, unless a handoff
+  is pending (`rwsem_optimistic_spin` finds no owner and `rwsem_try_write_lock_unqueued`
+  succeeds). Otherwise it spins (below) or queues.
 - On release (`rwsem_wake` -> `rwsem_mark_wake(RWSEM_WAKE_ANY)`): a reader at the head
   brings every queued reader with it (the waker grants them the lock), up to
   MAX_READERS_WAKEUP, skipping queued writers (phase-fair). A writer at the head is only
@@ -274,7 +276,8 @@ def down_read_trylock(S):
 @njit(cache=True)
 def down_write(S, tid, pc):
     """mmap_write_lock; same contract as down_read."""
-    if S.g[G_RW_WRITER] < 0 and S.g[G_RW_READERS] == 0 and _nobody_waits(S):
+    if S.g[G_RW_WRITER] < 0 and S.g[G_RW_READERS] == 0 and (
+            _nobody_waits(S) or (not S.g[G_RW_HANDOFF] and S.k[K_ABL_RWSEM_STEAL])):
         S.g[G_RW_WRITER] = tid
         _count(S, RW_WRITE, 0)
         return True

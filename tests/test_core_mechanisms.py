@@ -348,6 +348,40 @@ def test_rwsem_reader_steals_from_woken_writer_until_handoff():
     assert _counter(S, M.MMAP_READ_COUNT) == 2              # the two steals, no wait
 
 
+def test_rwsem_writer_steals_from_woken_writer_until_handoff():
+    """A writer finding the lock free with a woken writer not yet run takes it
+    (rwsem_optimistic_spin, no owner: rwsem_try_write_lock_unqueued); the woken writer
+    sleeps again, sets the handoff bit once it has waited 4 ms, and then gets the lock
+    from the next release while later writers queue."""
+    _, S = _state(machine={"cores": 8}, workload={"threads": 8, "file_mb": 1})
+    _all_on_cores(S, 8)
+    assert rwsem.down_write(S, 0, 100)
+    S.t[0, T_STATE] = TS_BLOCKED         # the owner sleeps: writer 1 queues, no spinning
+    assert not rwsem.down_write(S, 1, 101)
+    S.g[G_NOW] = 1_000_000
+    rwsem.up_write(S, 0)                                 # writer 1 woken, not granted
+    assert S.g[G_RW_WOKEN] == 1 and S.g[G_RW_WRITER] == -1
+    assert rwsem.down_write(S, 2, 102)                   # steals the free lock
+    assert S.g[G_RW_WRITER] == 2
+    S.g[G_NOW] = 2_000_000
+    assert not rwsem.rwsem_relock_write(S, 1)            # 2 ms waited: no handoff yet
+    assert not S.g[G_RW_HANDOFF] and _rw_queue(S) == [1]
+    S.g[G_NOW] = 3_000_000
+    rwsem.up_write(S, 2)
+    assert S.g[G_RW_WOKEN] == 1
+    assert rwsem.down_write(S, 3, 103)                   # steals again
+    S.g[G_NOW] = 5_000_000
+    assert not rwsem.rwsem_relock_write(S, 1)            # 5 ms waited: handoff set
+    assert S.g[G_RW_HANDOFF] == 1
+    assert not rwsem.down_write(S, 4, 104)               # no stealing, no spinning now
+    assert _rw_queue(S) == [1, 4] and S.t[4, T_STATE] == TS_BLOCKED
+    S.g[G_NOW] = 6_000_000
+    rwsem.up_write(S, 3)                                 # direct handoff to writer 1
+    assert S.g[G_RW_WRITER] == 1 and not S.g[G_RW_HANDOFF] and _rw_queue(S) == [4]
+    assert _counter(S, M.MMAP_WRITE_COUNT) == 4          # 0, the two steals, then 1
+    assert _counter(S, M.MMAP_WRITE_WAIT_NS) == 6_000_000   # writer 1, queued at t=0
+
+
 def test_rwsem_writer_spins_on_running_owner():
     """rwsem_optimistic_spin: a writer spins (keeping its CPU) while the owner writer runs,
     and takes the lock at release ahead of the queued waiters; spinners queue when the
