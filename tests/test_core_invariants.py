@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import core
+from core import metrics as M
 from core import state as st
 from core.engine import run
 from core.metrics import COUNTER_NAMES, MAX_RECLAIM
@@ -106,6 +107,17 @@ def test_invariants_after_drain(params):
     assert g[st.G_SWAP_USAGE] == swapped and g[st.G_SWQ_N] == 0
     assert swapped <= S.k[st.K_SWAP_MAX]
     assert ((S.pg[:, st.P_FLAGS] & (st.PG_SWAP_HAS_CACHE | st.PG_ISOLATED)) == 0).all()
+    # The diagnostics (core.hist): every drop's retry started (none pending), and each
+    # counted a delay once (the histograms restart at warm-up, the counters are differenced:
+    # a drop just before it and its retry just after may differ, at most one per thread).
+    assert (t[:, st.T_F_DROP_NS] == 0).all(), "a drop whose retry never started"
+    warm = st.G_WARM_COUNTERS
+    drops = g[st.G_COUNTERS + M.RETRY_MMAP_DROP] - g[warm + M.RETRY_MMAP_DROP]
+    retries = g[st.G_RETRY_HIST:st.G_RETRY_HIST + st.LAT_BINS].sum()
+    assert abs(int(retries) - int(drops)) <= len(t), (retries, drops)
+    if params.workload.name == "file_thrash":       # every eviction is a file folio's
+        evicted = g[st.G_COUNTERS + M.PAGES_RECLAIMED] - g[warm + M.PAGES_RECLAIMED]
+        assert g[st.G_AGE_HIST:st.G_AGE_HIST + st.LAT_BINS].sum() == evicted
     # Pages on lists + in batches + isolated = pages present in the cache.
     present = int(((S.pg[:, st.P_FLAGS] & st.PG_PRESENT) != 0).sum())
     on_lists = int(g[st.G_LRU_SIZE:st.G_LRU_SIZE + st.N_LISTS].sum())
