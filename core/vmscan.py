@@ -85,7 +85,6 @@ from core.state import (
     LIST_ACTIVE,
     LIST_INACTIVE,
     LRU_MGLRU,
-    MAX_NR_GENS,
     MIN_NR_GENS,
     P_ADDED_NS,
     P_FLAGS,
@@ -150,11 +149,8 @@ def start_reclaim(S, tid, nr_to_reclaim, ret):
 
 @njit(cache=True)
 def lru_file_total(S):
-    if S.k[K_LRU] == LRU_MGLRU:
-        t = 0
-        for i in range(MAX_NR_GENS):
-            t += S.g[G_LRU_SIZE + i]
-        return t
+    """Classic: folios on the file lists (get_scan_count's lru_size; MGLRU counts its
+    generations in should_run_aging)."""
     return S.g[G_LRU_SIZE + LIST_INACTIVE] + S.g[G_LRU_SIZE + LIST_ACTIVE]
 
 
