@@ -178,6 +178,14 @@ def _nobody_waits(S):
 
 
 @njit(cache=True)
+def _can_steal(S):
+    """The lock is free (no writer, no readers; a woken writer has not run yet) and no
+    handoff is pending: a reader or writer on a CPU takes it ahead of the waiters."""
+    return S.g[G_RW_WRITER] < 0 and S.g[G_RW_READERS] == 0 and not S.g[G_RW_HANDOFF] \
+        and S.k[K_ABL_RWSEM_STEAL] != 0
+
+
+@njit(cache=True)
 def rwsem_mark_wake(S, wake_any):
     """Wake the first waiter(s) if the lock state allows it. `wake_any` False is
     RWSEM_WAKE_READ_OWNED (a reader owns the lock): a writer at the head stays asleep.
@@ -249,8 +257,7 @@ def down_read(S, tid, pc):
         S.g[G_RW_READERS] += 1
         _count(S, RW_READ, 0)
         return True
-    if S.g[G_RW_WRITER] < 0 and S.g[G_RW_READERS] == 0 and not S.g[G_RW_HANDOFF] \
-            and S.k[K_ABL_RWSEM_STEAL]:
+    if _can_steal(S):
         # Reader optimistic lock stealing: the lock is free (a woken writer has not run
         # yet); the first reader in wakes the readers at the front of the queue.
         S.g[G_RW_READERS] += 1
@@ -276,8 +283,8 @@ def down_read_trylock(S):
 @njit(cache=True)
 def down_write(S, tid, pc):
     """mmap_write_lock; same contract as down_read."""
-    if S.g[G_RW_WRITER] < 0 and S.g[G_RW_READERS] == 0 and (
-            _nobody_waits(S) or (not S.g[G_RW_HANDOFF] and S.k[K_ABL_RWSEM_STEAL])):
+    if (S.g[G_RW_WRITER] < 0 and S.g[G_RW_READERS] == 0 and _nobody_waits(S)) \
+            or _can_steal(S):
         S.g[G_RW_WRITER] = tid
         _count(S, RW_WRITE, 0)
         return True
