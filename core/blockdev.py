@@ -41,6 +41,7 @@ from core.state import (
     RQ_WRITE,
     T_PC,
     T_WAIT_NEXT,
+    TT_FOLIO,
 )
 
 
@@ -83,7 +84,7 @@ def blk_get_request(S, tid, pc):
     S.t[tid, T_PC] = pc
     S.g[G_IO_WAIT_HEAD], S.g[G_IO_WAIT_TAIL] = fifo_append(S, tid, S.g[G_IO_WAIT_HEAD],
                                                            S.g[G_IO_WAIT_TAIL])
-    block(S, tid)
+    block(S, tid, TT_FOLIO)
     return False
 
 

@@ -17,7 +17,7 @@ from core.evq import pop, schedule
 from core.metrics import N_COUNTERS, PEAK_USAGE_PAGES, VMA_WRITER_WAIT_MAX_NS
 from core.pagecache import folio_relock
 from core.rwsem import rwsem_relock_write
-from core.sched import make_runnable, noise_event, thread_event_prologue
+from core.sched import account_flush, make_runnable, noise_event, thread_event_prologue
 from core.state import (
     EV_IO_DONE,
     EV_NOISE,
@@ -108,6 +108,7 @@ def thread_step(S, tid):
 @njit(cache=True)
 def _warmup_snapshot(S):
     S.g[G_WARM] = 1
+    account_flush(S)
     # Maxima restart at the end of warm-up; sums are differenced at the end.
     S.g[G_COUNTERS + VMA_WRITER_WAIT_MAX_NS] = 0
     S.g[G_PEAK_USAGE] = S.g[G_USAGE]
@@ -206,6 +207,7 @@ def _run(S, seed, drain):
             break
     if S.g[G_STOP] == 0 and not drain and S.g[G_LAUNCH_NS] < 0:
         S.g[G_NOW] = end
+    account_flush(S)
     S.g[G_COUNTERS + PEAK_USAGE_PAGES] = S.g[G_PEAK_USAGE]
     S.g[G_EVENTS] = events
     return events

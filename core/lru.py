@@ -76,6 +76,7 @@ from core.state import (
     T_PREEMPT_COUNT,
     T_WAIT_NEXT,
     T_WAIT_START,
+    TT_LRU_LOCK,
 )
 
 
@@ -93,7 +94,7 @@ def spin_lock_irq_lru(S, tid, pc):
     S.t[tid, T_WAIT_START] = S.g[G_NOW]
     S.g[G_LRU_QHEAD], S.g[G_LRU_QTAIL] = fifo_append(S, tid, S.g[G_LRU_QHEAD],
                                                      S.g[G_LRU_QTAIL])
-    spin(S, tid)
+    spin(S, tid, TT_LRU_LOCK)
     return False
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 # Version of the model's semantics. Bump it whenever a change alters any simulated row, so
 # the sweep's point store (keyed by params + this) recomputes instead of serving stale rows.
-MODEL_VERSION = "2.7.0"
+MODEL_VERSION = "2.7.1"
 
 # ---- vm events (indices into the counters array) ----------------------------------------
 PGFAULT = 0
@@ -47,7 +47,11 @@ PAGEOUT_LOCKED_SKIP = 29  # MADV_PAGEOUT found the folio locked (folio_trylock f
 PAGEOUT_ROUNDS = 30      # swapin: full MADV_PAGEOUT passes over the VMA
 SWAPIN_ROUNDS = 31       # swapin: full read passes over the VMA
 RECLAIM_NO_PROGRESS = 32  # memcg reclaim calls that freed nothing (the penalty's condition)
-N_COUNTERS = 33
+# Thread time by what the thread was doing (core.sched.account), one counter per TT_* class
+# of core.state in that order: where a round's wall time goes.
+THREAD_TIME0 = 33
+N_THREAD_TIME = 9
+N_COUNTERS = THREAD_TIME0 + N_THREAD_TIME
 
 COUNTER_NAMES = [
     "pgfault", "pgmajfault", "retry_mmap_drop", "retry_io_miss", "vma_lock_success",
@@ -58,6 +62,8 @@ COUNTER_NAMES = [
     "lru_lock_wait_ns", "aging_runs", "peak_usage_pages", "pswpin", "pswpout",
     "swapcache_busy", "pageout_locked_skip", "pageout_rounds", "swapin_rounds",
     "reclaim_no_progress",
+    "time_cpu_ns", "time_runq_ns", "time_mmap_lock_ns", "time_folio_ns", "time_lru_lock_ns",
+    "time_tlb_ack_ns", "time_vma_ns", "time_sleep_ns", "time_exited_ns",
 ]
 assert len(COUNTER_NAMES) == N_COUNTERS
 
@@ -88,7 +94,12 @@ DETAIL_COLUMNS = ["drops_per_round", "misses_per_round", "pgscan", "ra_truncated
                   # file_thrash's miss/drop, MODEL.md 7a: how long a dropped fault's folio
                   # waits for the retry, against how old a folio is when reclaim evicts it
                   "retry_delay_p50_us", "retry_delay_p99_us",
-                  "evict_age_p1_us", "evict_age_p10_us", "evict_age_p50_us"]
+                  "evict_age_p1_us", "evict_age_p10_us", "evict_age_p50_us",
+                  # where the workers' time goes, in % of thread time after warm-up
+                  # (core.state TT_*); round_s_per_thread is threads x time / rounds
+                  "round_s_per_thread", "time_cpu_pct", "time_runq_pct",
+                  "time_mmap_lock_pct", "time_folio_pct", "time_lru_lock_pct",
+                  "time_tlb_ack_pct", "time_vma_pct", "time_sleep_pct"]
 ENGINE_COLUMNS = ["sim_time_s", "events", "wall_s", "events_per_s"]
 
 METRIC_COLUMNS = (WORKLOAD_COLUMNS + FAULT_COLUMNS + MEMORY_COLUMNS + LOCK_COLUMNS

@@ -39,6 +39,7 @@ from core.state import (
     T_WAIT_NEXT,
     T_WAIT_START,
     T_WQ_SHARED,
+    TT_FOLIO,
     V_PTE0,
 )
 
@@ -79,7 +80,7 @@ def _queue(S, tid, p, pc):
     S.t[tid, T_WAIT_START] = S.g[G_NOW]
     S.pg[p, P_WQ_HEAD], S.pg[p, P_WQ_TAIL] = fifo_append(S, tid, S.pg[p, P_WQ_HEAD],
                                                          S.pg[p, P_WQ_TAIL])
-    block(S, tid)
+    block(S, tid, TT_FOLIO)
 
 
 @njit(cache=True)

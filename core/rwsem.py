@@ -60,6 +60,7 @@ from core.state import (
     T_WAIT_NEXT,
     T_WAIT_START,
     TS_RUNNING,
+    TT_MMAP_LOCK,
 )
 
 MAX_READERS_WAKEUP = 0x100
@@ -121,7 +122,7 @@ def rwsem_stop_spinners(S):
     while tid >= 0:
         nxt = S.t[tid, T_WAIT_NEXT]
         _append(S, tid)
-        block(S, tid)
+        block(S, tid, TT_MMAP_LOCK)
         tid = nxt
     S.g[G_RW_SPIN_HEAD] = -1
     S.g[G_RW_SPIN_TAIL] = -1
@@ -245,7 +246,7 @@ def rwsem_relock_write(S, tid):
         S.g[G_RW_QTAIL] = tid
     S.g[G_RW_QHEAD] = tid
     S.g[G_RW_QLEN] += 1
-    block(S, tid)
+    block(S, tid, TT_MMAP_LOCK)
     return False
 
 
@@ -266,7 +267,7 @@ def down_read(S, tid, pc):
         return True
     S.t[tid, T_PC] = pc
     _enqueue(S, tid, RW_READ)
-    block(S, tid)
+    block(S, tid, TT_MMAP_LOCK)
     return False
 
 
@@ -294,10 +295,10 @@ def down_write(S, tid, pc):
         S.t[tid, T_WAIT_START] = S.g[G_NOW]
         S.g[G_RW_SPIN_HEAD], S.g[G_RW_SPIN_TAIL] = fifo_append(
             S, tid, S.g[G_RW_SPIN_HEAD], S.g[G_RW_SPIN_TAIL])
-        spin(S, tid)
+        spin(S, tid, TT_MMAP_LOCK)
         return False
     _enqueue(S, tid, RW_WRITE)
-    block(S, tid)
+    block(S, tid, TT_MMAP_LOCK)
     return False
 
 

@@ -15,6 +15,7 @@ slices and noise periods hundreds of microseconds or more.
 from numba import njit
 
 from core.evq import schedule
+from core.metrics import THREAD_TIME0
 from core.state import (
     C_ACK0,
     C_ACK_N,
@@ -28,6 +29,7 @@ from core.state import (
     C_THREAD,
     EV_NOISE,
     EV_THREAD,
+    G_COUNTERS,
     G_DRAINING,
     G_IDLE_LIST,
     G_IDLE_N,
@@ -45,6 +47,8 @@ from core.state import (
     K_SLICE_NS,
     K_WAKEUP,
     STACK_DEPTH,
+    T_ACCT,
+    T_ACCT_SINCE,
     T_CORE,
     T_M_PENDING_ACKS,
     T_PC,
@@ -55,14 +59,38 @@ from core.state import (
     T_STATE,
     T_WAIT_NEXT,
     TS_BLOCKED,
+    TS_EXITED,
     TS_RUNNABLE,
     TS_RUNNING,
     TS_SLEEPING,
     TS_SPINNING,
+    TT_CPU,
+    TT_EXITED,
+    TT_RUNQ,
+    TT_SLEEP,
+    TT_TLB_ACK,
 )
 
 NOISE_THREAD = -2
 IDLE = -1
+
+
+# ---- where a thread's time goes --------------------------------------------------------------
+@njit(cache=True, inline="always")
+def account(S, tid, cls):
+    """Close the thread's current TT_* interval at now and open one of class `cls`."""
+    now = S.g[G_NOW]
+    S.g[G_COUNTERS + THREAD_TIME0 + S.t[tid, T_ACCT]] += now - S.t[tid, T_ACCT_SINCE]
+    S.t[tid, T_ACCT] = cls
+    S.t[tid, T_ACCT_SINCE] = now
+
+
+@njit(cache=True)
+def account_flush(S):
+    """Count every thread's open interval up to now (at the end of warm-up and of the run),
+    so that the TT_* counters sum to threads x elapsed time."""
+    for tid in range(S.t.shape[0]):
+        account(S, tid, S.t[tid, T_ACCT])
 
 
 # ---- idle-core set --------------------------------------------------------------------------
@@ -123,6 +151,7 @@ def fifo_append(S, tid, head, tail):
 @njit(cache=True)
 def _rq_push(S, tid, front):
     S.t[tid, T_STATE] = TS_RUNNABLE
+    account(S, tid, TT_RUNQ)
     S.t[tid, T_WAIT_NEXT] = -1
     S.g[G_RQ_LEN] += 1
     if S.k[K_PINNING]:
@@ -181,6 +210,7 @@ def _start_on(S, tid, c, delay_ns):
     S.core[c, C_THREAD] = tid
     S.t[tid, T_CORE] = c
     S.t[tid, T_STATE] = TS_RUNNING
+    account(S, tid, TT_CPU)
     S.t[tid, T_SLICE_NS] = 0
     if not S.core[c, C_RAN_MM]:
         # mm_cpumask grows as the mm runs on new CPUs (x86 never shrinks it eagerly).
@@ -254,9 +284,19 @@ def release_core(S, tid):
 
 
 @njit(cache=True)
-def block(S, tid):
-    """Sleep until someone calls wake(); the core goes to the next thread."""
+def block(S, tid, why):
+    """Sleep until someone calls wake(); the core goes to the next thread. `why`: the TT_*
+    class the wait counts in."""
     S.t[tid, T_STATE] = TS_BLOCKED
+    account(S, tid, why)
+    release_core(S, tid)
+
+
+@njit(cache=True)
+def exit_thread(S, tid):
+    """A drained thread finished its last round (tests' drain mode): it leaves for good."""
+    S.t[tid, T_STATE] = TS_EXITED
+    account(S, tid, TT_EXITED)
     release_core(S, tid)
 
 
@@ -264,21 +304,25 @@ def block(S, tid):
 def sleep_for(S, tid, ns, pc):
     """schedule_timeout: leave the core, become runnable again after `ns`."""
     S.t[tid, T_STATE] = TS_SLEEPING
+    account(S, tid, TT_SLEEP)
     S.t[tid, T_PC] = pc
     release_core(S, tid)
     schedule(S, S.g[G_NOW] + ns, EV_THREAD, tid)
 
 
 @njit(cache=True, inline="always")
-def spin(S, tid):
-    """Busy-wait keeping the core (and, for spin_lock_irq, with interrupts off)."""
+def spin(S, tid, why):
+    """Busy-wait keeping the core (and, for spin_lock_irq, with interrupts off); `why`: the
+    TT_* class the spin counts in."""
     S.t[tid, T_STATE] = TS_SPINNING
+    account(S, tid, why)
 
 
 @njit(cache=True, inline="always")
 def end_spin(S, tid, pc):
     """The spinner got what it waited for: it continues at once on its own core."""
     S.t[tid, T_STATE] = TS_RUNNING
+    account(S, tid, TT_CPU)
     S.t[tid, T_PC] = pc
     schedule(S, S.g[G_NOW], EV_THREAD, tid)
 
@@ -383,5 +427,5 @@ def smp_call_function_wait(S, tid, pc):
         return True
     S.t[tid, T_M_PENDING_ACKS] = cnt
     S.t[tid, T_PC] = pc
-    spin(S, tid)
+    spin(S, tid, TT_TLB_ACK)
     return False

@@ -10,16 +10,16 @@ from core import metrics as M
 from core.engine import run
 from core.params import POLICIES, Params
 from core.state import (
+    G_AGE_HIST,
     G_COUNTERS,
     G_EVENTS,
     G_HIST_READ,
     G_HIST_WRITE,
-    G_AGE_HIST,
     G_LAT_HIST,
-    G_RETRY_HIST,
     G_LAUNCH_NS,
     G_NOW,
     G_OOM,
+    G_RETRY_HIST,
     G_STOP,
     G_WARM_COUNTERS,
     G_WARM_HIST,
@@ -205,6 +205,21 @@ def _latency_percentile(hist: np.ndarray, q: float) -> float | None:
     return lo * 2.0 ** (1 / 16.0) / 1000.0
 
 
+_TIME_COLUMNS = ["time_cpu_pct", "time_runq_pct", "time_mmap_lock_pct", "time_folio_pct",
+                 "time_lru_lock_pct", "time_tlb_ack_pct", "time_vma_pct", "time_sleep_pct"]
+
+
+def _thread_time_columns(p: Params, c, rounds: int) -> dict:
+    """Shares of the workers' time after warm-up by TT_* class (exited threads left out),
+    and the seconds one thread takes per round."""
+    tt = c[M.THREAD_TIME0:M.THREAD_TIME0 + M.N_THREAD_TIME - 1].astype(np.float64)
+    total = tt.sum()
+    out = {name: (100.0 * tt[i] / total if total > 0 else None)
+           for i, name in enumerate(_TIME_COLUMNS)}
+    out["round_s_per_thread"] = total / 1e9 / rounds if rounds else None
+    return out
+
+
 def row_from_state(p: Params, S, wall_s: float) -> dict:
     g = S.g
     counters = g[G_COUNTERS:G_COUNTERS + M.N_COUNTERS]
@@ -273,6 +288,7 @@ def row_from_state(p: Params, S, wall_s: float) -> dict:
         "evict_age_p1_us": _latency_percentile(age, 0.01),
         "evict_age_p10_us": _latency_percentile(age, 0.10),
         "evict_age_p50_us": _latency_percentile(age, 0.50),
+        **_thread_time_columns(p, c, rounds),
         "sim_time_s": sim_time_s,
         "events": events,
         "wall_s": wall_s,

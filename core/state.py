@@ -24,6 +24,17 @@ TS_SLEEPING = 3   # timed sleep (penalty, jiffy); an EV_THREAD pending, no core 
 TS_SPINNING = 4   # busy-waiting on a spinlock or IPI acks: keeps its core, no event
 TS_EXITED = 5     # drained: finished its last round after the end of the run
 
+# What a thread's time goes to (core.sched.account; counters metrics.THREAD_TIME0 + TT_*).
+TT_CPU = 0        # on a core: work, context switch and wake-up latency
+TT_RUNQ = 1       # runnable, waiting in a run queue for a core
+TT_MMAP_LOCK = 2  # asleep in mmap_lock's queue or spinning on its owner
+TT_FOLIO = 3      # asleep on a folio lock or for a block request (I/O)
+TT_LRU_LOCK = 4   # spinning on lru_lock
+TT_TLB_ACK = 5    # spinning for TLB-shootdown acknowledgements
+TT_VMA = 6        # vma_start_write waiting for the VMA's readers
+TT_SLEEP = 7      # timed sleeps: the memory.high penalty, swapcache_wq's jiffy
+TT_EXITED = 8     # drained (tests): done after the end of the run
+
 # ---- event kinds -----------------------------------------------------------------------------
 EV_THREAD = 0     # continue thread `id` at its program counter
 EV_IO_DONE = 1    # block request `id` completed
@@ -318,7 +329,9 @@ T_RW_RELOCK = 55  # a writer woken by rwsem_mark_wake: it must take the lock whe
 T_R_SCANNED = 56  # reclaim (MGLRU): folios scanned at this priority (try_to_shrink_lruvec)
 T_R_DELTA = 57  # reclaim (MGLRU): what this evict_folios returns (0 ends the priority)
 T_F_DROP_NS = 58  # fault: ns of its last out_retry, until the retry starts (0: none)
-T_STACK0 = 59                 # STACK_DEPTH return program counters
+T_ACCT = 59  # TT_* class its time is being counted in
+T_ACCT_SINCE = 60  # ns: since when
+T_STACK0 = 61                 # STACK_DEPTH return program counters
 T_R_BATCH0 = T_STACK0 + STACK_DEPTH       # RECLAIM_SLOTS isolated folios
 N_T = T_R_BATCH0 + RECLAIM_SLOTS
 
@@ -428,6 +441,7 @@ def make_state(k: np.ndarray, n_threads: int, n_cores: int, n_pages: int,
     t = np.zeros((n_threads, N_T), np.int64)
     t[:, T_PC] = W_ROUND_START
     t[:, T_STATE] = TS_RUNNABLE
+    t[:, T_ACCT] = TT_RUNQ
     t[:, T_CORE] = -1
     t[:, T_WAIT_NEXT] = -1
     t[:, T_VMA] = -1

@@ -118,6 +118,7 @@ from core.state import (
     T_SWQ_DEADLINE,
     T_SWQ_WAIT,
     T_VMA,
+    TT_SLEEP,
     V_PTE0,
 )
 
@@ -145,7 +146,7 @@ def swapcache_wq_sleep(S, tid, pc):
     S.t[tid, T_SWQ_WAIT] = w | SWQ_ASLEEP
     S.g[G_SWQ_N] += 1
     S.t[tid, T_PC] = pc
-    block(S, tid)
+    block(S, tid, TT_SLEEP)
 
 
 @njit(cache=True)

@@ -18,6 +18,7 @@ from core.state import (
     G_NOW,
     T_PC,
     T_WAIT_START,
+    TT_VMA,
     V_ATTACHED,
     V_READERS,
     V_WRITE_LOCKED,
@@ -64,7 +65,7 @@ def vma_start_write(S, tid, v, pc):
         return True
     S.vma[v, V_WRITER] = tid
     S.t[tid, T_PC] = pc
-    block(S, tid)
+    block(S, tid, TT_VMA)
     return False
 
 

@@ -23,6 +23,7 @@ from core.state import (
     T_PC,
     T_STATE,
     TS_RUNNING,
+    TT_CPU,
 )
 
 
@@ -32,6 +33,7 @@ def on_core(S, tid, c):
     assert S.core[c, C_THREAD] == -1
     sched._idle_remove(S, c)
     S.t[tid, T_STATE] = TS_RUNNING
+    sched.account(S, tid, TT_CPU)
     S.t[tid, T_CORE] = c
     S.core[c, C_THREAD] = tid
 

@@ -118,6 +118,11 @@ def test_invariants_after_drain(params):
     if params.workload.name == "file_thrash":       # every eviction is a file folio's
         evicted = g[st.G_COUNTERS + M.PAGES_RECLAIMED] - g[warm + M.PAGES_RECLAIMED]
         assert g[st.G_AGE_HIST:st.G_AGE_HIST + st.LAT_BINS].sum() == evicted
+    # Thread time (core.sched.account): every thread ended in TT_EXITED, and the classes
+    # share out threads x elapsed time exactly (time starts at 0 for every thread).
+    assert (t[:, st.T_ACCT] == st.TT_EXITED).all()
+    tt = g[st.G_COUNTERS + M.THREAD_TIME0:st.G_COUNTERS + M.THREAD_TIME0 + M.N_THREAD_TIME]
+    assert (tt >= 0).all() and int(tt.sum()) == len(t) * int(g[st.G_NOW])
     # Pages on lists + in batches + isolated = pages present in the cache.
     present = int(((S.pg[:, st.P_FLAGS] & st.PG_PRESENT) != 0).sum())
     on_lists = int(g[st.G_LRU_SIZE:st.G_LRU_SIZE + st.N_LISTS].sum())

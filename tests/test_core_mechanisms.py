@@ -1104,3 +1104,34 @@ def test_ablation_rwsem_steal_spin_off_grants_fifo():
     assert S.t[1, T_STATE] == TS_BLOCKED and _rw_queue(S) == [1]
     rwsem.up_write(S, 0)
     assert S.g[G_RW_WRITER] == 1 and S.g[G_RW_WOKEN] == -1 and S.t[1, T_RW_RELOCK] == 0
+
+
+# ---- where a thread's time goes (core.sched.account) -----------------------------------------
+def _time_row(threads, cores, policy):
+    p = core.Params.from_dict({
+        "machine": {"cores": cores}, "workload": {"threads": threads, "file_mb": 2},
+        "policy": {"name": policy}, "sim": {"duration_s": 0.05, "warmup_s": 0.01}})
+    return core.simulate(p, 1)
+
+
+_WAIT_PCTS = ["time_runq_pct", "time_mmap_lock_pct", "time_folio_pct", "time_lru_lock_pct",
+              "time_tlb_ack_pct", "time_vma_pct", "time_sleep_pct"]
+
+
+def test_thread_time_alone_on_one_core_is_all_cpu():
+    """One thread, one core, a sparse file and no memcg: nothing to wait for."""
+    row = _time_row(1, 1, "baseline")
+    assert row["time_cpu_pct"] == 100.0
+    assert all(row[c] == 0.0 for c in _WAIT_PCTS)
+    assert row["round_s_per_thread"] * row["rounds"] == pytest.approx(0.04, rel=1e-12)
+
+
+def test_thread_time_three_threads_share_one_core():
+    """The core is never idle (nothing sleeps on I/O; a wake-up latency counts as the woken
+    thread's CPU time), so exactly a third of three threads' time is CPU. The rest is the
+    run queue and mmap_lock (mmap_lock_only: every fault reads it, mmap/munmap write it)."""
+    row = _time_row(3, 1, "mmap_lock_only")
+    assert row["time_cpu_pct"] == pytest.approx(100.0 / 3, abs=1e-9)
+    assert row["time_runq_pct"] > 0 and row["time_mmap_lock_pct"] > 0
+    assert row["time_runq_pct"] + row["time_mmap_lock_pct"] == pytest.approx(200.0 / 3, abs=1e-9)
+    assert row["round_s_per_thread"] * row["rounds"] == pytest.approx(3 * 0.04, rel=1e-12)

@@ -33,7 +33,7 @@ from numba import njit
 
 from core.metrics import ROUNDS
 from core.params import APP_HEAP_MB, APP_OBJECTS
-from core.sched import call, release_core, run_for, sleep_for
+from core.sched import call, exit_thread, run_for, sleep_for
 from core.state import (
     FL_ANON,
     FL_PAGES,
@@ -63,12 +63,10 @@ from core.state import (
     T_PC,
     T_ROLE,
     T_ROUNDS,
-    T_STATE,
     T_VMA,
     T_W_LEFT,
     T_W_RUN,
     T_W_VMA2,
-    TS_EXITED,
     V_ATTACHED,
     W_AL_DONE,
     W_AL_MAPPED,
@@ -195,8 +193,7 @@ def step(S, tid, pc):
         if S.g[G_LAUNCH_LEFT] == 0:
             S.g[G_LAUNCH_NS] = S.g[G_NOW]
             S.g[G_DRAINING] = 1                    # the mappers stop at their next cycle
-        S.t[tid, T_STATE] = TS_EXITED
-        release_core(S, tid)
+        exit_thread(S, tid)
         return False
 
     # -- the mappers --------------------------------------------------------------------
@@ -214,8 +211,7 @@ def step(S, tid, pc):
 
     if pc == W_AL_MUNMAP:
         if S.g[G_DRAINING]:
-            S.t[tid, T_STATE] = TS_EXITED
-            release_core(S, tid)
+            exit_thread(S, tid)
             return False
         sleep_for(S, tid, S.k[K_AL_MAP_PERIOD_NS], W_AL_MAPPER_END)
         return False

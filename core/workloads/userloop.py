@@ -4,7 +4,7 @@ miss), and the end of a round."""
 from numba import njit
 
 from core.fault import fault_begin
-from core.sched import release_core, run_for, spend
+from core.sched import exit_thread, run_for, spend
 from core.state import (
     F_LOCK_VMA,
     G_COUNTERS,
@@ -16,8 +16,6 @@ from core.state import (
     T_PAGE,
     T_PC,
     T_ROUNDS,
-    T_STATE,
-    TS_EXITED,
     V_PTE0,
 )
 
@@ -50,8 +48,7 @@ def round_end(S, tid, counter, pc):
     S.g[G_COUNTERS + counter] += 1
     S.t[tid, T_ROUNDS] += 1
     if S.g[G_DRAINING]:
-        S.t[tid, T_STATE] = TS_EXITED
-        release_core(S, tid)
+        exit_thread(S, tid)
         return False
     S.t[tid, T_PC] = pc
     return True
