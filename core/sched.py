@@ -53,6 +53,7 @@ from core.state import (
     T_M_PENDING_ACKS,
     T_PC,
     T_PREEMPT_COUNT,
+    T_SLICE_KEEP,
     T_SLICE_NS,
     T_SP,
     T_STACK0,
@@ -211,7 +212,12 @@ def _start_on(S, tid, c, delay_ns):
     S.t[tid, T_CORE] = c
     S.t[tid, T_STATE] = TS_RUNNING
     account(S, tid, TT_CPU)
-    S.t[tid, T_SLICE_NS] = 0
+    if S.t[tid, T_SLICE_KEEP]:
+        # Back after a noise spinner preempted it: the rest of the same slice (EEVDF keeps
+        # a preempted entity's deadline until it has used its slice, update_deadline).
+        S.t[tid, T_SLICE_KEEP] = 0
+    else:
+        S.t[tid, T_SLICE_NS] = 0
     if not S.core[c, C_RAN_MM]:
         # mm_cpumask grows as the mm runs on new CPUs (x86 never shrinks it eagerly).
         S.core[c, C_RAN_MM] = 1
@@ -339,6 +345,7 @@ def preempt_if_due(S, tid):
     c = S.t[tid, T_CORE]
     if S.core[c, C_NOISE_PENDING]:
         S.t[tid, T_CORE] = -1
+        S.t[tid, T_SLICE_KEEP] = 1
         _rq_push(S, tid, True)
         dispatch_core(S, c)
         return True
