@@ -206,7 +206,7 @@ def _rq_waiting_for(S, c):
 
 
 # ---- putting threads on cores --------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _start_on(S, tid, c, delay_ns):
     S.core[c, C_THREAD] = tid
     S.t[tid, T_CORE] = c
@@ -225,7 +225,7 @@ def _start_on(S, tid, c, delay_ns):
     schedule(S, S.g[G_NOW] + delay_ns, EV_THREAD, tid)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def dispatch_core(S, c):
     """Core c was left by its thread: give it to noise, the next runnable thread, or idle."""
     S.core[c, C_THREAD] = IDLE
@@ -239,7 +239,7 @@ def dispatch_core(S, c):
         _idle_add(S, c)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def make_runnable(S, tid, pc, delay_ns):
     """try_to_wake_up: onto an idle core (after wakeup latency) or into the run queue."""
     S.t[tid, T_PC] = pc
