@@ -1,7 +1,7 @@
 """Engine speed: events per wall second and simulated seconds per wall second, one core.
 
 Runs the seed configuration (MODEL.md section 7: 256 cores, 500 threads, 16 MB files,
-memory.high 1 GiB / memory.max 1.2 GiB, 512 KB readahead) and the scaled-down one
+memory.high 1 GiB / memory.max 1.2 GiB, 1 MB readahead as conf/scenario/seed_thrash.yaml) and the scaled-down one
 (32 cores, 64 threads, 128/154 MB), and the swapin test (5 writers, 5 readers, 100 MB on
 zram), baseline and vma_retry. Compilation is excluded (a
 tiny run first loads or builds the cache); the figures cover the whole simulated time,
@@ -20,9 +20,9 @@ import time
 import core
 
 SEED = {"machine": {"cores": 256}, "workload": {"threads": 500, "file_mb": 16},
-        "memcg": {"high_mb": 1024, "max_mb": 1229}, "device": {"ra_kb": 512}}
+        "memcg": {"high_mb": 1024, "max_mb": 1229}, "device": {"ra_kb": 1024}}
 SMALL = {"machine": {"cores": 32}, "workload": {"threads": 64, "file_mb": 16},
-         "memcg": {"high_mb": 128, "max_mb": 154}, "device": {"ra_kb": 512}}
+         "memcg": {"high_mb": 128, "max_mb": 154}, "device": {"ra_kb": 1024}}
 # The series' swap test as published (scenario seed_swapin), on zram.
 SWAPIN = {"machine": {"cores": 8},
           "workload": {"name": "swapin", "writers": 5, "readers": 5, "anon_mb": 100},
