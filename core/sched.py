@@ -7,6 +7,9 @@ is free; a wake-up onto an idle core costs `wakeup_latency` (IPI + idle exit), a
 the run queue costs `ctx_switch`. Spinning threads (spin_lock_irq, IPI acknowledgement waits)
 keep their core. Noise spinners have priority over workers on their own core.
 
+Every change of a thread's state closes one interval of its time and opens the next
+(`account`, by TT_* class of core.state): the rows' time_*_pct columns.
+
 Simplification: preemption (slice end, a noise spinner waking) takes effect at the end of
 the running thread's current CPU burst, not in the middle of it; bursts are microseconds,
 slices and noise periods hundreds of microseconds or more.
@@ -300,7 +303,8 @@ def block(S, tid, why):
 
 @njit(cache=True)
 def exit_thread(S, tid):
-    """A drained thread finished its last round (tests' drain mode): it leaves for good."""
+    """The thread is done for good (a drained thread at its round's end, an app_launch
+    thread at the end of its trace): off its core, and its time no longer counted."""
     S.t[tid, T_STATE] = TS_EXITED
     account(S, tid, TT_EXITED)
     release_core(S, tid)

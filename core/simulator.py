@@ -209,7 +209,7 @@ _TIME_COLUMNS = ["time_cpu_pct", "time_runq_pct", "time_mmap_lock_pct", "time_fo
                  "time_lru_lock_pct", "time_tlb_ack_pct", "time_vma_pct", "time_sleep_pct"]
 
 
-def _thread_time_columns(p: Params, c, rounds: int) -> dict:
+def _thread_time_columns(c, rounds: int) -> dict:
     """Shares of the workers' time after warm-up by TT_* class (exited threads left out),
     and the seconds one thread takes per round."""
     tt = c[M.THREAD_TIME0:M.THREAD_TIME0 + M.N_THREAD_TIME - 1].astype(np.float64)
@@ -288,7 +288,7 @@ def row_from_state(p: Params, S, wall_s: float) -> dict:
         "evict_age_p1_us": _latency_percentile(age, 0.01),
         "evict_age_p10_us": _latency_percentile(age, 0.10),
         "evict_age_p50_us": _latency_percentile(age, 0.50),
-        **_thread_time_columns(p, c, rounds),
+        **_thread_time_columns(c, rounds),
         "sim_time_s": sim_time_s,
         "events": events,
         "wall_s": wall_s,
