@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from core.costs import Costs
+from core.costs import FOLIO_BATCH_SIZE, Costs
 
 POLICIES = ("baseline", "vma_retry", "vma_retry_uptodate", "retry_hard", "hold_vma_io",
             "mmap_lock_only")
@@ -318,7 +318,7 @@ def validate(p: Params) -> None:
         v = getattr(p.costs, f.name)
         _check(isinstance(v, int) and not isinstance(v, bool) and v >= 0, f"costs.{f.name}", v,
                "must be an integer >= 0")
-    _check(p.costs.lru_add_batch >= 1, "costs.lru_add_batch", p.costs.lru_add_batch,
-           "must be >= 1")
+    _check(1 <= p.costs.lru_add_batch <= FOLIO_BATCH_SIZE, "costs.lru_add_batch",
+           p.costs.lru_add_batch, f"must be 1..{FOLIO_BATCH_SIZE} (FOLIO_BATCH_SIZE)")
     _check(p.costs.aging_walk_chunk_pages >= 1, "costs.aging_walk_chunk_pages",
            p.costs.aging_walk_chunk_pages, "must be >= 1")

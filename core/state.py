@@ -16,6 +16,8 @@ from collections import namedtuple
 
 import numpy as np
 
+from core.costs import FOLIO_BATCH_SIZE
+
 # ---- thread run states (sched) -------------------------------------------------------------
 TS_RUNNING = 0    # on a core, an EV_THREAD pending at the end of its burst
 TS_RUNNABLE = 1   # in a run queue, waiting for a core
@@ -376,9 +378,9 @@ ROLE_MAPPER = 1
  C_RAN_MM,     # in mm_cpumask
  C_RQ_HEAD, C_RQ_TAIL,  # per-core run queue (pinning)
  C_IDLE_POS,   # position in the idle list, -1 if busy
- C_FB0,        # C_FB0 .. C_FB0+14: the lru_add batch
+ C_FB0,        # C_FB0 .. C_FB0 + FOLIO_BATCH_SIZE - 1: the lru_add batch
  ) = range(12)
-C_ACK0 = C_FB0 + 15
+C_ACK0 = C_FB0 + FOLIO_BATCH_SIZE
 
 # ---- block requests: columns of S.rq (int64[n_rq, N_RQ]) -------------------------------------
 RQ_FIRST, RQ_N, RQ_NEXT, RQ_OWNER, RQ_WRITE, N_RQ = range(6)

@@ -69,8 +69,14 @@ def random_anon_params(rng: random.Random) -> core.Params:
         "device": device, "sim": sim})
 
 
+# A full kernel-sized lru_add batch (FOLIO_BATCH_SIZE) under memcg pressure: the per-CPU
+# batch must hold it (a 15-slot batch once let larger values overwrite other columns).
+FULL_BATCH = core.Params.from_dict({
+    "machine": {"cores": 4}, "workload": {"threads": 8, "file_mb": 2},
+    "memcg": {"high_mb": 6, "max_mb": 8}, "costs": {"lru_add_batch": 31},
+    "sim": {"duration_s": 0.05, "warmup_s": 0.0}})
 CASES = ([random_params(random.Random(i)) for i in range(24)]
-         + [random_anon_params(random.Random(100 + i)) for i in range(12)])
+         + [random_anon_params(random.Random(100 + i)) for i in range(12)] + [FULL_BATCH])
 
 
 @pytest.mark.parametrize("params", CASES, ids=[f"cfg{i}" for i in range(len(CASES))])

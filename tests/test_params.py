@@ -17,6 +17,7 @@ from core.params import ADDRESS_SPACE_MB
     ({"policy": {"name": "vma_retyr"}}, "policy.name", "vma_retry"),
     ({"device": {"io_median_us": -1.0}}, "device.io_median_us", ">= 0"),
     ({"costs": {"zero_fill_ns": -5}}, "costs.zero_fill_ns", ">= 0"),
+    ({"costs": {"lru_add_batch": 32}}, "costs.lru_add_batch", "1..31"),
     ({"machine": {"lru": "lru2q"}}, "machine.lru", "mglru"),
     ({"device": {"ra_kb": 6}}, "device.ra_kb", "multiple of 4"),
     ({"sim": {"duration_s": 0}}, "sim.duration_s", "> 0"),
