@@ -56,7 +56,6 @@ from core.state import (
     T_M_PENDING_ACKS,
     T_PC,
     T_PREEMPT_COUNT,
-    T_SLICE_KEEP,
     T_SLICE_NS,
     T_SP,
     T_STACK0,
@@ -215,12 +214,6 @@ def _start_on(S, tid, c, delay_ns):
     S.t[tid, T_CORE] = c
     S.t[tid, T_STATE] = TS_RUNNING
     account(S, tid, TT_CPU)
-    if S.t[tid, T_SLICE_KEEP]:
-        # Back after a noise spinner preempted it: the rest of the same slice (EEVDF keeps
-        # a preempted entity's deadline until it has used its slice, update_deadline).
-        S.t[tid, T_SLICE_KEEP] = 0
-    else:
-        S.t[tid, T_SLICE_NS] = 0
     if not S.core[c, C_RAN_MM]:
         # mm_cpumask grows as the mm runs on new CPUs (x86 never shrinks it eagerly).
         S.core[c, C_RAN_MM] = 1
@@ -287,6 +280,9 @@ def spend(S, tid, ns, pc):
 
 @njit(cache=True)
 def release_core(S, tid):
+    """The thread leaves its core of its own accord (blocks, sleeps, exits): when it runs
+    again it starts a new slice."""
+    S.t[tid, T_SLICE_NS] = 0
     c = S.t[tid, T_CORE]
     S.t[tid, T_CORE] = -1
     dispatch_core(S, c)
@@ -348,12 +344,14 @@ def preempt_if_due(S, tid):
         return False                          # spin_lock and get_cpu disable preemption
     c = S.t[tid, T_CORE]
     if S.core[c, C_NOISE_PENDING]:
+        # The rest of its slice stays for when it comes back: EEVDF keeps a preempted
+        # entity's deadline until it has used its slice (update_deadline).
         S.t[tid, T_CORE] = -1
-        S.t[tid, T_SLICE_KEEP] = 1
         _rq_push(S, tid, True)
         dispatch_core(S, c)
         return True
     if S.t[tid, T_SLICE_NS] >= S.k[K_SLICE_NS] and _rq_waiting_for(S, c):
+        S.t[tid, T_SLICE_NS] = 0
         S.t[tid, T_CORE] = -1
         _rq_push(S, tid, False)
         dispatch_core(S, c)

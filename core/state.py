@@ -333,8 +333,7 @@ T_R_DELTA = 57  # reclaim (MGLRU): what this evict_folios returns (0 ends the pr
 T_F_DROP_NS = 58  # fault: ns of its last out_retry, until the retry starts (0: none)
 T_ACCT = 59  # TT_* class its time is being counted in
 T_ACCT_SINCE = 60  # ns: since when
-T_SLICE_KEEP = 61  # preempted by a noise spinner mid-slice: resumes that slice, not a new one
-T_STACK0 = 62                 # STACK_DEPTH return program counters
+T_STACK0 = 61                 # STACK_DEPTH return program counters
 T_R_BATCH0 = T_STACK0 + STACK_DEPTH       # RECLAIM_SLOTS isolated folios
 N_T = T_R_BATCH0 + RECLAIM_SLOTS
 
