@@ -85,6 +85,10 @@ LOCK_COLUMNS = (
     + ["vma_writer_wait_max_us", "vma_writer_wait_total_us",
        "fault_latency_p50_us", "fault_latency_p99_us"]
 )
+# Where the workers' time goes, in % of thread time after warm-up: one column per TT_*
+# class of core.state but the last (exited threads are left out), in that order.
+TIME_PCT_COLUMNS = ["time_cpu_pct", "time_runq_pct", "time_mmap_lock_pct", "time_folio_pct",
+                    "time_lru_lock_pct", "time_tlb_ack_pct", "time_vma_pct", "time_sleep_pct"]
 # Model internals worth seeing next to the published counters (not in MODEL.md section 6,
 # added columns only; nothing relies on their absence).
 DETAIL_COLUMNS = ["drops_per_round", "misses_per_round", "pgscan", "ra_truncated",
@@ -95,11 +99,8 @@ DETAIL_COLUMNS = ["drops_per_round", "misses_per_round", "pgscan", "ra_truncated
                   # waits for the retry, against how old a folio is when reclaim evicts it
                   "retry_delay_p50_us", "retry_delay_p99_us",
                   "evict_age_p1_us", "evict_age_p10_us", "evict_age_p50_us",
-                  # where the workers' time goes, in % of thread time after warm-up
-                  # (core.state TT_*); round_s_per_thread is threads x time / rounds
-                  "round_s_per_thread", "time_cpu_pct", "time_runq_pct",
-                  "time_mmap_lock_pct", "time_folio_pct", "time_lru_lock_pct",
-                  "time_tlb_ack_pct", "time_vma_pct", "time_sleep_pct"]
+                  # threads x time / rounds
+                  "round_s_per_thread"] + TIME_PCT_COLUMNS
 ENGINE_COLUMNS = ["sim_time_s", "events", "wall_s", "events_per_s"]
 
 METRIC_COLUMNS = (WORKLOAD_COLUMNS + FAULT_COLUMNS + MEMORY_COLUMNS + LOCK_COLUMNS

@@ -205,17 +205,13 @@ def _latency_percentile(hist: np.ndarray, q: float) -> float | None:
     return lo * 2.0 ** (1 / 16.0) / 1000.0
 
 
-_TIME_COLUMNS = ["time_cpu_pct", "time_runq_pct", "time_mmap_lock_pct", "time_folio_pct",
-                 "time_lru_lock_pct", "time_tlb_ack_pct", "time_vma_pct", "time_sleep_pct"]
-
-
 def _thread_time_columns(c, rounds: int) -> dict:
     """Shares of the workers' time after warm-up by TT_* class (exited threads left out),
     and the seconds one thread takes per round."""
-    tt = c[M.THREAD_TIME0:M.THREAD_TIME0 + M.N_THREAD_TIME - 1].astype(np.float64)
+    tt = c[M.THREAD_TIME0:M.THREAD_TIME0 + len(M.TIME_PCT_COLUMNS)].astype(np.float64)
     total = tt.sum()
     out = {name: (100.0 * tt[i] / total if total > 0 else None)
-           for i, name in enumerate(_TIME_COLUMNS)}
+           for i, name in enumerate(M.TIME_PCT_COLUMNS)}
     out["round_s_per_thread"] = total / 1e9 / rounds if rounds else None
     return out
 
