@@ -60,9 +60,8 @@ class Costs:
     lru_lock_per_folio_ns: int = _cost(
         80, "ns", "list_del/list_add + flags update per folio under lru_lock")
     lru_add_batch: int = _cost(
-        15, "folios", "lru_add drains the per-CPU folio batch when full: 15 was PAGEVEC_SIZE; "
-        "v7.0's FOLIO_BATCH_SIZE is 31, not yet the default because every study figure "
-        "was measured at 15 (at most FOLIO_BATCH_SIZE)")
+        31, "folios", "lru_add drains the per-CPU folio batch when full: v7.0's "
+        "FOLIO_BATCH_SIZE (mm/swap.c folio_batch_add); older kernels' PAGEVEC_SIZE was 15")
     # -- reclaim -----------------------------------------------------------------------------
     reclaim_scan_ns: int = _cost(
         150, "ns", "shrink_folio_list per folio checked and put back: flags, trylock")
