@@ -15,7 +15,8 @@ Two implementations, chosen by `machine.lru`:
 `lru_lock` is a queued spinlock taken with interrupts off (spin_lock_irq): waiters keep
 their CPU, in FIFO order, and answer TLB-flush IPIs only once they have released it. New
 folios reach the lists through a per-CPU batch (`folio_batch`, drained under lru_lock when
-`costs.lru_add_batch` folios are in it: 31, v7.0's FOLIO_BATCH_SIZE). The cost of reclaim under contention comes out of this lock, not a factor.
+`costs.lru_add_batch` folios are in it: 31, v7.0's FOLIO_BATCH_SIZE). The cost of
+reclaim under contention comes out of this lock, not a factor.
 """
 
 from numba import njit
