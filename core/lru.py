@@ -21,7 +21,7 @@ reclaim under contention comes out of this lock, not a factor.
 
 from numba import njit
 
-from core.metrics import LRU_LOCK_WAIT_NS, REFAULTS
+from core.metrics import LRU_LOCK_WAIT_NS, REFAULTS, WORKINGSET_ACTIVATE
 from core.sched import (
     end_spin,
     fifo_append,
@@ -46,6 +46,7 @@ from core.state import (
     G_MIN_SEQ,
     G_NONRESIDENT_AGE,
     G_NOW,
+    G_WS_ACTIVATE,
     K_LRU,
     K_LRU_ADD_BATCH,
     K_LRU_OP,
@@ -310,16 +311,26 @@ def lru_add_drain_locked(S, c):
 
 # ---- workingset (mm/workingset.c) ----------------------------------------------------------
 @njit(cache=True, inline="always")
+def workingset_age_nonresident(S, n):
+    """mm/workingset.c workingset_age_nonresident: the classic LRU's nonresident clock
+    advances on every eviction (workingset_eviction) and every activation: a refault found
+    recent, folio_mark_accessed activating (workingset_activation), reclaim putting an
+    activated folio back (move_folios_to_lru)."""
+    S.g[G_NONRESIDENT_AGE] += n
+
+
+@njit(cache=True, inline="always")
 def workingset_eviction(S, p):
     """Shadow entry for an evicted folio (pack_shadow), called before its flags go: the
     eviction stamp, min_seq (MGLRU token) or the nonresident age (classic), times two,
-    plus 1 if the folio was PG_workingset."""
-    S.g[G_NONRESIDENT_AGE] += 1
+    plus 1 if the folio was PG_workingset. Classic: the stamp is read before the eviction
+    ages the clock."""
     ws = 1 if S.pg[p, P_FLAGS] & PG_WORKINGSET else 0
     if S.k[K_LRU] == LRU_MGLRU:
         S.pg[p, P_SHADOW] = S.g[G_MIN_SEQ] * 2 + ws
     else:
         S.pg[p, P_SHADOW] = S.g[G_NONRESIDENT_AGE] * 2 + ws
+        workingset_age_nonresident(S, 1)
 
 
 @njit(cache=True, inline="always")
@@ -330,7 +341,8 @@ def workingset_refault(S, p):
     min_seq is within MAX_NR_GENS of max_seq (recent), the folio gets PG_workingset back
     when it had it at eviction. Classic: a refault distance within the active list
     activates the folio, which gets PG_workingset back if it had it ("folio was active
-    prior to eviction"). Tiers and refs are not modelled.
+    prior to eviction"). A recent refault counts WORKINGSET_ACTIVATE (lru_gen_refault: in a
+    fault, which every file refault here is). Tiers and refs are not modelled.
     """
     shadow = S.pg[p, P_SHADOW]
     S.pg[p, P_SHADOW] = -1
@@ -340,15 +352,19 @@ def workingset_refault(S, p):
     ws = shadow & 1
     stamp = shadow >> 1
     if S.k[K_LRU] == LRU_MGLRU:
-        if S.g[G_MAX_SEQ] - stamp < MAX_NR_GENS and ws:
-            S.pg[p, P_FLAGS] |= PG_WORKINGSET
+        if S.g[G_MAX_SEQ] - stamp < MAX_NR_GENS:
+            S.g[G_COUNTERS + WORKINGSET_ACTIVATE] += 1
+            if ws:
+                S.pg[p, P_FLAGS] |= PG_WORKINGSET
         return
     distance = S.g[G_NONRESIDENT_AGE] - stamp
     if distance <= S.g[G_LRU_SIZE + LIST_ACTIVE]:
         S.pg[p, P_FLAGS] |= PG_ACTIVE
+        workingset_age_nonresident(S, 1)
+        S.g[G_WS_ACTIVATE] += 1     # lruvec WORKINGSET_ACTIVATE_FILE (prepare_scan_control)
+        S.g[G_COUNTERS + WORKINGSET_ACTIVATE] += 1
         if ws:
             S.pg[p, P_FLAGS] |= PG_WORKINGSET
-        S.g[G_NONRESIDENT_AGE] += 1  # workingset_age_nonresident on activation
 
 
 # ---- the lru_add drain program -------------------------------------------------------------

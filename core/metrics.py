@@ -11,7 +11,7 @@ from __future__ import annotations
 
 # Version of the model's semantics. Bump it whenever a change alters any simulated row, so
 # the sweep's point store (keyed by params + this) recomputes instead of serving stale rows.
-MODEL_VERSION = "2.8.0"
+MODEL_VERSION = "2.9.0"
 
 # ---- vm events (indices into the counters array) ----------------------------------------
 PGFAULT = 0
@@ -47,9 +47,12 @@ PAGEOUT_LOCKED_SKIP = 29  # MADV_PAGEOUT found the folio locked (folio_trylock f
 PAGEOUT_ROUNDS = 30      # swapin: full MADV_PAGEOUT passes over the VMA
 SWAPIN_ROUNDS = 31       # swapin: full read passes over the VMA
 RECLAIM_NO_PROGRESS = 32  # memcg reclaim calls that freed nothing (the penalty's condition)
+WORKINGSET_ACTIVATE = 33  # workingset_activate_file: refaults found recent (activated)
+PGACTIVATE = 34          # folios activated by reclaim (activate_locked) or folio_mark_accessed
+PGDEACTIVATE = 35        # folios moved to the inactive list by shrink_active_list
 # Thread time by what the thread was doing (core.sched.account), one counter per TT_* class
 # of core.state in that order: where a round's wall time goes.
-THREAD_TIME0 = 33
+THREAD_TIME0 = 36
 N_THREAD_TIME = 9
 N_COUNTERS = THREAD_TIME0 + N_THREAD_TIME
 
@@ -61,7 +64,7 @@ COUNTER_NAMES = [
     "rounds", "pgscan", "ra_truncated", "max_reclaim", "high_reclaim_inkernel",
     "lru_lock_wait_ns", "aging_runs", "peak_usage_pages", "pswpin", "pswpout",
     "swapcache_busy", "pageout_locked_skip", "pageout_rounds", "swapin_rounds",
-    "reclaim_no_progress",
+    "reclaim_no_progress", "workingset_activate", "pgactivate", "pgdeactivate",
     "time_cpu_ns", "time_runq_ns", "time_mmap_lock_ns", "time_folio_ns", "time_lru_lock_ns",
     "time_tlb_ack_ns", "time_vma_ns", "time_sleep_ns", "time_exited_ns",
 ]
@@ -75,8 +78,8 @@ WORKLOAD_COLUMNS = ["rounds", "throughput_rounds_s", "pageout_rounds", "swapin_r
                     "launch_ms"]
 FAULT_COLUMNS = ["pgfault", "pgmajfault", "retry_mmap_drop", "retry_io_miss", "miss_drop_pct",
                  "vma_lock_success", "vma_lock_abort", "vma_lock_retry", "vma_lock_miss"]
-MEMORY_COLUMNS = ["pages_read", "pages_reclaimed", "refaults", "high_throttle_ms",
-                  "peak_usage_mb"]
+MEMORY_COLUMNS = ["pages_read", "pages_reclaimed", "refaults", "workingset_activate",
+                  "high_throttle_ms", "peak_usage_mb"]
 LOCK_COLUMNS = (
     ["mmap_read_count", "mmap_read_wait_total_us", "mmap_read_wait_avg_us"]
     + [f"mmap_read_hist_{i}" for i in range(N_HIST)]
@@ -94,7 +97,7 @@ TIME_PCT_COLUMNS = ["time_cpu_pct", "time_runq_pct", "time_mmap_lock_pct", "time
 DETAIL_COLUMNS = ["drops_per_round", "misses_per_round", "pgscan", "ra_truncated",
                   "max_reclaim", "high_reclaim_inkernel", "lru_lock_wait_total_us",
                   "aging_runs", "memcg_oom", "pswpin", "pswpout", "swapcache_busy",
-                  "pageout_locked_skip", "reclaim_no_progress",
+                  "pageout_locked_skip", "reclaim_no_progress", "pgactivate", "pgdeactivate",
                   # file_thrash's miss/drop, MODEL.md 7a: how long a dropped fault's folio
                   # waits for the retry, against how old a folio is when reclaim evicts it
                   "retry_delay_p50_us", "retry_delay_p99_us",

@@ -16,13 +16,22 @@ back to user mode.
 
 from numba import njit
 
-from core.lru import list_add, list_del, lru_hold_ns, spin_lock_irq_lru, spin_unlock_irq_lru
+from core.lru import (
+    list_add,
+    list_del,
+    lru_hold_ns,
+    spin_lock_irq_lru,
+    spin_unlock_irq_lru,
+    workingset_age_nonresident,
+)
 from core.memcg import exit_to_user_mode
+from core.metrics import PGACTIVATE
 from core.rwsem import down_write, downgrade_write, rwsem_owner_sleeps, up_read, up_write
 from core.sched import call, proceed, run_for, smp_call_function_wait
 from core.state import (
     C_FB_N,
     FL_VMA,
+    G_COUNTERS,
     G_MM_CPUS,
     K_AL_HEAP_VMA,
     K_FILE_PAGES,
@@ -102,9 +111,11 @@ def zap_pte_range(S, v):
                     S.pg[p, P_FLAGS] &= ~PG_REFERENCED
                     list_del(S, p)
                     list_add(S, LIST_ACTIVE, p)
+                    workingset_age_nonresident(S, 1)   # workingset_activation
                     activate += 1
                 else:
                     S.pg[p, P_FLAGS] |= PG_REFERENCED
+    S.g[G_COUNTERS + PGACTIVATE] += activate    # lru_activate (folio_activate)
     return zapped, activate
 
 

@@ -249,7 +249,9 @@ LAT_BINS = 256         # fault-latency histogram: log2 bins of 1/8 octave from 6
  G_RW_HANDOFF,     # mmap_lock: RWSEM_FLAG_HANDOFF, set by a writer that waited too long
  G_RW_WOKEN,       # mmap_lock: the first waiter, a writer woken to take the lock, or -1
  G_RW_SPIN_HEAD, G_RW_SPIN_TAIL,  # mmap_lock: writers spinning on a running writer owner
- N_G) = range(44)
+ G_WS_ACTIVATE,    # classic: WORKINGSET_ACTIVATE_FILE, refaults activated so far
+ G_WS_SNAPSHOT,    # classic: target_lruvec->refaults[WORKINGSET_FILE] (snapshot_refaults)
+ N_G) = range(46)
 
 # ---- constants of k (int64) ------------------------------------------------------------------
 (K_THREADS, K_CORES, K_FILE_PAGES, K_N_FILES, K_POLICY, K_LRU, K_PINNING,
@@ -307,7 +309,7 @@ T_OH_IN_RETRY = 31  # over-high: in the retry loop
 T_R_TARGET = 32  # reclaim: nr_to_reclaim
 T_R_RECLAIMED = 33  # reclaim: freed so far
 T_R_PRIORITY = 34  # reclaim: scan priority
-T_R_BUDGET = 35  # reclaim: folios left to scan at this priority
+T_R_BUDGET = 35  # reclaim: folios left to scan at this priority (classic: nr[LRU_INACTIVE_FILE])
 T_R_BATCH_N = 36  # reclaim: folios in the isolated batch
 T_R_WALK_VMA = 37  # aging walk: VMA position
 T_R_WALK_PAGE = 38  # aging walk: page position
@@ -333,7 +335,9 @@ T_R_DELTA = 57  # reclaim (MGLRU): what this evict_folios returns (0 ends the pr
 T_F_DROP_NS = 58  # fault: ns of its last out_retry, until the retry starts (0: none)
 T_ACCT = 59  # TT_* class its time is being counted in
 T_ACCT_SINCE = 60  # ns: since when
-T_STACK0 = 61                 # STACK_DEPTH return program counters
+T_R_NR_ACTIVE = 61  # reclaim (classic): nr[LRU_ACTIVE_FILE] left at this priority
+T_R_MAY_DEACT = 62  # reclaim (classic): sc->may_deactivate & DEACTIVATE_FILE
+T_STACK0 = 63                 # STACK_DEPTH return program counters
 T_R_BATCH0 = T_STACK0 + STACK_DEPTH       # RECLAIM_SLOTS isolated folios
 N_T = T_R_BATCH0 + RECLAIM_SLOTS
 

@@ -56,9 +56,17 @@ from core.lru import (
     spin_lock_irq_lru,
     spin_unlock_irq_lru,
     try_to_inc_min_seq,
+    workingset_age_nonresident,
     workingset_eviction,
 )
-from core.metrics import AGING_RUNS, PAGES_RECLAIMED, PGSCAN, RECLAIM_NO_PROGRESS
+from core.metrics import (
+    AGING_RUNS,
+    PAGES_RECLAIMED,
+    PGACTIVATE,
+    PGDEACTIVATE,
+    PGSCAN,
+    RECLAIM_NO_PROGRESS,
+)
 from core.rwsem import down_read_trylock, up_read
 from core.sched import call, proceed, run_for
 from core.state import (
@@ -74,6 +82,8 @@ from core.state import (
     G_MIN_SEQ,
     G_NOW,
     G_USAGE,
+    G_WS_ACTIVATE,
+    G_WS_SNAPSHOT,
     K_AGING_BASE,
     K_AGING_CHUNK,
     K_AGING_PTE,
@@ -122,6 +132,8 @@ from core.state import (
     T_R_BATCH_N,
     T_R_BUDGET,
     T_R_DELTA,
+    T_R_MAY_DEACT,
+    T_R_NR_ACTIVE,
     T_R_PRIORITY,
     T_R_RECLAIMED,
     T_R_SCANNED,
@@ -145,13 +157,6 @@ def start_reclaim(S, tid, nr_to_reclaim, ret):
     """try_to_free_mem_cgroup_pages(nr): result in r_reclaimed when `ret` runs."""
     S.t[tid, T_R_TARGET] = max(nr_to_reclaim, SWAP_CLUSTER_MAX)
     call(S, tid, RC_BEGIN, ret)
-
-
-@njit(cache=True)
-def lru_file_total(S):
-    """Classic: folios on the file lists (get_scan_count's lru_size; MGLRU counts its
-    generations in should_run_aging)."""
-    return S.g[G_LRU_SIZE + LIST_INACTIVE] + S.g[G_LRU_SIZE + LIST_ACTIVE]
 
 
 @njit(cache=True)
@@ -250,7 +255,25 @@ def shrink_active_list(S, nr):
         S.pg[p, P_FLAGS] |= PG_WORKINGSET
         list_add(S, LIST_INACTIVE, p)
         moved += 1
+    S.g[G_COUNTERS + PGDEACTIVATE] += moved
     return moved
+
+
+@njit(cache=True)
+def prepare_scan_control(S, tid):
+    """Classic, once per shrink_node (per priority): deactivate the active file list when
+    refaults were activated since the last snapshot_refaults ("a new workingset is being
+    established"), or when the inactive list is low. The kernel reads the memcg's
+    WORKINGSET_ACTIVATE_FILE through rstat, flushed when stale or after enough updates;
+    the model reads the exact count."""
+    low = inactive_is_low(S)
+    S.t[tid, T_R_MAY_DEACT] = 1 if (S.g[G_WS_ACTIVATE] != S.g[G_WS_SNAPSHOT] or low) else 0
+
+
+@njit(cache=True)
+def snapshot_refaults(S):
+    """Classic, at the end of do_try_to_free_pages: remember WORKINGSET_ACTIVATE_FILE."""
+    S.g[G_WS_SNAPSHOT] = S.g[G_WS_ACTIVATE]
 
 
 @njit(cache=True)
@@ -340,6 +363,7 @@ def shrink_folio_list(S, tid):
         if keep:
             if activate:
                 S.pg[p, P_FLAGS] |= PG_ACTIVE
+                S.g[G_COUNTERS + PGACTIVATE] += 1     # activate_locked
             S.t[tid, T_R_BATCH0 + kept] = p
             kept += 1
             continue
@@ -371,6 +395,8 @@ def move_folios_to_lru(S, tid):
             lruvec_add_folio(S, p, True)
         else:
             lruvec_add_folio(S, p, False)
+            if S.pg[p, P_FLAGS] & PG_ACTIVE:
+                workingset_age_nonresident(S, 1)
     S.t[tid, T_R_BATCH_N] = 0
     return n
 
@@ -441,13 +467,16 @@ def step(S, tid, pc):
         if S.t[tid, T_R_RECLAIMED] >= S.t[tid, T_R_TARGET] or S.t[tid, T_R_PRIORITY] < 0:
             if S.t[tid, T_R_RECLAIMED] == 0:
                 S.g[G_COUNTERS + RECLAIM_NO_PROGRESS] += 1
+            if S.k[K_LRU] != LRU_MGLRU:
+                snapshot_refaults(S)
             S.t[tid, T_PC] = PC_RETURN
             return True
         S.t[tid, T_R_SCANNED] = 0
         if S.k[K_LRU] != LRU_MGLRU:
-            # get_scan_count: both lists of the type are scanned at lru_size >> priority (the
-            # active one by deactivation into the inactive one when that runs low).
-            S.t[tid, T_R_BUDGET] = lru_file_total(S) >> S.t[tid, T_R_PRIORITY]
+            prepare_scan_control(S, tid)
+            # get_scan_count, SCAN_FILE (no swap): each file list at lru_size >> priority.
+            S.t[tid, T_R_BUDGET] = S.g[G_LRU_SIZE + LIST_INACTIVE] >> S.t[tid, T_R_PRIORITY]
+            S.t[tid, T_R_NR_ACTIVE] = S.g[G_LRU_SIZE + LIST_ACTIVE] >> S.t[tid, T_R_PRIORITY]
         S.t[tid, T_PC] = RC_ISOLATE
         return True
 
@@ -465,7 +494,10 @@ def step(S, tid, pc):
                 S.t[tid, T_PC] = RC_PRIORITY
                 return True
             S.t[tid, T_R_BUDGET] = nr_to_scan
-        elif S.t[tid, T_R_RECLAIMED] >= S.t[tid, T_R_TARGET] or S.t[tid, T_R_BUDGET] <= 0:
+        elif S.t[tid, T_R_RECLAIMED] >= S.t[tid, T_R_TARGET] or (
+                S.t[tid, T_R_BUDGET] <= 0 and S.t[tid, T_R_NR_ACTIVE] <= 0):
+            # shrink_lruvec: until both scan targets are used up or nr_to_reclaim is met
+            # (memcg reclaim stops there: no anon to keep proportional).
             S.t[tid, T_R_PRIORITY] -= 1
             S.t[tid, T_PC] = RC_PRIORITY
             return True
@@ -483,9 +515,17 @@ def step(S, tid, pc):
                 S.t[tid, T_R_DELTA] = 0
             S.t[tid, T_R_SCANNED] += S.t[tid, T_R_DELTA]
         else:
-            if inactive_is_low(S):
-                moved = shrink_active_list(S, SWAP_CLUSTER_MAX)
-            scanned = isolate_folios(S, tid)
+            # One pass of shrink_lruvec's loop: SWAP_CLUSTER_MAX off the inactive target
+            # (shrink_inactive_list), then off the active one (shrink_list: deactivated only
+            # if may_deactivate, the target used up either way).
+            scanned = 0
+            if S.t[tid, T_R_BUDGET] > 0:
+                scanned = isolate_folios(S, tid)
+            nr = min(S.t[tid, T_R_NR_ACTIVE], SWAP_CLUSTER_MAX)
+            if nr > 0:
+                S.t[tid, T_R_NR_ACTIVE] -= nr
+                if S.t[tid, T_R_MAY_DEACT]:
+                    moved = shrink_active_list(S, nr)
             if scanned == 0 and moved == 0:
                 S.t[tid, T_R_BUDGET] = 0
         run_for(S, tid, lru_hold_ns(S, scanned + moved), RC_SHRINK)

@@ -77,7 +77,8 @@ MIB = 1 << 20
 
 # Extra columns this backend adds to the METRIC_COLUMNS of every row.
 EXTRA_COLUMNS = ["backend", "kernel_release", "lru", "read_ahead_kb", "cores_used",
-                 "params_ignored", "memcg_path", "pgpgin_pages", "loadavg_1m_before"]
+                 "params_ignored", "memcg_path", "pgpgin_pages", "loadavg_1m_before",
+                 "vmstat_delta"]
 
 # vm events that exist only on patched or debug kernels: None when /proc/vmstat lacks them.
 OPTIONAL_COUNTERS = ("retry_mmap_drop", "retry_io_miss", "vma_lock_success", "vma_lock_abort",
@@ -597,6 +598,9 @@ def kernel_row(result: RunResult, *, params: Any, work_dir: Path) -> dict[str, A
     row["pgfault"] = delta("pgfault")
     row["pgmajfault"] = delta("pgmajfault")
     row["refaults"] = delta("workingset_refault_file")
+    row["workingset_activate"] = delta("workingset_activate_file")
+    row["pgactivate"] = delta("pgactivate")
+    row["pgdeactivate"] = delta("pgdeactivate")
     for name in OPTIONAL_COUNTERS:
         row[name] = delta(name)
     if "pgsteal_anon" in after and "pgsteal_file" in after:
@@ -638,6 +642,10 @@ def kernel_row(result: RunResult, *, params: Any, work_dir: Path) -> dict[str, A
         "params_ignored": "; ".join(ignored) or None,
         "memcg_path": result.memcg_path,
         "pgpgin_pages": pgpgin_pages,
+        # every /proc/vmstat counter that moved, for what the row's columns do not name
+        # (pgactivate, pgdeactivate, pgrotated, ...): JSON, system-wide like the rest
+        "vmstat_delta": json.dumps({k: after[k] - before[k] for k in sorted(after)
+                                    if k in before and after[k] != before[k]}),
     })
     return row
 
@@ -648,7 +656,8 @@ def kernel_row(result: RunResult, *, params: Any, work_dir: Path) -> dict[str, A
 COMPARED_METRICS = ["rounds", "throughput_rounds_s", "pgfault_per_round",
                     "pgmajfault_per_round", "pgfault", "pgmajfault", "retry_mmap_drop",
                     "retry_io_miss", "drops_per_round", "misses_per_round", "miss_drop_pct", "vma_lock_success", "vma_lock_abort",
-                    "vma_lock_retry", "vma_lock_miss", "refaults", "pages_reclaimed"]
+                    "vma_lock_retry", "vma_lock_miss", "refaults", "workingset_activate",
+                    "pgactivate", "pgdeactivate", "pages_reclaimed"]
 
 
 def sim_vs_real_table(points: pl.DataFrame, axis_columns: list[str]) -> pl.DataFrame:

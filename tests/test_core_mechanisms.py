@@ -29,6 +29,7 @@ from core import (
     hist,
     lru,
     memcg,
+    mm,
     pagecache,
     readahead,
     rwsem,
@@ -77,6 +78,8 @@ from core.state import (
     G_RW_WRITER,
     G_STOP,
     G_USAGE,
+    G_WS_ACTIVATE,
+    G_WS_SNAPSHOT,
     K_FA_PAGE,
     K_FILE_PAGES,
     K_HIGH,
@@ -144,6 +147,7 @@ from core.state import (
     TS_RUNNING,
     TS_SPINNING,
     V_ATTACHED,
+    V_FILE,
     V_PTE0,
     V_READERS,
     V_WRITE_LOCKED,
@@ -652,7 +656,8 @@ def test_reclaim_classic_evicts_unmapped_before_mapped_referenced():
     assert cost == 3 * S.k[K_RC_SCAN] + S.k[K_RC_RMAP] + S.k[K_RC_EVICT]
     # A evicted: out of the page cache, a shadow left, uncharged
     # shadow: eviction stamp x 2 + PG_workingset
-    assert S.pg[A, P_FLAGS] == 0 and S.pg[A, P_SHADOW] == 2 and S.g[G_NONRESIDENT_AGE] == 1
+    # (the stamp is read before the eviction ages the nonresident clock)
+    assert S.pg[A, P_FLAGS] == 0 and S.pg[A, P_SHADOW] == 0 and S.g[G_NONRESIDENT_AGE] == 1
     assert S.g[G_USAGE] == 2
     assert _counter(S, M.PAGES_RECLAIMED) == 1 and S.t[0, T_R_RECLAIMED] == 1
     # B kept: referenced once (not yet active), its young bit consumed, still mapped
@@ -678,6 +683,7 @@ def test_reclaim_classic_evicts_unmapped_before_mapped_referenced():
     vmscan.move_folios_to_lru(S, 0)
     assert _list(S, LIST_ACTIVE) == [B] and _list(S, LIST_INACTIVE) == [C]
     assert S.pg[B, P_FLAGS] & PG_ACTIVE
+    assert S.g[G_NONRESIDENT_AGE] == 2      # putting back an activated folio ages the clock
 
     # deactivated with its young bit gone, B is unmapped and evicted; C unlocked goes too
     S.pg[C, P_FLAGS] &= ~PG_LOCKED
@@ -796,6 +802,69 @@ def test_mglru_reclaim_priorities(min_seq, reclaimed, aged):
     assert S.g[G_USAGE] == 4096 - reclaimed and _counter(S, M.RECLAIM_NO_PROGRESS) == 0
 
 
+@pytest.mark.parametrize("inactive, active, activated, reclaimed, deactivated", [
+    # no refault activated since the last snapshot, inactive not low: the active list is
+    # left alone. Inactive targets 3000>>11.. = 1, 2, 5, 11, 23: 42 >= 32 at priority 7.
+    (3000, 1000, 0, 42, 0),
+    # refaults activated since the snapshot ("a new workingset is being established"):
+    # the active list is deactivated at its own target, 1000>>9.. = 1, 3, 7.
+    (3000, 1000, 5, 42, 11),
+    # inactive low (1000 < 3000): deactivation without refaults; priorities 11..7
+    # deactivate 1, 2, 5, 11, 23 and reclaim 0, 0, 1, 3, 7; 6 reclaims 16 and deactivates
+    # 32 + 14 (two passes); 5 reclaims 32 (59 in all) and deactivates 32.
+    (1000, 3000, 0, 59, 120),
+])
+def test_classic_reclaim_deactivates_on_refaults_or_low_inactive(inactive, active, activated,
+                                                                 reclaimed, deactivated):
+    """try_to_free_mem_cgroup_pages(32) on the classic LRU, run as the thread's program:
+    shrink_lruvec scans each file list at lru_size >> priority, SWAP_CLUSTER_MAX at a time,
+    and deactivates only if prepare_scan_control allows it (WORKINGSET_ACTIVATE_FILE moved
+    since snapshot_refaults, or inactive_is_low); the snapshot is taken at the end."""
+    S = _reclaim_state("classic", file_mb=16)
+    for p in range(inactive + active):
+        S.pg[p, P_FLAGS] = PG_PRESENT | PG_UPTODATE | (PG_ACTIVE if p >= inactive else 0)
+        lru.lruvec_add_folio(S, p, False)
+    S.g[G_USAGE] = inactive + active
+    S.g[G_WS_ACTIVATE] = activated
+    vmscan.start_reclaim(S, 0, 32, W_AL_DONE)
+    engine.thread_step(S, 0)
+    _drive_until(S, lambda S: S.t[0, T_STATE] == TS_EXITED)
+    assert S.t[0, T_R_RECLAIMED] == reclaimed == _counter(S, M.PAGES_RECLAIMED)
+    assert _counter(S, M.PGDEACTIVATE) == deactivated
+    assert S.g[G_LRU_SIZE + LIST_ACTIVE] == active - deactivated
+    assert S.g[G_LRU_SIZE + LIST_INACTIVE] == inactive + deactivated - reclaimed
+    assert S.g[G_WS_SNAPSHOT] == activated                  # snapshot_refaults
+
+
+def test_classic_activations_age_the_nonresident_clock():
+    """workingset_age_nonresident runs on evictions and on every activation: a recent
+    refault, folio_mark_accessed at zap (workingset_activation), and reclaim putting an
+    activated folio back (move_folios_to_lru); refault activations count
+    WORKINGSET_ACTIVATE."""
+    S = _reclaim_state("classic")
+    U = PG_PRESENT | PG_UPTODATE
+    # zap of a young PTE on a folio already PG_referenced: activated, the clock ages
+    S.pg[5, P_FLAGS] = U | PG_REFERENCED
+    lru.lruvec_add_folio(S, 5, False)
+    S.vma[0, V_FILE] = 0
+    S.vma[0, V_PTE0 + 5] = PTE_PRESENT | PTE_YOUNG
+    zapped, activated = mm.zap_pte_range(S, 0)
+    assert (zapped, activated) == (1, 1) and S.g[G_NONRESIDENT_AGE] == 1
+    assert _list(S, LIST_ACTIVE) == [5] and _counter(S, M.PGACTIVATE) == 1
+    # a refault within the active list: activated, counted, the clock ages again
+    S.pg[6, P_SHADOW] = 2 * 1                        # evicted when the clock read 1
+    S.g[G_NONRESIDENT_AGE] = 2
+    lru.workingset_refault(S, 6)
+    assert S.pg[6, P_FLAGS] & PG_ACTIVE and S.g[G_NONRESIDENT_AGE] == 3
+    assert _counter(S, M.WORKINGSET_ACTIVATE) == 1 and S.g[G_WS_ACTIVATE] == 1
+    # too far: not activated, nothing ages
+    S.pg[7, P_SHADOW] = 0
+    S.g[G_NONRESIDENT_AGE] = 10
+    lru.workingset_refault(S, 7)
+    assert not S.pg[7, P_FLAGS] & PG_ACTIVE and S.g[G_NONRESIDENT_AGE] == 10
+    assert _counter(S, M.REFAULTS) == 2 and _counter(S, M.WORKINGSET_ACTIVATE) == 1
+
+
 def test_evict_age_histogram_counts_page_cache_age():
     """The evict_age diagnostic: reclaim bins each evicted folio by the time since
     filemap_add_folio put it in the page cache."""
@@ -829,11 +898,12 @@ def test_refault_restores_workingset_only_if_evicted_workingset(lru_name):
         S.pg[p, P_FLAGS] = 0
     assert S.pg[0, P_SHADOW] & 1 == 1 and S.pg[1, P_SHADOW] & 1 == 0
     if lru_name == "classic":
-        S.g[G_LRU_SIZE + LIST_ACTIVE] = 10          # refault distance 2 and 1: within it
+        S.g[G_LRU_SIZE + LIST_ACTIVE] = 10          # refault distances 2 and 2: within it
     for p in (0, 1):
         lru.workingset_refault(S, p)
         assert S.pg[p, P_SHADOW] == -1
     assert _counter(S, M.REFAULTS) == 2                # every refault counts
+    assert _counter(S, M.WORKINGSET_ACTIVATE) == 2     # both recent
     assert bool(S.pg[0, P_FLAGS] & PG_WORKINGSET) and not S.pg[1, P_FLAGS] & PG_WORKINGSET
     active = PG_ACTIVE if lru_name == "classic" else 0
     assert S.pg[0, P_FLAGS] & PG_ACTIVE == active and S.pg[1, P_FLAGS] & PG_ACTIVE == active
