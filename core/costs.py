@@ -18,6 +18,13 @@ def _cost(default: int, unit: str, reason: str):
 # `lru_add_batch` may be (core.state sizes each CPU's lru_add batch by it).
 FOLIO_BATCH_SIZE = 31
 
+# Kernel memory file_thrash charges to its memcg besides the page cache (x86_64, 4 KiB
+# pages; core.params.Params.kmem_pages adds it up):
+THREAD_SIZE_PAGES = 4     # each thread's kernel stack, THREAD_SIZE 16 KiB, accounted
+XA_NODE_BYTES = 576       # sizeof(struct xa_node): the page cache's xarray, XA_FLAGS_ACCOUNT
+XA_CHUNK_SLOTS = 64       # XA_CHUNK_SIZE: slots per xarray node
+PTRS_PER_PTE = 512        # pages one PTE table maps; tables are GFP_PGTABLE_USER (accounted)
+
 
 @dataclass(frozen=True)
 class Costs:

@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from core import costs
 from core.costs import FOLIO_BATCH_SIZE, Costs
 
 POLICIES = ("baseline", "vma_retry", "vma_retry_uptodate", "retry_hard", "hold_vma_io",
@@ -218,6 +219,29 @@ class Params:
     def memory_max_pages(self) -> int:
         return self.memcg.max_mb * 1024 // PAGE_KB
 
+    @property
+    def kmem_pages(self) -> int:
+        """Kernel memory file_thrash's process charges to its memcg besides the page cache,
+        in pages, charged once when the run starts: each thread's kernel stack
+        (THREAD_SIZE, accounted since 5.9), its mapping's page tables (one PTE table per
+        PTRS_PER_PTE pages and a PMD table, GFP_PGTABLE_USER), and each file's page-cache
+        xarray nodes (XA_FLAGS_ACCOUNT), which stay allocated while the file's slots hold
+        folios or shadows. The kernel charges page tables at the first fault of each range
+        and uncharges them at munmap; the model keeps them charged. 0 for other workloads
+        (their kernel memory is not charged yet)."""
+        if self.workload.name != "file_thrash":
+            return 0
+        n = self.file_pages
+        ptes = -(-n // costs.PTRS_PER_PTE) + 1
+        nodes, level = 0, n
+        while True:
+            level = -(-level // costs.XA_CHUNK_SLOTS)
+            nodes += level
+            if level <= 1:
+                break
+        xa_pages = -(-self.workload.threads * nodes * costs.XA_NODE_BYTES // (PAGE_KB * 1024))
+        return self.workload.threads * (costs.THREAD_SIZE_PAGES + ptes) + xa_pages
+
 
 def _coerce(cls: type, name: str, value: Any) -> Any:
     """Accept ints for float fields (YAML writes 3000 for 3000.0); reject the wrong type."""
@@ -300,11 +324,13 @@ def validate(p: Params) -> None:
         _check(mc.max_mb >= mc.high_mb, "memcg.max_mb", mc.max_mb,
                f"must be >= memcg.high_mb ({mc.high_mb})")
     if mc.max_mb:
-        # Reclaim needs room for every CPU's charge stock and in-flight readahead windows.
-        floor_mb = max(4, (m.cores * 64 * PAGE_KB) // 1024 // 4)
+        # Reclaim needs room for every CPU's charge stock and in-flight readahead windows,
+        # and for the kernel memory charged when the run starts.
+        kmem_mb = -(-p.kmem_pages * PAGE_KB // 1024)
+        floor_mb = max(4, (m.cores * 64 * PAGE_KB) // 1024 // 4, kmem_mb + 2)
         _check(mc.max_mb >= floor_mb, "memcg.max_mb", mc.max_mb,
-               f"must be >= {floor_mb} MB for {m.cores} cores (charge stocks alone are "
-               f"64 pages per CPU)")
+               f"must be >= {floor_mb} MB for {m.cores} cores and {kmem_mb} MB of kernel "
+               f"memory (charge stocks alone are 64 pages per CPU)")
     _check(d.io_median_us >= 0, "device.io_median_us", d.io_median_us, "must be >= 0")
     _check(d.io_sigma >= 0, "device.io_sigma", d.io_sigma, "must be >= 0")
     _check(1 <= d.queue_depth <= 65536, "device.queue_depth", d.queue_depth,

@@ -19,8 +19,10 @@ from core.state import (
     G_LAUNCH_NS,
     G_NOW,
     G_OOM,
+    G_PEAK_USAGE,
     G_RETRY_HIST,
     G_STOP,
+    G_USAGE,
     G_WARM_COUNTERS,
     G_WARM_HIST,
     K_ABL_INKERNEL_HIGH,
@@ -184,8 +186,11 @@ def build_state(p: Params):
     n = int(k[K_THREADS])
     w = p.workload.name
     if w == "file_thrash":
-        return make_state(k, n_threads=n, n_cores=p.machine.cores, n_pages=n * p.file_pages,
-                          n_files=n, file_pages=p.file_pages, n_vmas=n)
+        S = make_state(k, n_threads=n, n_cores=p.machine.cores, n_pages=n * p.file_pages,
+                       n_files=n, file_pages=p.file_pages, n_vmas=n)
+        # Kernel stacks, page tables and xarray nodes, charged before anything runs.
+        S.g[G_USAGE] = S.g[G_PEAK_USAGE] = p.kmem_pages
+        return S
     if w == "swapin":
         return swapin.build_state(p, k)
     return app_launch.build_state(p, k)
