@@ -78,7 +78,7 @@ MIB = 1 << 20
 # Extra columns this backend adds to the METRIC_COLUMNS of every row.
 EXTRA_COLUMNS = ["backend", "kernel_release", "lru", "read_ahead_kb", "cores_used",
                  "params_ignored", "memcg_path", "pgpgin_pages", "loadavg_1m_before",
-                 "vmstat_delta"]
+                 "vmstat_delta", "kmem_peak_mb"]
 
 # vm events that exist only on patched or debug kernels: None when /proc/vmstat lacks them.
 OPTIONAL_COUNTERS = ("retry_mmap_drop", "retry_io_miss", "vma_lock_success", "vma_lock_abort",
@@ -359,8 +359,15 @@ def point_memcg(high_mb: int, max_mb: int, swap_max_mb: int,
 
 
 def _memcg_figures(path: Path, version: int) -> dict[str, float | None]:
-    """peak_usage_mb and max_reclaim (times the limit was hit) of a finished point's cgroup."""
-    out: dict[str, float | None] = {"peak_usage_mb": None, "max_reclaim": None}
+    """peak_usage_mb, max_reclaim (times the limit was hit) and, on cgroup v1,
+    kmem_peak_mb (memory.kmem.max_usage_in_bytes: the kernel memory charged, at its peak)
+    of a finished point's cgroup."""
+    out: dict[str, float | None] = {"peak_usage_mb": None, "max_reclaim": None,
+                                    "kmem_peak_mb": None}
+    if version == 1:
+        with contextlib.suppress(OSError, ValueError):
+            out["kmem_peak_mb"] = int((path / "memory.kmem.max_usage_in_bytes")
+                                      .read_text().split()[0]) / MIB
     peak_file, events_key = (("memory.peak", "max") if version == 2
                              else ("memory.max_usage_in_bytes", None))
     with contextlib.suppress(OSError, ValueError):
@@ -382,7 +389,7 @@ class RunResult:
     report: dict[str, Any]          # the program's final JSON line
     vmstat_before: dict[str, int]   # at its warm line
     vmstat_after: dict[str, int]    # after it exited
-    memcg: dict[str, float | None]  # peak_usage_mb, max_reclaim (None without a memcg)
+    memcg: dict[str, float | None]  # _memcg_figures (None values without a memcg)
     memcg_path: str | None
 
 
@@ -425,7 +432,7 @@ def _run_program(argv: Sequence[str], stderr_f: Any, timeout_s: float, cgroup: P
                                      f"exit within {TERM_GRACE_S:.0f} s; stopped it") from None
         after = read_vmstat(vmstat_path)
         memcg = (_memcg_figures(cgroup, cgroup_version) if cgroup is not None
-                 else {"peak_usage_mb": None, "max_reclaim": None})
+                 else {"peak_usage_mb": None, "max_reclaim": None, "kmem_peak_mb": None})
         report = None
         for text, snapshot in lines:
             if snapshot:
@@ -642,6 +649,7 @@ def kernel_row(result: RunResult, *, params: Any, work_dir: Path) -> dict[str, A
         "params_ignored": "; ".join(ignored) or None,
         "memcg_path": result.memcg_path,
         "pgpgin_pages": pgpgin_pages,
+        "kmem_peak_mb": result.memcg.get("kmem_peak_mb"),
         # every /proc/vmstat counter that moved, for what the row's columns do not name
         # (pgactivate, pgdeactivate, pgrotated, ...): JSON, system-wide like the rest
         "vmstat_delta": json.dumps({k: after[k] - before[k] for k in sorted(after)
