@@ -223,7 +223,7 @@ class Params:
     def kmem_pages(self) -> int:
         """Kernel memory file_thrash's process charges to its memcg besides the page cache,
         in pages, charged once when the run starts: each thread's kernel stack
-        (THREAD_SIZE, accounted since 5.9), its mapping's page tables (one PTE table per
+        (THREAD_SIZE, accounted to the memcg), its mapping's page tables (one PTE table per
         PTRS_PER_PTE pages and a PMD table, GFP_PGTABLE_USER), and each file's page-cache
         xarray nodes (XA_FLAGS_ACCOUNT), which stay allocated while the file's slots hold
         folios or shadows. The kernel charges page tables at the first fault of each range
