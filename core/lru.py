@@ -46,7 +46,6 @@ from core.state import (
     G_MIN_SEQ,
     G_NONRESIDENT_AGE,
     G_NOW,
-    G_WS_ACTIVATE,
     K_LRU,
     K_LRU_ADD_BATCH,
     K_LRU_OP,
@@ -361,8 +360,7 @@ def workingset_refault(S, p):
     if distance <= S.g[G_LRU_SIZE + LIST_ACTIVE]:
         S.pg[p, P_FLAGS] |= PG_ACTIVE
         workingset_age_nonresident(S, 1)
-        S.g[G_WS_ACTIVATE] += 1     # lruvec WORKINGSET_ACTIVATE_FILE (prepare_scan_control)
-        S.g[G_COUNTERS + WORKINGSET_ACTIVATE] += 1
+        S.g[G_COUNTERS + WORKINGSET_ACTIVATE] += 1   # read by prepare_scan_control
         if ws:
             S.pg[p, P_FLAGS] |= PG_WORKINGSET
 

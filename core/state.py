@@ -249,9 +249,8 @@ LAT_BINS = 256         # fault-latency histogram: log2 bins of 1/8 octave from 6
  G_RW_HANDOFF,     # mmap_lock: RWSEM_FLAG_HANDOFF, set by a writer that waited too long
  G_RW_WOKEN,       # mmap_lock: the first waiter, a writer woken to take the lock, or -1
  G_RW_SPIN_HEAD, G_RW_SPIN_TAIL,  # mmap_lock: writers spinning on a running writer owner
- G_WS_ACTIVATE,    # classic: WORKINGSET_ACTIVATE_FILE, refaults activated so far
  G_WS_SNAPSHOT,    # classic: target_lruvec->refaults[WORKINGSET_FILE] (snapshot_refaults)
- N_G) = range(46)
+ N_G) = range(45)
 
 # ---- constants of k (int64) ------------------------------------------------------------------
 (K_THREADS, K_CORES, K_FILE_PAGES, K_N_FILES, K_POLICY, K_LRU, K_PINNING,

@@ -66,6 +66,7 @@ from core.metrics import (
     PGDEACTIVATE,
     PGSCAN,
     RECLAIM_NO_PROGRESS,
+    WORKINGSET_ACTIVATE,
 )
 from core.rwsem import down_read_trylock, up_read
 from core.sched import call, proceed, run_for
@@ -82,7 +83,6 @@ from core.state import (
     G_MIN_SEQ,
     G_NOW,
     G_USAGE,
-    G_WS_ACTIVATE,
     G_WS_SNAPSHOT,
     K_AGING_BASE,
     K_AGING_CHUNK,
@@ -266,14 +266,14 @@ def prepare_scan_control(S, tid):
     established"), or when the inactive list is low. The kernel reads the memcg's
     WORKINGSET_ACTIVATE_FILE through rstat, flushed when stale or after enough updates;
     the model reads the exact count."""
-    low = inactive_is_low(S)
-    S.t[tid, T_R_MAY_DEACT] = 1 if (S.g[G_WS_ACTIVATE] != S.g[G_WS_SNAPSHOT] or low) else 0
+    refaults = S.g[G_COUNTERS + WORKINGSET_ACTIVATE]
+    S.t[tid, T_R_MAY_DEACT] = 1 if (refaults != S.g[G_WS_SNAPSHOT] or inactive_is_low(S)) else 0
 
 
 @njit(cache=True)
 def snapshot_refaults(S):
     """Classic, at the end of do_try_to_free_pages: remember WORKINGSET_ACTIVATE_FILE."""
-    S.g[G_WS_SNAPSHOT] = S.g[G_WS_ACTIVATE]
+    S.g[G_WS_SNAPSHOT] = S.g[G_COUNTERS + WORKINGSET_ACTIVATE]
 
 
 @njit(cache=True)

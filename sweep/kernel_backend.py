@@ -358,12 +358,15 @@ def point_memcg(high_mb: int, max_mb: int, swap_max_mb: int,
         _remove_cgroup_dir(path)
 
 
+# What _memcg_figures reads from a point's cgroup (all None without a memcg).
+MEMCG_FIGURES = ("peak_usage_mb", "max_reclaim", "kmem_peak_mb")
+
+
 def _memcg_figures(path: Path, version: int) -> dict[str, float | None]:
     """peak_usage_mb, max_reclaim (times the limit was hit) and, on cgroup v1,
     kmem_peak_mb (memory.kmem.max_usage_in_bytes: the kernel memory charged, at its peak)
     of a finished point's cgroup."""
-    out: dict[str, float | None] = {"peak_usage_mb": None, "max_reclaim": None,
-                                    "kmem_peak_mb": None}
+    out: dict[str, float | None] = dict.fromkeys(MEMCG_FIGURES)
     if version == 1:
         with contextlib.suppress(OSError, ValueError):
             out["kmem_peak_mb"] = int((path / "memory.kmem.max_usage_in_bytes")
@@ -432,7 +435,7 @@ def _run_program(argv: Sequence[str], stderr_f: Any, timeout_s: float, cgroup: P
                                      f"exit within {TERM_GRACE_S:.0f} s; stopped it") from None
         after = read_vmstat(vmstat_path)
         memcg = (_memcg_figures(cgroup, cgroup_version) if cgroup is not None
-                 else {"peak_usage_mb": None, "max_reclaim": None, "kmem_peak_mb": None})
+                 else dict.fromkeys(MEMCG_FIGURES))
         report = None
         for text, snapshot in lines:
             if snapshot:

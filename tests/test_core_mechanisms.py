@@ -53,6 +53,7 @@ from core.state import (
     FAULT_FLAG_VMA_LOCK,
     FL_VMA,
     G_AGE_HIST,
+    G_COUNTERS,
     G_GEN_PAGES,
     G_HIST_READ,
     G_HIST_WRITE,
@@ -78,7 +79,6 @@ from core.state import (
     G_RW_WRITER,
     G_STOP,
     G_USAGE,
-    G_WS_ACTIVATE,
     G_WS_SNAPSHOT,
     K_FA_PAGE,
     K_FILE_PAGES,
@@ -825,7 +825,7 @@ def test_classic_reclaim_deactivates_on_refaults_or_low_inactive(inactive, activ
         S.pg[p, P_FLAGS] = PG_PRESENT | PG_UPTODATE | (PG_ACTIVE if p >= inactive else 0)
         lru.lruvec_add_folio(S, p, False)
     S.g[G_USAGE] = inactive + active
-    S.g[G_WS_ACTIVATE] = activated
+    S.g[G_COUNTERS + M.WORKINGSET_ACTIVATE] = activated
     vmscan.start_reclaim(S, 0, 32, W_AL_DONE)
     engine.thread_step(S, 0)
     _drive_until(S, lambda S: S.t[0, T_STATE] == TS_EXITED)
@@ -856,7 +856,7 @@ def test_classic_activations_age_the_nonresident_clock():
     S.g[G_NONRESIDENT_AGE] = 2
     lru.workingset_refault(S, 6)
     assert S.pg[6, P_FLAGS] & PG_ACTIVE and S.g[G_NONRESIDENT_AGE] == 3
-    assert _counter(S, M.WORKINGSET_ACTIVATE) == 1 and S.g[G_WS_ACTIVATE] == 1
+    assert _counter(S, M.WORKINGSET_ACTIVATE) == 1
     # too far: not activated, nothing ages
     S.pg[7, P_SHADOW] = 0
     S.g[G_NONRESIDENT_AGE] = 10
