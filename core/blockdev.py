@@ -33,6 +33,7 @@ from core.state import (
     K_IO_XFER,
     K_QUEUE_DEPTH,
     P_FLAGS,
+    P_NR,
     PG_WRITEBACK,
     RQ_FIRST,
     RQ_N,
@@ -119,8 +120,11 @@ def io_done(S, slot):
         for p in range(first, first + n):
             S.pg[p, P_FLAGS] &= ~PG_WRITEBACK            # folio_end_writeback
     else:
-        for p in range(first, first + n):
+        p = first
+        while p < first + n:                              # the folios of the request
+            nxt = p + S.pg[p, P_NR]
             folio_mark_uptodate_unlock(S, p)
+            p = nxt
         S.g[G_COUNTERS + PAGES_READ] += n
     S.rq[slot, RQ_NEXT] = S.g[G_IO_FREE]
     S.g[G_IO_FREE] = slot

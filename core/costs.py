@@ -41,6 +41,11 @@ class Costs:
         110, "ns", "set_pte_range + folio_add_file_rmap_ptes + folio refcount and mapcount "
         "atomics for one page (two contended-free atomics ~20 ns each plus the rest); "
         "raised from 60 with fault_entry_ns by the same calibration")
+    pte_batch_ns: int = _cost(
+        10, "ns", "each further page of a large folio mapped or zapped in one batch "
+        "(set_ptes, get_and_clear_full_ptes): one 8-byte PTE store; the rmap, refcount and "
+        "mapcount updates happen once per folio (folio_add_file_rmap_ptes(nr)), charged in "
+        "pte_install_ns or zap_pte_ns. Not measured")
     fault_around_page_ns: int = _cost(
         60, "ns", "next_uptodate_folio per page of the window: xas_next, folio_try_get, "
         "flag checks, folio_trylock (raised from 40 by the same calibration)")

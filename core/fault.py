@@ -91,6 +91,8 @@ from core.state import (
     LOCK_VMA,
     LR_ADD_DRAIN,
     P_FLAGS,
+    P_HEAD,
+    P_NR,
     P_REFS,
     PG_LOCKED,
     PG_PRESENT,
@@ -162,8 +164,9 @@ def _record_latency(S, tid):
 
 @njit(cache=True)
 def fault_folio(S, tid):
-    """The folio slot of the faulting page (vmf->pgoff of the thread's object)."""
-    return S.t[tid, T_FILE] * S.k[K_FILE_PAGES] + S.t[tid, T_F_PAGE]
+    """The folio holding the faulting page (vmf->pgoff of the thread's object): its head
+    page, the page itself when it is absent or order 0."""
+    return S.pg[S.t[tid, T_FILE] * S.k[K_FILE_PAGES] + S.t[tid, T_F_PAGE], P_HEAD]
 
 
 @njit(cache=True)
@@ -260,7 +263,7 @@ def step(S, tid, pc):
             uncharge(S, 1)
         else:
             # FGP_FOR_MMAP: added locked, then unlocked for lock_folio_maybe_drop_mmap.
-            full = filemap_add_folio(S, tid, p, False, True)
+            full = filemap_add_folio(S, tid, p, 1, False, True)
             S.pg[p, P_FLAGS] &= ~PG_LOCKED
             if full:
                 S.pg[p, P_REFS] += 1
@@ -289,10 +292,10 @@ def step(S, tid, pc):
             maybe_unlock_mmap_for_io(S, tid)
             S.t[tid, T_F_MAJOR] = 1
             if S.k[K_SPARSE]:
-                run_for(S, tid, S.k[K_ZERO_FILL], F_READ_FOLIO_DONE)
+                run_for(S, tid, S.pg[p, P_NR] * S.k[K_ZERO_FILL], F_READ_FOLIO_DONE)
                 return False
             # The I/O completion unlocks the folio and hands the lock back to us.
-            submit_read(S, p, 1, tid)
+            submit_read(S, p, S.pg[p, P_NR], tid)
             folio_wait_handoff(S, tid, p, F_READ_FOLIO_DONE)
             return False
         if S.t[tid, T_F_FPIN]:
@@ -303,7 +306,7 @@ def step(S, tid, pc):
             _put_ref(S, tid)
             S.t[tid, T_PC] = F_OUT_RETRY
             return True
-        cost = finish_fault(S, S.t[tid, T_VMA], S.t[tid, T_F_PAGE])
+        cost = finish_fault(S, S.t[tid, T_VMA], S.t[tid, T_FILE], S.t[tid, T_F_PAGE])
         folio_unlock(S, p)
         _put_ref(S, tid)
         run_for(S, tid, cost, F_END)
@@ -313,7 +316,7 @@ def step(S, tid, pc):
         p = fault_folio(S, tid)
         if S.k[K_SPARSE]:
             S.pg[p, P_FLAGS] |= PG_UPTODATE
-            S.g[G_COUNTERS + PAGES_READ] += 1
+            S.g[G_COUNTERS + PAGES_READ] += S.pg[p, P_NR]
         S.t[tid, T_PC] = F_LOCKED
         return True
 

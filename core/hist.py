@@ -27,3 +27,9 @@ def log8_bin(ns):
 def hist_add(S, base, ns):
     """Count one duration of ns in the histogram at S.g[base:base + LAT_BINS]."""
     S.g[base + log8_bin(ns)] += 1
+
+
+@njit(cache=True, inline="always")
+def hist_add_n(S, base, ns, n):
+    """Count n items of duration ns (a large folio's pages)."""
+    S.g[base + log8_bin(ns)] += n

@@ -15,8 +15,13 @@ Two implementations, chosen by `machine.lru`:
 `lru_lock` is a queued spinlock taken with interrupts off (spin_lock_irq): waiters keep
 their CPU, in FIFO order, and answer TLB-flush IPIs only once they have released it. New
 folios reach the lists through a per-CPU batch (`folio_batch`, drained under lru_lock when
-`costs.lru_add_batch` folios are in it: 31, v7.0's FOLIO_BATCH_SIZE). The cost of
-reclaim under contention comes out of this lock, not a factor.
+`costs.lru_add_batch` folios are in it: 31, v7.0's FOLIO_BATCH_SIZE; a large folio drains
+it at once, folio_may_be_lru_cached). The cost of reclaim under contention comes out of
+this lock, not a factor.
+
+List sizes and generation sizes count pages, as lru_zone_size and lrugen->nr_pages do: a
+large folio (core.state: its head page is the list entry) adds folio_nr_pages. The lock's
+hold time counts folios (one list operation each).
 """
 
 from numba import njit
@@ -64,6 +69,7 @@ from core.state import (
     P_GEN,
     P_LIST,
     P_NEXT,
+    P_NR,
     P_PREV,
     P_SHADOW,
     PC_RETURN,
@@ -136,7 +142,7 @@ def list_add(S, lst, p):
     else:
         S.g[G_LRU_TAIL + lst] = p
     S.g[G_LRU_HEAD + lst] = p
-    S.g[G_LRU_SIZE + lst] += 1
+    S.g[G_LRU_SIZE + lst] += S.pg[p, P_NR]
     S.pg[p, P_LIST] = lst
 
 
@@ -150,7 +156,7 @@ def list_add_tail(S, lst, p):
     else:
         S.g[G_LRU_HEAD + lst] = p
     S.g[G_LRU_TAIL + lst] = p
-    S.g[G_LRU_SIZE + lst] += 1
+    S.g[G_LRU_SIZE + lst] += S.pg[p, P_NR]
     S.pg[p, P_LIST] = lst
 
 
@@ -167,7 +173,7 @@ def list_del(S, p):
         S.pg[nxt, P_PREV] = prv
     else:
         S.g[G_LRU_TAIL + lst] = prv
-    S.g[G_LRU_SIZE + lst] -= 1
+    S.g[G_LRU_SIZE + lst] -= S.pg[p, P_NR]
     S.pg[p, P_LIST] = NO_LIST
     S.pg[p, P_PREV] = -1
     S.pg[p, P_NEXT] = -1
@@ -205,8 +211,8 @@ def folio_update_gen(S, p, seq):
     old = S.pg[p, P_GEN]
     if old == seq:
         return
-    S.g[G_GEN_PAGES + lru_gen_from_seq(old)] -= 1
-    S.g[G_GEN_PAGES + lru_gen_from_seq(seq)] += 1
+    S.g[G_GEN_PAGES + lru_gen_from_seq(old)] -= S.pg[p, P_NR]
+    S.g[G_GEN_PAGES + lru_gen_from_seq(seq)] += S.pg[p, P_NR]
     S.pg[p, P_GEN] = seq
 
 
@@ -225,7 +231,7 @@ def lruvec_add_folio(S, p, reclaiming):
         # set_mask_bits(.., LRU_GEN_MASK | BIT(PG_active), gen): PG_active is consumed.
         S.pg[p, P_FLAGS] &= ~PG_ACTIVE
         S.pg[p, P_GEN] = seq
-        S.g[G_GEN_PAGES + lru_gen_from_seq(seq)] += 1
+        S.g[G_GEN_PAGES + lru_gen_from_seq(seq)] += S.pg[p, P_NR]
         if reclaiming:
             list_add_tail(S, lru_gen_from_seq(seq), p)
         else:
@@ -241,7 +247,7 @@ def lruvec_del_folio(S, p):
     """Take a folio off its list (isolation or eviction), lru_lock held."""
     S.pg[p, P_FLAGS] &= ~PG_LRU
     if S.k[K_LRU] == LRU_MGLRU and not (S.pg[p, P_FLAGS] & PG_ANON):
-        S.g[G_GEN_PAGES + lru_gen_from_seq(S.pg[p, P_GEN])] -= 1
+        S.g[G_GEN_PAGES + lru_gen_from_seq(S.pg[p, P_GEN])] -= S.pg[p, P_NR]
     list_del(S, p)
 
 
@@ -284,8 +290,9 @@ def inc_max_seq(S):
 # ---- per-CPU lru_add batch -----------------------------------------------------------------
 @njit(cache=True, inline="always")
 def folio_add_lru(S, tid, p, in_fault):
-    """mm/swap.c folio_add_lru: into this CPU's batch. True when the batch is full and must
-    be drained under lru_lock (the caller calls LR_ADD_DRAIN)."""
+    """mm/swap.c folio_add_lru: into this CPU's batch. True when the batch is full, or the
+    folio is large (folio_may_be_lru_cached), and must be drained under lru_lock (the
+    caller calls LR_ADD_DRAIN)."""
     if S.k[K_LRU] == LRU_MGLRU and in_fault:
         S.pg[p, P_FLAGS] |= PG_ACTIVE          # lru_gen_in_fault()
     S.pg[p, P_FLAGS] |= PG_INBATCH
@@ -293,7 +300,7 @@ def folio_add_lru(S, tid, p, in_fault):
     n = S.core[c, C_FB_N]
     S.core[c, C_FB0 + n] = p
     S.core[c, C_FB_N] = n + 1
-    return n + 1 >= S.k[K_LRU_ADD_BATCH]
+    return n + 1 >= S.k[K_LRU_ADD_BATCH] or S.pg[p, P_NR] > 1
 
 
 @njit(cache=True, inline="always")
@@ -323,20 +330,24 @@ def workingset_eviction(S, p):
     """Shadow entry for an evicted folio (pack_shadow), called before its flags go: the
     eviction stamp, min_seq (MGLRU token) or the nonresident age (classic), times two,
     plus 1 if the folio was PG_workingset. Classic: the stamp is read before the eviction
-    ages the clock."""
+    ages the clock by the folio's pages. The shadow covers every page the folio held (a
+    multi-index entry)."""
     ws = 1 if S.pg[p, P_FLAGS] & PG_WORKINGSET else 0
+    nr = S.pg[p, P_NR]
     if S.k[K_LRU] == LRU_MGLRU:
-        S.pg[p, P_SHADOW] = S.g[G_MIN_SEQ] * 2 + ws
+        shadow = S.g[G_MIN_SEQ] * 2 + ws
     else:
-        S.pg[p, P_SHADOW] = S.g[G_NONRESIDENT_AGE] * 2 + ws
-        workingset_age_nonresident(S, 1)
+        shadow = S.g[G_NONRESIDENT_AGE] * 2 + ws
+        workingset_age_nonresident(S, nr)
+    for q in range(p, p + nr):
+        S.pg[q, P_SHADOW] = shadow
 
 
 @njit(cache=True, inline="always")
 def workingset_refault(S, p):
     """A folio is added where a shadow was: decide whether the refault is recent.
 
-    Every refault counts (WORKINGSET_REFAULT). MGLRU (lru_gen_refault): if the eviction's
+    Every refault counts its pages (WORKINGSET_REFAULT). MGLRU (lru_gen_refault): if the eviction's
     min_seq is within MAX_NR_GENS of max_seq (recent), the folio gets PG_workingset back
     when it had it at eviction. Classic: a refault distance within the active list
     activates the folio, which gets PG_workingset back if it had it ("folio was active
@@ -347,20 +358,21 @@ def workingset_refault(S, p):
     S.pg[p, P_SHADOW] = -1
     if shadow < 0:
         return
-    S.g[G_COUNTERS + REFAULTS] += 1
+    nr = S.pg[p, P_NR]
+    S.g[G_COUNTERS + REFAULTS] += nr
     ws = shadow & 1
     stamp = shadow >> 1
     if S.k[K_LRU] == LRU_MGLRU:
         if S.g[G_MAX_SEQ] - stamp < MAX_NR_GENS:
-            S.g[G_COUNTERS + WORKINGSET_ACTIVATE] += 1
+            S.g[G_COUNTERS + WORKINGSET_ACTIVATE] += nr
             if ws:
                 S.pg[p, P_FLAGS] |= PG_WORKINGSET
         return
     distance = S.g[G_NONRESIDENT_AGE] - stamp
     if distance <= S.g[G_LRU_SIZE + LIST_ACTIVE]:
         S.pg[p, P_FLAGS] |= PG_ACTIVE
-        workingset_age_nonresident(S, 1)
-        S.g[G_COUNTERS + WORKINGSET_ACTIVATE] += 1   # read by prepare_scan_control
+        workingset_age_nonresident(S, nr)
+        S.g[G_COUNTERS + WORKINGSET_ACTIVATE] += nr   # read by prepare_scan_control
         if ws:
             S.pg[p, P_FLAGS] |= PG_WORKINGSET
 

@@ -55,6 +55,7 @@ from core.vmscan import start_reclaim
 
 MEMCG_CHARGE_BATCH = 64
 MAX_RECLAIM_RETRIES = 16
+PAGE_ALLOC_COSTLY_ORDER = 3
 MEMCG_DELAY_PRECISION_SHIFT = 20
 MEMCG_DELAY_SCALING_SHIFT = 14
 
@@ -184,7 +185,9 @@ def step(S, tid, pc):
         if S.t[tid, T_C_NORETRY]:
             S.t[tid, T_PC] = PC_RETURN           # __GFP_NORETRY: nomem
             return True
-        if S.t[tid, T_R_RECLAIMED] == 0:
+        # "Only for regular pages": a charge above PAGE_ALLOC_COSTLY_ORDER retries only
+        # within nr_retries, progress or not.
+        if S.t[tid, T_R_RECLAIMED] == 0 or nr > (1 << PAGE_ALLOC_COSTLY_ORDER):
             S.t[tid, T_C_RETRIES] -= 1
             if S.t[tid, T_C_RETRIES] < 0:
                 # The kernel would invoke the memcg OOM killer here; the model reports it

@@ -41,6 +41,7 @@ from core.state import (
     K_MMAP,
     K_MPROTECT,
     K_MUNMAP_GATHER,
+    K_PTE_BATCH,
     K_TLB_BASE,
     K_TLB_PER_CPU,
     K_ZAP_PTE,
@@ -69,6 +70,8 @@ from core.state import (
     M_ZAP,
     M_ZAP_PTES,
     P_FLAGS,
+    P_HEAD,
+    P_NR,
     PG_ACTIVE,
     PG_LRU,
     PG_REFERENCED,
@@ -76,6 +79,7 @@ from core.state import (
     PTE_YOUNG,
     T_CORE,
     T_M_COUNT,
+    T_M_LARGE,
     T_PC,
     T_VMA,
     T_W_VMA2,
@@ -89,34 +93,51 @@ from core.vma import vma_start_write, vma_write_unlock
 
 @njit(cache=True)
 def zap_pte_range(S, v):
-    """Clear every present PTE of VMA v. Returns (ptes_zapped, folios to activate)."""
+    """Clear every present PTE of VMA v (zap_present_ptes: the PTEs of one folio in one
+    batch, folio_pte_batch). Returns (cost_ns, small folios to activate, large folios to
+    activate): a young batch marks its folio accessed once; on the classic LRU a second
+    access activates it through the per-CPU activate batch, which a large folio drains at
+    once (folio_may_be_lru_cached)."""
     n = S.k[K_FILE_PAGES]
     base = S.vma[v, V_FILE] * n
     classic = S.k[K_LRU] == LRU_CLASSIC
-    zapped = 0
+    cost = 0
     activate = 0
-    for i in range(n):
-        pte = S.vma[v, V_PTE0 + i]
-        if not (pte & PTE_PRESENT):
+    large = 0
+    pages = 0
+    i = 0
+    while i < n:
+        if not (S.vma[v, V_PTE0 + i] & PTE_PRESENT):
+            i += 1
             continue
-        S.vma[v, V_PTE0 + i] = 0
-        zapped += 1
-        if pte & PTE_YOUNG:
-            # folio_mark_accessed (vma_has_recency). MGLRU only bumps the refs (no lock).
-            p = base + i
-            if classic:
-                if (S.pg[p, P_FLAGS] & PG_REFERENCED) and (S.pg[p, P_FLAGS] & PG_LRU) \
-                        and not (S.pg[p, P_FLAGS] & PG_ACTIVE):
-                    S.pg[p, P_FLAGS] |= PG_ACTIVE
-                    S.pg[p, P_FLAGS] &= ~PG_REFERENCED
-                    list_del(S, p)
-                    list_add(S, LIST_ACTIVE, p)
-                    workingset_age_nonresident(S, 1)   # workingset_activation
-                    activate += 1
+        p = S.pg[base + i, P_HEAD]
+        end = p - base + S.pg[p, P_NR]
+        young = False
+        j = i
+        while j < end and (S.vma[v, V_PTE0 + j] & PTE_PRESENT):
+            young = young or (S.vma[v, V_PTE0 + j] & PTE_YOUNG) != 0
+            S.vma[v, V_PTE0 + j] = 0
+            j += 1
+        cost += S.k[K_ZAP_PTE] + (j - i - 1) * S.k[K_PTE_BATCH]
+        i = j
+        # folio_mark_accessed (vma_has_recency). MGLRU only bumps the refs (no lock).
+        if young and classic:
+            if (S.pg[p, P_FLAGS] & PG_REFERENCED) and (S.pg[p, P_FLAGS] & PG_LRU) \
+                    and not (S.pg[p, P_FLAGS] & PG_ACTIVE):
+                S.pg[p, P_FLAGS] |= PG_ACTIVE
+                S.pg[p, P_FLAGS] &= ~PG_REFERENCED
+                list_del(S, p)
+                list_add(S, LIST_ACTIVE, p)
+                workingset_age_nonresident(S, S.pg[p, P_NR])   # workingset_activation
+                pages += S.pg[p, P_NR]
+                if S.pg[p, P_NR] > 1:
+                    large += 1
                 else:
-                    S.pg[p, P_FLAGS] |= PG_REFERENCED
-    S.g[G_COUNTERS + PGACTIVATE] += activate    # lru_activate (folio_activate)
-    return zapped, activate
+                    activate += 1
+            else:
+                S.pg[p, P_FLAGS] |= PG_REFERENCED
+    S.g[G_COUNTERS + PGACTIVATE] += pages    # lru_activate (folio_activate)
+    return cost, activate, large
 
 
 @njit(cache=True)
@@ -169,21 +190,27 @@ def step(S, tid, pc):
         return True
 
     if pc == M_ZAP_PTES:
-        zapped, activate = zap_pte_range(S, v)
+        cost, activate, large = zap_pte_range(S, v)
         S.t[tid, T_M_COUNT] = activate
-        run_for(S, tid, zapped * S.k[K_ZAP_PTE], M_ACTIVATE)
+        S.t[tid, T_M_LARGE] = large
+        run_for(S, tid, cost, M_ACTIVATE)
         return False
 
     if pc == M_ACTIVATE:
-        # folio_activate batches: one lru_lock hold per full per-CPU batch (classic LRU).
-        if S.t[tid, T_M_COUNT] <= 0:
+        # folio_activate batches: one lru_lock hold per full per-CPU batch, and one per
+        # large folio (classic LRU).
+        if S.t[tid, T_M_COUNT] <= 0 and S.t[tid, T_M_LARGE] <= 0:
             S.t[tid, T_PC] = M_TLB_FLUSH
             return True
         return proceed(S, tid, spin_lock_irq_lru(S, tid, M_ACTIVATE_LOCKED), M_ACTIVATE_LOCKED)
 
     if pc == M_ACTIVATE_LOCKED:
-        nb = min(S.t[tid, T_M_COUNT], S.k[K_LRU_ADD_BATCH])
-        S.t[tid, T_M_COUNT] -= nb
+        if S.t[tid, T_M_LARGE] > 0:
+            S.t[tid, T_M_LARGE] -= 1
+            nb = 1
+        else:
+            nb = min(S.t[tid, T_M_COUNT], S.k[K_LRU_ADD_BATCH])
+            S.t[tid, T_M_COUNT] -= nb
         run_for(S, tid, lru_hold_ns(S, nb), M_ACTIVATE_DONE)
         return False
 

@@ -1,14 +1,19 @@
 """The page cache of each file (mm/filemap.c): folio states, the folio lock, PTEs.
 
-A folio (order 0 here: one page) is absent, present-locked (being read or installed),
-or present-uptodate; it carries PG_readahead, PG_referenced, PG_active, PG_workingset, and,
+A folio (one page, or with `device.large_folios` a naturally aligned run of 2^order pages:
+core.state names the head page of each) is absent, present-locked (being read or
+installed), or present-uptodate; it carries PG_readahead, PG_referenced, PG_active, PG_workingset, and,
 once evicted, a shadow (eviction stamp) in its xarray slot for refault detection. The folio
 lock is a sleeping lock with a FIFO wait queue and lock handoff on unlock
 (`folio_wake_bit` takes the lock on behalf of the first exclusive waiter). Each VMA keeps
 its PTEs (present, young) for the pages of its file.
 
 `filemap_map_pages` is the fault-around of do_read_fault: it maps, without sleeping, every
-page of the window whose folio is uptodate, unlocked and not PG_readahead.
+folio of the window that is uptodate, unlocked and not PG_readahead, a large folio whole
+(v6.18 "mm/filemap: map entire large folio faultaround": the files here are PMD-aligned
+mappings of whole files, so every folio lies inside the VMA and one page table), and
+`finish_fault` maps the faulting folio whole ("mm/fault: try to map the entire file folio
+in finish_fault()").
 """
 
 from numba import njit
@@ -22,8 +27,11 @@ from core.state import (
     K_FA_PAGE,
     K_FA_PAGES,
     K_FILE_PAGES,
+    K_PTE_BATCH,
     K_PTE_INSTALL,
     P_FLAGS,
+    P_HEAD,
+    P_NR,
     P_WQ_HEAD,
     P_WQ_TAIL,
     PG_ISOLATED,
@@ -48,6 +56,32 @@ from core.state import (
 def gpage(S, f, index):
     """Global folio index of page `index` of file `f`."""
     return f * S.k[K_FILE_PAGES] + index
+
+
+@njit(cache=True, inline="always")
+def folio_head(S, p):
+    """page_folio: the head page of the folio that holds page p (p itself when absent)."""
+    return S.pg[p, P_HEAD]
+
+
+@njit(cache=True, inline="always")
+def folio_nr_pages(S, h):
+    return S.pg[h, P_NR]
+
+
+@njit(cache=True, inline="always")
+def page_cached(S, p):
+    """filemap_get_entry finds a folio (not a shadow) at page p."""
+    return (S.pg[S.pg[p, P_HEAD], P_FLAGS] & PG_PRESENT) != 0
+
+
+@njit(cache=True, inline="always")
+def set_pte_range(S, v, first, nr):
+    """Map pages first..first+nr-1 (file indices) of VMA v, young; returns the cost: one
+    rmap/refcount update for the folio, one PTE store per further page."""
+    for i in range(first, first + nr):
+        S.vma[v, V_PTE0 + i] = PTE_PRESENT | PTE_YOUNG
+    return S.k[K_PTE_INSTALL] + (nr - 1) * S.k[K_PTE_BATCH]
 
 
 @njit(cache=True, inline="always")
@@ -151,33 +185,61 @@ def folio_mark_uptodate_unlock(S, p):
 def filemap_map_pages(S, v, f, index):
     """do_fault_around -> filemap_map_pages. Map the fault-around window of `index` in VMA v.
 
-    Returns (cost_ns, faulting_page_mapped). Skips folios that are absent, locked (trylock
-    fails), not uptodate, PG_readahead (left for a real fault to trigger async readahead)
-    or isolated by reclaim.
+    Returns (cost_ns, faulting_page_mapped). next_uptodate_folio visits each folio (or hole)
+    of the window once and skips folios that are absent, locked (trylock fails), not
+    uptodate, PG_readahead (left for a real fault to trigger async readahead) or isolated by
+    reclaim; filemap_map_folio_range maps the rest, a large folio whole. Cost: one
+    K_FA_PAGE per folio or hole visited, the PTE stores of set_pte_range per folio mapped.
     """
     fa = S.k[K_FA_PAGES]
     start = index - index % fa
     end = start + fa
     end = min(end, S.file[f, FL_PAGES])
     base = f * S.k[K_FILE_PAGES]
-    mapped = 0
-    for i in range(start, end):
-        if S.vma[v, V_PTE0 + i] & PTE_PRESENT:
-            continue
-        fl = S.pg[base + i, P_FLAGS]
-        if (fl & (PG_PRESENT | PG_UPTODATE)) != (PG_PRESENT | PG_UPTODATE):
-            continue
-        if fl & (PG_LOCKED | PG_READAHEAD | PG_ISOLATED):
-            continue
-        # x86 keeps prefaulted PTEs young (arch_wants_old_prefaulted_pte() is false).
-        S.vma[v, V_PTE0 + i] = PTE_PRESENT | PTE_YOUNG
-        mapped += 1
-    cost = (end - start) * S.k[K_FA_PAGE] + mapped * S.k[K_PTE_INSTALL]
+    cost = 0
+    i = start
+    while i < end:
+        h = S.pg[base + i, P_HEAD]
+        nr = S.pg[h, P_NR]
+        first = h - base
+        nxt = first + nr
+        cost += S.k[K_FA_PAGE]
+        fl = S.pg[h, P_FLAGS]
+        if (fl & (PG_PRESENT | PG_UPTODATE)) == (PG_PRESENT | PG_UPTODATE) and \
+                not (fl & (PG_LOCKED | PG_READAHEAD | PG_ISOLATED)):
+            # x86 keeps prefaulted PTEs young (arch_wants_old_prefaulted_pte() is false).
+            # Pages already mapped keep their PTEs (pte_none checks); a folio is mapped in
+            # one batch, counted once.
+            j = first
+            while j < nxt:
+                if S.vma[v, V_PTE0 + j] & PTE_PRESENT:
+                    j += 1
+                    continue
+                k = j
+                while k < nxt and not (S.vma[v, V_PTE0 + k] & PTE_PRESENT):
+                    k += 1
+                cost += set_pte_range(S, v, j, k - j)
+                j = k
+        i = nxt
     return cost, (S.vma[v, V_PTE0 + index] & PTE_PRESENT) != 0
 
 
 @njit(cache=True)
-def finish_fault(S, v, index):
-    """Install the faulting page's PTE (the folio is locked and uptodate)."""
-    S.vma[v, V_PTE0 + index] = PTE_PRESENT | PTE_YOUNG
-    return S.k[K_PTE_INSTALL]
+def finish_fault(S, v, f, index):
+    """Install the faulting folio's PTEs (it is locked and uptodate): the whole folio when
+    it is large (it lies inside the VMA and one page table here), else the one page."""
+    base = f * S.k[K_FILE_PAGES]
+    h = S.pg[base + index, P_HEAD]
+    nr = S.pg[h, P_NR]
+    cost = 0
+    j = h - base
+    while j < h - base + nr:
+        if S.vma[v, V_PTE0 + j] & PTE_PRESENT:
+            j += 1
+            continue
+        k = j
+        while k < h - base + nr and not (S.vma[v, V_PTE0 + k] & PTE_PRESENT):
+            k += 1
+        cost += set_pte_range(S, v, j, k - j)
+        j = k
+    return cost

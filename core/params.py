@@ -109,6 +109,10 @@ class DeviceParams:
     queue_depth: int = 64
     # read_ahead_kb of the backing device: 128 is the kernel default (VM_READAHEAD_PAGES).
     ra_kb: int = 128
+    # mapping_large_folio_support of the files' filesystem (ext4 regular files since 6.16,
+    # xfs since 5.18): readahead allocates folios of up to PMD order (page_cache_ra_order).
+    # False: every page-cache folio is one page (tmpfs without huge=, older ext4).
+    large_folios: bool = True
     # Swap device: `zram` (SWP_SYNCHRONOUS_IO, compression on the calling CPU) or `disk`
     # (asynchronous through the block device above).
     swap: str = "zram"

@@ -1,13 +1,23 @@
-"""Readahead for mmap faults (mm/readahead.c, the mmap parts of mm/filemap.c).
+"""Readahead for mmap faults (mm/readahead.c v6.18, the mmap parts of mm/filemap.c).
 
 - `page_cache_sync_ra` as do_sync_mmap_readahead uses it (read-around): `ra_pages` pages
-  centred on the fault, PG_readahead on the page `ra_pages / 4` from the end.
+  centred on the fault, PG_readahead on the page `ra_pages / 4` from the end, ra->order 0.
 - `page_cache_async_ra` on a PG_readahead hit: clear the mark, advance the window by its
-  size (ramped up by get_next_ra_size, capped at `ra_pages`), mark its first page.
-- `page_cache_ra_unbounded`: for each page of the window not in the cache, allocate a
-  folio and `filemap_add_folio` it, locked, charged with the readahead mask
-  (`__GFP_NORETRY`: on failure the window is cut short there), into the LRU through the
-  per-CPU batch; a page already present ends the current run (`read_pages` submits it).
+  size (ramped up by get_next_ra_size, capped at `ra_pages`) or, off the expected index,
+  restart after the next hole (page_cache_next_miss); ra->order += 2, the window's end
+  aligned down to that order; async_size = size (the window's first folio is marked).
+- `page_cache_ra_order` (`device.large_folios`, mapping_large_folio_support): the window in
+  folios of ra->order, capped at MAX_PAGECACHE_ORDER (PMD order) and ilog2(size), smaller
+  where the index is unaligned or the folio would pass the window's end; PG_readahead on
+  the folio that holds the mark. A folio that finds a page of its range cached (-EEXIST)
+  or fails its charge (-ENOMEM) ends the loop: what was added is submitted and the rest
+  of the window goes to `page_cache_ra_unbounded`. A window that reaches the end of the
+  file sets no mark.
+- `page_cache_ra_unbounded` (without large folios, and the fallback): for each page of the
+  window not in the cache, allocate a folio and `filemap_add_folio` it, locked, charged
+  with the readahead mask (`__GFP_NORETRY`: on failure the window is cut short there),
+  into the LRU through the per-CPU batch; a page already present ends the current run
+  (`read_pages` submits it). No mark when the window was cut at the end of the file.
 - `read_pages`: on a sparse file the holes are zero-filled on this CPU and the folios are
   uptodate and unlocked when it returns; otherwise one block request per contiguous run.
 
@@ -28,11 +38,12 @@ from core.memcg import (
     uncharge,
 )
 from core.metrics import PAGES_READ, RA_TRUNCATED
-from core.pagecache import folio_mark_uptodate_unlock
+from core.pagecache import folio_mark_uptodate_unlock, page_cached
 from core.sched import call, run_for
 from core.state import (
     FL_PAGES,
     FL_RA_ASYNC,
+    FL_RA_ORDER,
     FL_RA_SIZE,
     FL_RA_START,
     G_COUNTERS,
@@ -40,6 +51,7 @@ from core.state import (
     K_CHARGE,
     K_FILE_PAGES,
     K_FOLIO_ALLOC,
+    K_LARGE_FOLIOS,
     K_RA_PAGES,
     K_RA_SUBMIT,
     K_SPARSE,
@@ -47,6 +59,9 @@ from core.state import (
     LR_ADD_DRAIN,
     P_ADDED_NS,
     P_FLAGS,
+    P_HEAD,
+    P_NR,
+    P_SHADOW,
     PC_RETURN,
     PG_LOCKED,
     PG_PRESENT,
@@ -62,9 +77,13 @@ from core.state import (
     T_RA_END,
     T_RA_MARK,
     T_RA_NEXT,
+    T_RA_ORDER,
     T_RA_RUN_N,
     T_RA_RUN_START,
 )
+
+MAX_PAGECACHE_ORDER = 9    # x86-64: HPAGE_PMD_ORDER (PREFER_MAX_PAGECACHE_ORDER)
+RA_UNBOUNDED = -1          # t_ra_order of a window read by page_cache_ra_unbounded
 
 
 @njit(cache=True)
@@ -76,14 +95,50 @@ def get_next_ra_size(cur, max_pages):
     return max_pages
 
 
+@njit(cache=True, inline="always")
+def ilog2(x):
+    r = 0
+    while x > 1:
+        x >>= 1
+        r += 1
+    return r
+
+
+@njit(cache=True, inline="always")
+def _unbounded_mark(S, f):
+    """do_page_cache_ra's mark for the file's window: start + size - async_size, none when
+    the window passes the last page (lookahead_size = 0)."""
+    start = S.file[f, FL_RA_START]
+    size = S.file[f, FL_RA_SIZE]
+    if start + size - 1 > S.file[f, FL_PAGES] - 1:
+        return -1
+    return start + size - S.file[f, FL_RA_ASYNC]
+
+
 @njit(cache=True)
-def _begin_window(S, tid, start, size, async_size, ret):
-    n = S.file[S.t[tid, T_FILE], FL_PAGES]          # i_size: no readahead past the end
-    end = start + size
-    end = min(end, n)
+def _read_window(S, tid, f, ret):
+    """page_cache_ra_order for the window in the file's ra state (ra->order chosen by the
+    caller), or page_cache_ra_unbounded without large folios."""
+    start = S.file[f, FL_RA_START]
+    size = S.file[f, FL_RA_SIZE]
+    last = S.file[f, FL_PAGES] - 1                  # i_size: no readahead past the end
     S.t[tid, T_RA_NEXT] = start
-    S.t[tid, T_RA_END] = end
-    S.t[tid, T_RA_MARK] = start + size - async_size
+    if S.k[K_LARGE_FOLIOS]:
+        if last > start + size - 1:
+            last = start + size - 1
+            S.t[tid, T_RA_MARK] = start + size - S.file[f, FL_RA_ASYNC]
+        else:
+            S.t[tid, T_RA_MARK] = -1               # reached the end: no readahead marker
+        order = min(MAX_PAGECACHE_ORDER, S.file[f, FL_RA_ORDER])
+        order = min(order, ilog2(max(size, 1)))
+        S.file[f, FL_RA_ORDER] = order
+        S.t[tid, T_RA_ORDER] = order
+    else:
+        S.file[f, FL_RA_ORDER] = 0
+        S.t[tid, T_RA_ORDER] = RA_UNBOUNDED
+        S.t[tid, T_RA_MARK] = _unbounded_mark(S, f)
+        last = min(last, start + size - 1)
+    S.t[tid, T_RA_END] = last + 1
     S.t[tid, T_RA_RUN_N] = 0
     S.t[tid, T_RA_COST] = 0
     call(S, tid, RA_LOOP, ret)
@@ -94,63 +149,127 @@ def page_cache_sync_ra(S, tid, index, ret):
     """do_sync_mmap_readahead's read-around for a miss at `index`."""
     f = S.t[tid, T_FILE]
     ra = S.k[K_RA_PAGES]
-    start = max(0, index - ra // 2)
-    S.file[f, FL_RA_START] = start
+    S.file[f, FL_RA_START] = max(0, index - ra // 2)
     S.file[f, FL_RA_SIZE] = ra
     S.file[f, FL_RA_ASYNC] = ra // 4
-    _begin_window(S, tid, start, ra, ra // 4, ret)
+    S.file[f, FL_RA_ORDER] = 0
+    _read_window(S, tid, f, ret)
 
 
 @njit(cache=True)
 def page_cache_async_ra(S, tid, index, ret):
-    """do_async_mmap_readahead on a PG_readahead folio at `index`."""
+    """do_async_mmap_readahead on a PG_readahead folio holding page `index` (the fault's
+    vmf->pgoff; req_count is ra_pages). Continues at `ret` with or without a window."""
     f = S.t[tid, T_FILE]
     n = S.file[f, FL_PAGES]
     base = f * S.k[K_FILE_PAGES]
-    S.pg[base + index, P_FLAGS] &= ~PG_READAHEAD
+    h = S.pg[base + index, P_HEAD]
+    S.pg[h, P_FLAGS] &= ~PG_READAHEAD
     ra = S.k[K_RA_PAGES]
     start = S.file[f, FL_RA_START]
     size = S.file[f, FL_RA_SIZE]
-    if size > 0 and index == start + size - S.file[f, FL_RA_ASYNC]:
+    expected = start + size - S.file[f, FL_RA_ASYNC]
+    expected -= expected % S.pg[h, P_NR]
+    if size > 0 and index == expected:
         start += size
-        size = get_next_ra_size(size, ra)
+        size = max(size, get_next_ra_size(size, ra))
     else:
-        # Context readahead: restart right after the cached run that holds the mark.
+        # Interleaved or restarted stream: page_cache_next_miss(index + 1, ra_pages).
         start = index + 1
-        while start < n and start < index + ra and (S.pg[base + start, P_FLAGS] & PG_PRESENT):
+        while start <= index + ra and start < n and page_cached(S, base + start):
             start += 1
-        size = ra
+        if start > index + ra:
+            S.t[tid, T_PC] = ret                  # no hole within max_pages: no readahead
+            return
+        size = get_next_ra_size(start - index + ra, ra)
+    order = S.file[f, FL_RA_ORDER] + 2
+    ffs = ilog2(ra & -ra) + 1                     # ffs(max_pages), 1-based
+    align = 1 << min(order, ffs - 1)
+    end = start + size
+    aligned_end = end - end % align
+    if aligned_end > start:
+        size -= end - aligned_end
     S.file[f, FL_RA_START] = start
     S.file[f, FL_RA_SIZE] = size
     S.file[f, FL_RA_ASYNC] = size
-    _begin_window(S, tid, start, size, size, ret)
+    S.file[f, FL_RA_ORDER] = order
+    _read_window(S, tid, f, ret)
 
 
 @njit(cache=True, inline="always")
-def filemap_add_folio(S, tid, p, readahead_mark, in_fault):
-    """A new locked folio enters the page cache (already charged). True if the per-CPU LRU
-    batch is full and must be drained."""
+def _folio_nr(S, tid):
+    """Pages of the next folio of the window: page_cache_ra_order's order, lowered to the
+    index's alignment (__ffs) and until it fits before the window's end; 1 unbounded."""
+    order = S.t[tid, T_RA_ORDER]
+    if order <= 0:
+        return 1
+    i = S.t[tid, T_RA_NEXT]
+    if i & ((1 << order) - 1):
+        order = ilog2(i & -i)
+    while order > 0 and i + (1 << order) > S.t[tid, T_RA_END]:
+        order -= 1
+    return 1 << order
+
+
+@njit(cache=True, inline="always")
+def _range_cached(S, first, nr):
+    for p in range(first, first + nr):
+        if page_cached(S, p):
+            return True
+    return False
+
+
+@njit(cache=True, inline="always")
+def _fallback(S, tid):
+    """page_cache_ra_order's loop broke (-EEXIST or -ENOMEM): read_pages submits what was
+    added, do_page_cache_ra takes the rest of the window. True if a run must be read first."""
+    f = S.t[tid, T_FILE]
+    S.t[tid, T_RA_ORDER] = RA_UNBOUNDED
+    S.t[tid, T_RA_MARK] = _unbounded_mark(S, f)
+    if S.t[tid, T_RA_RUN_N] > 0:
+        S.t[tid, T_PC] = RA_READ_PAGES
+        return True
+    return False
+
+
+@njit(cache=True, inline="always")
+def filemap_add_folio(S, tid, p, nr, readahead_mark, in_fault):
+    """A new locked folio of nr pages at page p enters the page cache (already charged):
+    __filemap_add_folio takes the shadow its range held (the last one found), then the
+    LRU. True if the per-CPU LRU batch must be drained now (full, or the folio is large:
+    folio_may_be_lru_cached)."""
     fl = PG_PRESENT | PG_LOCKED
     if readahead_mark:
         fl |= PG_READAHEAD
     S.pg[p, P_FLAGS] = fl
     S.pg[p, P_ADDED_NS] = S.g[G_NOW]
+    S.pg[p, P_NR] = nr
+    shadow = S.pg[p, P_SHADOW]
+    for q in range(p + 1, p + nr):
+        S.pg[q, P_HEAD] = p
+        if S.pg[q, P_SHADOW] >= 0:
+            shadow = S.pg[q, P_SHADOW]
+            S.pg[q, P_SHADOW] = -1
+    S.pg[p, P_SHADOW] = shadow
     workingset_refault(S, p)
     return folio_add_lru(S, tid, p, in_fault)
 
 
 @njit(cache=True, inline="always")
-def _add_next(S, tid):
-    """Add the folio at ra_next (charge already done). True if a drain call was set up."""
+def _add_next(S, tid, nr):
+    """Add the folio of nr pages at ra_next (charge already done). True if a drain call was
+    set up."""
     f = S.t[tid, T_FILE]
     i = S.t[tid, T_RA_NEXT]
     p = f * S.k[K_FILE_PAGES] + i
     if S.t[tid, T_RA_RUN_N] == 0:
         S.t[tid, T_RA_RUN_START] = i
-    S.t[tid, T_RA_RUN_N] += 1
-    S.t[tid, T_RA_NEXT] = i + 1
+    S.t[tid, T_RA_RUN_N] += nr
+    S.t[tid, T_RA_NEXT] = i + nr
     S.t[tid, T_RA_COST] += S.k[K_FOLIO_ALLOC] + S.k[K_CHARGE]
-    if filemap_add_folio(S, tid, p, i == S.t[tid, T_RA_MARK], True):
+    mark = S.t[tid, T_RA_MARK]
+    marked = mark >= 0 and i == mark - mark % nr       # ra_alloc_folio: round_down(mark)
+    if filemap_add_folio(S, tid, p, nr, marked, True):
         call(S, tid, LR_ADD_DRAIN, RA_LOOP)
         return True
     return False
@@ -165,21 +284,27 @@ def step(S, tid, pc):
     if pc == RA_LOOP:
         while S.t[tid, T_RA_NEXT] < S.t[tid, T_RA_END]:
             p = base + S.t[tid, T_RA_NEXT]
-            if S.pg[p, P_FLAGS] & PG_PRESENT:
-                if S.t[tid, T_RA_RUN_N] > 0:
-                    S.t[tid, T_PC] = RA_READ_PAGES
+            nr = _folio_nr(S, tid)
+            if S.t[tid, T_RA_ORDER] == RA_UNBOUNDED:
+                if page_cached(S, p):
+                    if S.t[tid, T_RA_RUN_N] > 0:
+                        S.t[tid, T_PC] = RA_READ_PAGES
+                        return True
+                    S.t[tid, T_RA_NEXT] += 1
+                    continue
+            elif _range_cached(S, p, nr):
+                if _fallback(S, tid):                # -EEXIST
                     return True
-                S.t[tid, T_RA_NEXT] += 1
                 continue
-            code = try_charge_fast(S, tid, 1)
+            code = try_charge_fast(S, tid, nr)
             if code == CHARGE_NEEDS_RECLAIM:
-                charge_slow(S, tid, 1, 1, RA_CHARGED)
+                charge_slow(S, tid, nr, 1, RA_CHARGED)
                 return True
             if code == CHARGE_OK_OVER_HIGH:
                 S.t[tid, T_C_OK] = 1
                 handle_over_high_in_charge(S, tid, RA_CHARGED)
                 return True
-            if _add_next(S, tid):
+            if _add_next(S, tid, nr):
                 return True
         if S.t[tid, T_RA_RUN_N] > 0:
             S.t[tid, T_PC] = RA_READ_PAGES
@@ -193,17 +318,27 @@ def step(S, tid, pc):
         return True
 
     if pc == RA_CHARGED:
+        nr = _folio_nr(S, tid)
         if not S.t[tid, T_C_OK]:
+            if S.t[tid, T_RA_ORDER] != RA_UNBOUNDED:
+                if not _fallback(S, tid):            # -ENOMEM from ra_alloc_folio
+                    S.t[tid, T_PC] = RA_LOOP
+                return True
             S.g[G_COUNTERS + RA_TRUNCATED] += 1      # -ENOMEM from filemap_add_folio: break
             S.t[tid, T_RA_END] = S.t[tid, T_RA_NEXT]
             S.t[tid, T_PC] = RA_LOOP
             return True
-        if S.pg[base + S.t[tid, T_RA_NEXT], P_FLAGS] & PG_PRESENT:
-            uncharge(S, 1)                     # raced with another reader: -EEXIST
+        if _range_cached(S, base + S.t[tid, T_RA_NEXT], nr):
+            uncharge(S, nr)                          # raced with another reader: -EEXIST
+            if S.t[tid, T_RA_ORDER] != RA_UNBOUNDED:
+                if not _fallback(S, tid):
+                    S.t[tid, T_PC] = RA_LOOP
+                return True
             S.t[tid, T_RA_NEXT] += 1
-            S.t[tid, T_PC] = RA_LOOP
+            # read_pages(ractl) submits the batch before the page is skipped.
+            S.t[tid, T_PC] = RA_READ_PAGES if S.t[tid, T_RA_RUN_N] > 0 else RA_LOOP
             return True
-        if _add_next(S, tid):
+        if _add_next(S, tid, nr):
             return True
         S.t[tid, T_PC] = RA_LOOP
         return True
@@ -223,8 +358,11 @@ def step(S, tid, pc):
     if pc == RA_SPARSE_DONE:
         first = base + S.t[tid, T_RA_RUN_START]
         nrun = S.t[tid, T_RA_RUN_N]
-        for p in range(first, first + nrun):
+        p = first
+        while p < first + nrun:
+            nxt = p + S.pg[p, P_NR]
             folio_mark_uptodate_unlock(S, p)
+            p = nxt
         S.g[G_COUNTERS + PAGES_READ] += nrun
         S.t[tid, T_RA_RUN_N] = 0
         S.t[tid, T_PC] = RA_LOOP

@@ -49,6 +49,7 @@ from core.state import (
     K_IO_SIGMA_PPM,
     K_IO_XFER,
     K_JIFFY_NS,
+    K_LARGE_FOLIOS,
     K_LRU,
     K_LRU_ADD_BATCH,
     K_LRU_OP,
@@ -66,6 +67,7 @@ from core.state import (
     K_OPEN_CLOSE_NS,
     K_PINNING,
     K_POLICY,
+    K_PTE_BATCH,
     K_PTE_INSTALL,
     K_QUEUE_DEPTH,
     K_RA_PAGES,
@@ -121,6 +123,8 @@ def constants(p: Params) -> np.ndarray:
     k[K_HIGH] = p.memory_high_pages
     k[K_MAX] = p.memory_max_pages
     k[K_SPARSE] = int(p.device.sparse)
+    k[K_LARGE_FOLIOS] = int(p.device.large_folios)
+    k[K_PTE_BATCH] = c.pte_batch_ns
     k[K_IO_MEDIAN_NS] = int(p.device.io_median_us * 1000)
     k[K_IO_SIGMA_PPM] = int(p.device.io_sigma * 1e6)
     k[K_QUEUE_DEPTH] = p.device.queue_depth

@@ -269,7 +269,9 @@ LAT_BINS = 256         # fault-latency histogram: log2 bins of 1/8 octave from 6
  K_AL_TOUCHES, K_AL_RUN_PAGES, K_AL_MAP_PERIOD_NS, K_AL_N_OBJ, K_AL_HEAP_VMA, K_AL_WORK_NS,
  # model-only ablation switches (core.params.ModelParams), 1 = the kernel's behaviour
  K_ABL_TLB_LATE_ACK, K_ABL_INKERNEL_HIGH, K_ABL_RWSEM_STEAL,
- N_K) = range(71)
+ # large folios (mapping_large_folio_support) and the per-page cost of batched PTE updates
+ K_LARGE_FOLIOS, K_PTE_BATCH,
+ N_K) = range(73)
 SWAP_NONE, SWAP_ZRAM, SWAP_DISK = range(3)
 
 # ---- per-thread registers: columns of S.t (int64[n_threads, N_T]) ---------------------------
@@ -336,7 +338,9 @@ T_ACCT = 59  # TT_* class its time is being counted in
 T_ACCT_SINCE = 60  # ns: since when
 T_R_NR_ACTIVE = 61  # reclaim (classic): nr[LRU_ACTIVE_FILE] left at this priority
 T_R_MAY_DEACT = 62  # reclaim (classic): sc->may_deactivate & DEACTIVATE_FILE
-T_STACK0 = 63                 # STACK_DEPTH return program counters
+T_RA_ORDER = 63  # readahead: folio order of this window (0: page_cache_ra_unbounded)
+T_M_LARGE = 64  # large folios still to activate after a zap (one lru_lock hold each)
+T_STACK0 = 65                 # STACK_DEPTH return program counters
 T_R_BATCH0 = T_STACK0 + STACK_DEPTH       # RECLAIM_SLOTS isolated folios
 N_T = T_R_BATCH0 + RECLAIM_SLOTS
 
@@ -354,7 +358,13 @@ ROLE_MAPPER = 1
  P_REFS,       # extra references (a fault between lookup and map): not evictable
  P_WQ_HEAD, P_WQ_TAIL,  # folio-lock waiters, FIFO through T_WAIT_NEXT
  P_ADDED_NS,   # ns: when it entered the page cache (filemap_add_folio)
- N_P) = range(11)
+ P_HEAD,       # the folio's first page (this page itself when absent or order 0)
+ P_NR,         # on a head page: folio_nr_pages (1 << order); 1 on absent and tail pages
+ N_P) = range(13)
+# A large folio of nr pages is nr rows: the head (index a multiple of nr) carries the folio's
+# flags, LRU links, generation, references, wait queue and age; every page of it names the
+# head in P_HEAD. Shadows stay per page (an evicted folio leaves its shadow on every slot it
+# covered, as a multi-index xarray entry does). Anon and swap-cache folios are order 0.
 
 # ---- per-VMA state: columns of S.vma (int64[n_vmas, N_V + file_pages]) ----------------------
 (V_FILE, V_ATTACHED, V_READERS, V_WRITE_LOCKED,
@@ -368,7 +378,8 @@ ROLE_MAPPER = 1
  FL_ANON,      # 1: an anonymous region (its pages are anon folios / swap entries)
  FL_PAGES,     # size in pages (<= K_FILE_PAGES, the row width)
  FL_WEIGHT,    # app_launch: share of the accesses (per mille)
- N_FL) = range(8)
+ FL_RA_ORDER,  # file_ra_state.order: folio order of the last readahead window
+ N_FL) = range(9)
 
 # ---- per-CPU state: columns of S.core (int64[n_cores, C_ACK0 + n_threads]) -------------------
 (C_THREAD,     # running/spinning thread, -1 idle, -2 noise spinner
@@ -404,7 +415,7 @@ G_HIST_WRITE = G_HIST_READ + 8
 G_WARM_HIST = G_HIST_WRITE + 8           # snapshot of both at warm-up
 G_LAT_HIST = G_WARM_HIST + 16            # fault latency, 1/8-octave bins from 64 ns (core.hist)
 G_RETRY_HIST = G_LAT_HIST + LAT_BINS     # out_retry to the retry's handle_mm_fault
-G_AGE_HIST = G_RETRY_HIST + LAT_BINS     # page-cache age of each file folio reclaim evicts
+G_AGE_HIST = G_RETRY_HIST + LAT_BINS     # page-cache age of each file page reclaim evicts
 G_IDLE_LIST = G_AGE_HIST + LAT_BINS      # idle cores (indexed set with C_IDLE_POS)
 
 # Few arrays on purpose: numba passes a namedtuple member by member on every call that is
@@ -460,6 +471,8 @@ def make_state(k: np.ndarray, n_threads: int, n_cores: int, n_pages: int,
     pg[:, P_SHADOW] = -1
     pg[:, P_WQ_HEAD] = -1
     pg[:, P_WQ_TAIL] = -1
+    pg[:, P_HEAD] = np.arange(n_pages)
+    pg[:, P_NR] = 1
     vma = np.zeros((n_vmas, V_PTE0 + file_pages), np.int64)
     vma[:, V_FILE] = np.arange(n_vmas) % n_files
     vma[:, V_WRITER] = -1

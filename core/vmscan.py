@@ -42,7 +42,7 @@ missed folio_rotate_reclaimable()" is not modelled (nothing rotates them here).
 
 from numba import njit
 
-from core.hist import hist_add
+from core.hist import hist_add_n
 from core.lru import (
     folio_update_gen,
     inc_max_seq,
@@ -99,6 +99,8 @@ from core.state import (
     P_ADDED_NS,
     P_FLAGS,
     P_GEN,
+    P_HEAD,
+    P_NR,
     P_REFS,
     PC_RETURN,
     PG_ACTIVE,
@@ -190,24 +192,29 @@ def get_nr_to_scan(S, priority):
 # ---- isolation (lru_lock held) -------------------------------------------------------------
 @njit(cache=True, _nrt=False)
 def isolate_folios(S, tid):
-    """scan_folios / isolate_lru_folios: fill r_batch. Returns folios scanned.
+    """scan_folios / isolate_lru_folios: fill r_batch. Returns folios scanned (the lock's
+    hold time); pages scanned go to PGSCAN and the scan targets.
 
     MGLRU (`scan_folios`): the oldest generation only, from its tail, until MIN_LRU_BATCH
-    folios are isolated or min(r_budget, MAX_LRU_BATCH) were scanned; nothing with only two
-    generations. Classic: up to SWAP_CLUSTER_MAX off the inactive tail, r_budget at most,
-    which it consumes."""
+    pages are isolated or min(r_budget, MAX_LRU_BATCH) folios were looked at; nothing with
+    only two generations; r_delta gets the pages scanned. Classic: folios off the inactive
+    tail until SWAP_CLUSTER_MAX pages (or r_budget, if less) were scanned; r_budget loses
+    that nr_to_scan (shrink_lruvec: nr[lru] -= min(nr[lru], SWAP_CLUSTER_MAX))."""
     n = 0
     scanned = 0
+    pages = 0
     budget = S.t[tid, T_R_BUDGET]
     if S.k[K_LRU] == LRU_MGLRU:
         remaining = min(budget, MAX_LRU_BATCH)
+        isolated = 0
         if nr_gens(S) > MIN_NR_GENS:
             lst = lru_gen_from_seq(S.g[G_MIN_SEQ])
-            while n < RECLAIM_SLOTS and remaining > 0:
+            while isolated < MIN_LRU_BATCH and remaining > 0:
                 p = S.g[G_LRU_TAIL + lst]
                 if p < 0:
                     break
                 scanned += 1
+                pages += S.pg[p, P_NR]
                 remaining -= 1
                 if S.pg[p, P_GEN] != S.g[G_MIN_SEQ]:
                     # sort_folio: promoted since it was listed; move it to its generation.
@@ -218,44 +225,51 @@ def isolate_folios(S, tid):
                 S.pg[p, P_FLAGS] |= PG_ISOLATED
                 S.t[tid, T_R_BATCH0 + n] = p
                 n += 1
+                isolated += S.pg[p, P_NR]
         # scan_folios' return: "isolated || !remaining ? scanned : 0"
-        S.t[tid, T_R_DELTA] = scanned if (n > 0 or remaining == 0) else 0
+        S.t[tid, T_R_DELTA] = pages if (n > 0 or remaining == 0) else 0
     else:
-        while n < RECLAIM_BATCH and scanned < budget:
+        nr_to_scan = min(budget, SWAP_CLUSTER_MAX)
+        while n < RECLAIM_BATCH and pages < nr_to_scan:
             p = S.g[G_LRU_TAIL + LIST_INACTIVE]
             if p < 0:
                 break
             scanned += 1
+            pages += S.pg[p, P_NR]
             lruvec_del_folio(S, p)
             S.pg[p, P_FLAGS] |= PG_ISOLATED
             S.t[tid, T_R_BATCH0 + n] = p
             n += 1
-        S.t[tid, T_R_BUDGET] = budget - max(scanned, 1)
+        S.t[tid, T_R_BUDGET] = budget - min(max(pages, 1), SWAP_CLUSTER_MAX)
     S.t[tid, T_R_BATCH_N] = n
-    S.g[G_COUNTERS + PGSCAN] += scanned
+    S.g[G_COUNTERS + PGSCAN] += pages
     return scanned
 
 
 @njit(cache=True)
 def shrink_active_list(S, nr):
-    """Classic: deactivate up to nr folios from the active tail (lru_lock held; the kernel
-    drops it around folio_referenced). A mapped folio loses its young bit on the way
-    (folio_referenced: file folios that are not VM_EXEC are deactivated even if
-    referenced), and every deactivated folio is marked PG_workingset."""
+    """Classic: deactivate folios from the active tail until nr pages were taken (lru_lock
+    held; the kernel drops it around folio_referenced). Returns folios moved. A mapped
+    folio loses its young bits on the way (folio_referenced: file folios that are not
+    VM_EXEC are deactivated even if referenced), and every deactivated folio is marked
+    PG_workingset."""
     moved = 0
-    while moved < nr:
+    pages = 0
+    while pages < nr:
         p = S.g[G_LRU_TAIL + LIST_ACTIVE]
         if p < 0:
             break
         list_del(S, p)
         v, idx = _pte_of(S, p)
-        if v >= 0 and (S.vma[v, V_PTE0 + idx] & PTE_YOUNG):
-            S.vma[v, V_PTE0 + idx] &= ~PTE_YOUNG
+        if v >= 0:
+            for i in range(idx, idx + S.pg[p, P_NR]):
+                S.vma[v, V_PTE0 + i] &= ~PTE_YOUNG
         S.pg[p, P_FLAGS] &= ~PG_ACTIVE
         S.pg[p, P_FLAGS] |= PG_WORKINGSET
         list_add(S, LIST_INACTIVE, p)
         moved += 1
-    S.g[G_COUNTERS + PGDEACTIVATE] += moved
+        pages += S.pg[p, P_NR]
+    S.g[G_COUNTERS + PGDEACTIVATE] += pages
     return moved
 
 
@@ -316,7 +330,7 @@ def lru_gen_look_around(S, v, index):
         pte = S.vma[v, V_PTE0 + i]
         if (pte & (PTE_PRESENT | PTE_YOUNG)) == (PTE_PRESENT | PTE_YOUNG):
             S.vma[v, V_PTE0 + i] = PTE_PRESENT
-            q = base + i
+            q = S.pg[base + i, P_HEAD]
             if (S.pg[q, P_FLAGS] & (PG_LRU | PG_ANON)) == PG_LRU:
                 folio_update_gen(S, q, seq)
     return end - start
@@ -324,7 +338,11 @@ def lru_gen_look_around(S, v, index):
 
 @njit(cache=True, _nrt=False)
 def shrink_folio_list(S, tid):
-    """Decide each isolated folio: keep (r_batch keeps it) or free it. Returns cost_ns."""
+    """Decide each isolated folio: keep (r_batch keeps it) or free it. Returns cost_ns.
+
+    A large folio is one decision: folio_referenced walks all its PTEs (one mapping, so at
+    most one reference counted: referenced_ptes counts VMAs), try_to_unmap clears them all,
+    __remove_mapping frees every page and leaves the shadow on each."""
     n = S.t[tid, T_R_BATCH_N]
     kept = 0
     cost = 0
@@ -333,6 +351,7 @@ def shrink_folio_list(S, tid):
     for i in range(n):
         p = S.t[tid, T_R_BATCH0 + i]
         fl = S.pg[p, P_FLAGS]
+        nr = S.pg[p, P_NR]
         cost += S.k[K_RC_SCAN]
         keep = False
         activate = False
@@ -340,15 +359,25 @@ def shrink_folio_list(S, tid):
             keep = True                       # folio_trylock fails / folio_ref_freeze fails
         else:
             v, idx = _pte_of(S, p)
-            mapped = v >= 0 and (S.vma[v, V_PTE0 + idx] & PTE_PRESENT) != 0
+            mapped = False
+            young = -1
+            if v >= 0:
+                for j in range(idx, idx + nr):
+                    pte = S.vma[v, V_PTE0 + j]
+                    if pte & PTE_PRESENT:
+                        mapped = True
+                        if young < 0 and (pte & PTE_YOUNG):
+                            young = j
             if mapped:
                 cost += S.k[K_RC_RMAP]        # folio_referenced: rmap walk of the mapping
-                young = (S.vma[v, V_PTE0 + idx] & PTE_YOUNG) != 0
-                if young:
-                    S.vma[v, V_PTE0 + idx] = PTE_PRESENT
+                if young >= 0:
+                    # folio_referenced_one: ptep_clear_flush_young on every PTE of the folio
+                    # (MGLRU: and lru_gen_look_around at the first young one).
+                    for j in range(idx, idx + nr):
+                        S.vma[v, V_PTE0 + j] &= ~PTE_YOUNG
+                    keep = True
                     if mglru:
-                        cost += lru_gen_look_around(S, v, idx) * S.k[K_AGING_PTE]
-                        keep = True
+                        cost += lru_gen_look_around(S, v, young) * S.k[K_AGING_PTE]
                         activate = True
                     else:
                         # folio_check_references: mapped folios start with one reference
@@ -356,25 +385,28 @@ def shrink_folio_list(S, tid):
                         if fl & PG_REFERENCED:
                             activate = True
                         S.pg[p, P_FLAGS] |= PG_REFERENCED
-                        keep = True
                 if not keep:
-                    S.vma[v, V_PTE0 + idx] = 0     # try_to_unmap; the TLB flush is batched
+                    for j in range(idx, idx + nr):
+                        S.vma[v, V_PTE0 + j] = 0   # try_to_unmap; the TLB flush is batched
                     cost += S.k[K_RC_RMAP]
         if keep:
             if activate:
                 S.pg[p, P_FLAGS] |= PG_ACTIVE
-                S.g[G_COUNTERS + PGACTIVATE] += 1     # activate_locked
+                S.g[G_COUNTERS + PGACTIVATE] += nr    # activate_locked
             S.t[tid, T_R_BATCH0 + kept] = p
             kept += 1
             continue
         # __remove_mapping: the folio leaves the page cache, a shadow stays behind.
-        hist_add(S, G_AGE_HIST, S.g[G_NOW] - S.pg[p, P_ADDED_NS])
+        hist_add_n(S, G_AGE_HIST, S.g[G_NOW] - S.pg[p, P_ADDED_NS], nr)
         workingset_eviction(S, p)
         S.pg[p, P_FLAGS] = 0
         S.pg[p, P_GEN] = 0
-        S.g[G_USAGE] -= 1                     # mem_cgroup_uncharge_folios
+        for q in range(p + 1, p + nr):
+            S.pg[q, P_HEAD] = q
+        S.pg[p, P_NR] = 1
+        S.g[G_USAGE] -= nr                    # mem_cgroup_uncharge_folios
         cost += S.k[K_RC_EVICT]
-        freed += 1
+        freed += nr
     S.t[tid, T_R_BATCH_N] = kept
     S.t[tid, T_R_RECLAIMED] += freed
     S.g[G_COUNTERS + PAGES_RECLAIMED] += freed
@@ -396,7 +428,7 @@ def move_folios_to_lru(S, tid):
         else:
             lruvec_add_folio(S, p, False)
             if S.pg[p, P_FLAGS] & PG_ACTIVE:
-                workingset_age_nonresident(S, 1)
+                workingset_age_nonresident(S, S.pg[p, P_NR])
     S.t[tid, T_R_BATCH_N] = 0
     return n
 
@@ -422,7 +454,7 @@ def walk_mm_chunk(S, tid):
                 scanned += 1
                 if (pte & (PTE_PRESENT | PTE_YOUNG)) == (PTE_PRESENT | PTE_YOUNG):
                     S.vma[v, V_PTE0 + i] = PTE_PRESENT
-                    q = base + i
+                    q = S.pg[base + i, P_HEAD]
                     if (S.pg[q, P_FLAGS] & (PG_LRU | PG_ANON)) == PG_LRU:
                         folio_update_gen(S, q, seq)
                     batched += 1

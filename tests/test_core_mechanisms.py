@@ -92,6 +92,7 @@ from core.state import (
     K_RC_RMAP,
     K_RC_SCAN,
     K_WAKEUP,
+    K_ZAP_PTE,
     LAT_BINS,
     LIST_ACTIVE,
     LIST_INACTIVE,
@@ -105,6 +106,7 @@ from core.state import (
     P_GEN,
     P_LIST,
     P_NEXT,
+    P_NR,
     P_PREV,
     P_REFS,
     P_SHADOW,
@@ -848,8 +850,9 @@ def test_classic_activations_age_the_nonresident_clock():
     lru.lruvec_add_folio(S, 5, False)
     S.vma[0, V_FILE] = 0
     S.vma[0, V_PTE0 + 5] = PTE_PRESENT | PTE_YOUNG
-    zapped, activated = mm.zap_pte_range(S, 0)
-    assert (zapped, activated) == (1, 1) and S.g[G_NONRESIDENT_AGE] == 1
+    cost, activated, large = mm.zap_pte_range(S, 0)
+    assert (cost, activated, large) == (S.k[K_ZAP_PTE], 1, 0)
+    assert S.g[G_NONRESIDENT_AGE] == 1
     assert _list(S, LIST_ACTIVE) == [5] and _counter(S, M.PGACTIVATE) == 1
     # a refault within the active list: activated, counted, the clock ages again
     S.pg[6, P_SHADOW] = 2 * 1                        # evicted when the clock read 1
@@ -870,7 +873,7 @@ def test_evict_age_histogram_counts_page_cache_age():
     filemap_add_folio put it in the page cache."""
     S = _reclaim_state("mglru")
     S.g[G_NOW] = 1_000
-    readahead.filemap_add_folio(S, 0, 3, False, False)
+    readahead.filemap_add_folio(S, 0, 3, 1, False, False)
     S.pg[3, P_FLAGS] = PG_PRESENT | PG_UPTODATE         # read and unlocked
     assert S.pg[3, P_ADDED_NS] == 1_000
     lru.lru_add_drain_locked(S, 0)
@@ -944,11 +947,12 @@ def test_usage_never_exceeds_memory_max(lru_name, seed):
     assert _counter(S, M.PAGES_RECLAIMED) > 0
     assert _counter(S, M.ROUNDS) > 0
     # usage = kernel memory + cached folios + per-CPU stocks + at most one
-    # charged-not-yet-added page a thread
-    present = int((S.pg[:, P_FLAGS] & PG_PRESENT).astype(bool).sum())
+    # charged-not-yet-added folio a thread (readahead folios: up to the window, 32 pages)
+    heads = (S.pg[:, P_FLAGS] & PG_PRESENT).astype(bool)
+    present = int(S.pg[heads, P_NR].sum())
     stock = int(S.core[:, C_STOCK].sum())
     slack = int(S.g[G_USAGE]) - p.kmem_pages - present - stock
-    assert 0 <= slack <= p.workload.threads, (S.g[G_USAGE], present, stock)
+    assert 0 <= slack <= p.workload.threads * p.ra_pages, (S.g[G_USAGE], present, stock)
     assert S.g[G_OOM] == 0
 
 
@@ -1180,8 +1184,10 @@ def test_ablation_rwsem_steal_spin_off_grants_fifo():
 
 # ---- where a thread's time goes (core.sched.account) -----------------------------------------
 def _time_row(threads, cores, policy):
+    # Order-0 folios: 16 faults per 256 pages, so a thread is preempted holding mmap_lock.
     p = core.Params.from_dict({
         "machine": {"cores": cores}, "workload": {"threads": threads, "file_mb": 2},
+        "device": {"large_folios": False},
         "policy": {"name": policy}, "sim": {"duration_s": 0.05, "warmup_s": 0.01}})
     return core.simulate(p, 1)
 
