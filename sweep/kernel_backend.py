@@ -21,7 +21,9 @@ is rounds per measured wall second. A run is not deterministic: the seed is igno
 
 What the kernel backend cannot set is reported, not faked: this backend never changes kernel
 settings, so `device.ra_kb`, `machine.lru` and `machine.fault_around_kb` are whatever the
-machine has (`read_ahead_kb`, `lru` columns), `device.io_*` come from the real device, and
+machine has (`read_ahead_kb`, `lru` columns), `device.large_folios` is whatever the work
+directory's filesystem supports (ext4 and xfs regular files have large folios on 6.16+),
+`device.io_*` come from the real device, and
 `machine.cores` above the CPUs available is capped (`cores_used`); `params_ignored` lists
 every such mismatch. `policy.name` must be `baseline` (the installed kernel's own fault
 path) unless FAULTSIM_KERNEL_POLICY names the policy the running kernel carries.
@@ -643,6 +645,8 @@ def kernel_row(result: RunResult, *, params: Any, work_dir: Path) -> dict[str, A
         ignored.append(f"device.ra_kb={params.device.ra_kb}->{ra}")
     if ra is None:
         ignored.append("device.ra_kb (no block device behind the work dir)")
+    if not params.device.large_folios:
+        ignored.append("device.large_folios=False->the filesystem's own")
     row.update({
         "backend": BACKEND,
         "kernel_release": kernel_release(),

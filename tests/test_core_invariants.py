@@ -36,7 +36,8 @@ def random_params(rng: random.Random) -> core.Params:
         "policy": {"name": rng.choice(core.POLICIES)},
         "memcg": {"high_mb": high, "max_mb": mx},
         "device": {"sparse": rng.random() < 0.7, "ra_kb": rng.choice([16, 64, 128, 512]),
-                   "io_median_us": rng.choice([20.0, 100.0])},
+                   "io_median_us": rng.choice([20.0, 100.0]),
+                   "large_folios": rng.random() < 0.75},
         "sim": {"duration_s": 0.05, "warmup_s": 0.0},
     })
 

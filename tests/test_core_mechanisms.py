@@ -38,6 +38,7 @@ from core import (
     vmscan,
 )
 from core import metrics as M
+from core import state as st
 from core.simulator import build_state
 from core.state import (
     C_IRQOFF,
@@ -1229,3 +1230,138 @@ def test_noise_preemption_keeps_the_slice_so_a_pinned_waiter_runs():
     engine.run(S, np.int64(0), False)
     rounds = S.t[:, T_ROUNDS]
     assert rounds.min() >= 1 and rounds.min() >= rounds.max() // 2, rounds
+
+
+# ---- large folios (device.large_folios) ------------------------------------------------------
+
+def _folio_layout(S, f=0):
+    """(first page, pages) of every present folio of file f, in file order."""
+    n = int(S.k[K_FILE_PAGES])
+    out = []
+    for i in range(int(S.file[f, st.FL_PAGES])):
+        p = f * n + i
+        if S.pg[p, st.P_HEAD] == p and S.pg[p, P_FLAGS] & PG_PRESENT:
+            out.append((i, int(S.pg[p, P_NR])))
+    return out
+
+
+def test_page_cache_ra_order_reads_async_windows_in_growing_folios():
+    """One thread, no memcg, a 4 MB sparse file, 128 KB windows (32 pages). The read-around
+    [0, 32) is order 0; each async window adds 2 to ra->order (2, 4, then 6 capped at
+    ilog2(32) = 5); folios never pass the window. The last window reaches the end of the
+    file, so it sets no PG_readahead (page_cache_ra_order's EOF rule), and the fault on
+    each marked folio consumed its mark: none is left after the first round."""
+    p = core.Params.from_dict({"machine": {"cores": 1}, "workload": {"threads": 1, "file_mb": 4},
+                               "sim": {"duration_s": 0.004, "warmup_s": 0.0}})
+    S = build_state(p)
+    engine.run(S, np.int64(0), True)
+    assert S.t[0, T_ROUNDS] >= 1
+    expect = [(i, 1) for i in range(32)] + [(32 + 4 * i, 4) for i in range(8)] \
+        + [(64, 16), (80, 16)] + [(96 + 32 * i, 32) for i in range(29)]
+    assert _folio_layout(S) == expect
+    assert not (S.pg[:, P_FLAGS] & PG_READAHEAD).any()
+    assert S.file[0, st.FL_RA_ORDER] == 5
+    # every present page is on an LRU list, counted in pages
+    assert S.g[G_LRU_SIZE:G_LRU_SIZE + st.N_LISTS].sum() == 1024
+    # the same file without large folios: 1024 order-0 folios
+    q = p.with_(**{"device.large_folios": False})
+    S0 = build_state(q)
+    engine.run(S0, np.int64(0), True)
+    assert _folio_layout(S0) == [(i, 1) for i in range(1024)]
+
+
+def test_ra_folio_order_follows_alignment_and_window_end():
+    """page_cache_ra_order's loop: an unaligned index lowers the order to its lowest set
+    bit (__ffs), a folio that would pass the window's end is halved until it fits."""
+    _, S = _state(machine={"cores": 1}, workload={"threads": 1, "file_mb": 1})
+    S.t[0, st.T_RA_ORDER] = 4
+    S.t[0, st.T_RA_END] = 100
+    for nxt, nr in ((36, 4), (48, 16), (40, 8), (96, 4), (97, 1), (64, 16), (84, 4)):
+        S.t[0, st.T_RA_NEXT] = nxt
+        assert readahead._folio_nr(S, 0) == nr, nxt
+    S.t[0, st.T_RA_ORDER] = readahead.RA_UNBOUNDED
+    S.t[0, st.T_RA_NEXT] = 48
+    assert readahead._folio_nr(S, 0) == 1
+
+
+def test_large_folio_is_reclaimed_as_one_and_refaults_by_range():
+    """Classic LRU: a 4-page folio (pages 8-11) is one list entry worth 4 pages; reclaim
+    scans, unmaps (every PTE) and evicts it whole: 4 pages uncharged, the same shadow on
+    each page, the nonresident clock aged by 4. A later order-0 folio at page 9 takes only
+    its own slot's shadow (the multi-index entry splits); a 2-page folio at 10 takes the
+    shadows of 10-11 and counts a refault of 2 pages."""
+    S = _reclaim_state("classic")
+    U = PG_PRESENT | PG_UPTODATE
+    S.pg[8, P_FLAGS] = U
+    S.pg[8, P_NR] = 4
+    S.pg[9:12, st.P_HEAD] = 8
+    lru.lruvec_add_folio(S, 8, False)
+    S.vma[0, V_PTE0 + 8:V_PTE0 + 12] = PTE_PRESENT     # mapped, old
+    S.g[G_USAGE] = 4
+    assert _list(S, LIST_INACTIVE) == [8] and S.g[G_LRU_SIZE + LIST_INACTIVE] == 4
+    S.t[0, T_R_BUDGET] = 10
+    assert vmscan.isolate_folios(S, 0) == 1
+    # the list ran dry after 4 of the 10 pages asked: the model takes the 4 scanned off the
+    # target (the kernel takes nr_to_scan, 10; the same whenever the list is long enough)
+    assert _counter(S, M.PGSCAN) == 4 and S.t[0, T_R_BUDGET] == 6
+    cost = vmscan.shrink_folio_list(S, 0)
+    assert cost == S.k[K_RC_SCAN] + 2 * S.k[K_RC_RMAP] + S.k[K_RC_EVICT]
+    assert (S.vma[0, V_PTE0 + 8:V_PTE0 + 12] == 0).all()           # try_to_unmap
+    assert S.g[G_USAGE] == 0 and _counter(S, M.PAGES_RECLAIMED) == 4
+    assert S.t[0, T_R_RECLAIMED] == 4 and S.g[G_NONRESIDENT_AGE] == 4
+    assert list(S.pg[8:12, P_SHADOW]) == [0, 0, 0, 0]
+    assert list(S.pg[8:12, st.P_HEAD]) == [8, 9, 10, 11] and (S.pg[8:12, P_NR] == 1).all()
+    assert S.g[G_AGE_HIST:G_AGE_HIST + LAT_BINS].sum() == 4
+    # refaults
+    readahead.filemap_add_folio(S, 0, 9, 1, False, False)
+    assert _counter(S, M.REFAULTS) == 1
+    assert list(S.pg[8:12, P_SHADOW]) == [0, -1, 0, 0]
+    readahead.filemap_add_folio(S, 0, 10, 2, False, False)
+    assert _counter(S, M.REFAULTS) == 3
+    assert list(S.pg[8:12, P_SHADOW]) == [0, -1, -1, -1]
+    assert S.pg[11, st.P_HEAD] == 10 and S.pg[10, P_NR] == 2
+    assert pagecache.page_cached(S, 11) and not pagecache.page_cached(S, 8)
+
+
+def test_large_folio_drains_the_lru_add_batch_at_once():
+    """folio_may_be_lru_cached: an order-0 folio waits in the per-CPU batch, a large one
+    makes the caller drain it (both then reach the list under one lru_lock hold)."""
+    S = _reclaim_state("classic")
+    S.pg[0, P_FLAGS] = PG_PRESENT
+    assert not lru.folio_add_lru(S, 0, 0, True)
+    S.pg[4, P_FLAGS] = PG_PRESENT
+    S.pg[4, P_NR] = 4
+    assert lru.folio_add_lru(S, 0, 4, True)
+    assert lru.lru_add_drain_locked(S, 0) == 2
+    assert S.g[G_LRU_SIZE + LIST_INACTIVE] == 5
+
+
+def test_fault_around_and_finish_fault_map_large_folios_whole():
+    """filemap_map_pages visits each folio of the 16-page window once and maps a large one
+    whole, past the window (6.18); a PG_readahead folio is left for the fault, whose
+    finish_fault maps it whole. Costs: one K_FA_PAGE per folio or hole visited, one
+    K_PTE_INSTALL per folio plus K_PTE_BATCH per further page."""
+    S = _reclaim_state("classic")
+    U = PG_PRESENT | PG_UPTODATE
+    for h, nr, extra in ((0, 8, 0), (8, 4, 0), (12, 4, PG_READAHEAD), (16, 32, 0)):
+        S.pg[h, P_FLAGS] = U | extra
+        S.pg[h, P_NR] = nr
+        S.pg[h + 1:h + nr, st.P_HEAD] = h
+    cost, mapped = pagecache.filemap_map_pages(S, 0, 0, 3)
+    k = S.k
+    assert mapped
+    assert cost == 3 * k[K_FA_PAGE] + 2 * k[K_PTE_INSTALL] + 10 * k[st.K_PTE_BATCH]
+    assert (S.vma[0, V_PTE0:V_PTE0 + 12] == PTE_PRESENT | PTE_YOUNG).all()
+    assert (S.vma[0, V_PTE0 + 12:V_PTE0 + 48] == 0).all()
+    # the window [16, 32) lies in the 32-page folio 16..47: mapped whole
+    cost, mapped = pagecache.filemap_map_pages(S, 0, 0, 20)
+    assert mapped and cost == k[K_FA_PAGE] + k[K_PTE_INSTALL] + 31 * k[st.K_PTE_BATCH]
+    assert (S.vma[0, V_PTE0 + 16:V_PTE0 + 48] == PTE_PRESENT | PTE_YOUNG).all()
+    # the marked folio: the fault maps it (finish_fault), whole
+    assert pagecache.finish_fault(S, 0, 0, 13) == k[K_PTE_INSTALL] + 3 * k[st.K_PTE_BATCH]
+    assert (S.vma[0, V_PTE0 + 12:V_PTE0 + 16] == PTE_PRESENT | PTE_YOUNG).all()
+    # munmap's zap: one batch per folio, marking each young folio accessed once
+    cost, small, large = mm.zap_pte_range(S, 0)
+    assert (small, large) == (0, 0)           # first access: PG_referenced only
+    assert cost == 4 * k[K_ZAP_PTE] + 44 * k[st.K_PTE_BATCH]
+    assert all(S.pg[h, P_FLAGS] & PG_REFERENCED for h in (0, 8, 12, 16))
