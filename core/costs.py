@@ -42,10 +42,14 @@ class Costs:
         "atomics for one page (two contended-free atomics ~20 ns each plus the rest); "
         "raised from 60 with fault_entry_ns by the same calibration")
     pte_batch_ns: int = _cost(
-        10, "ns", "each further page of a large folio mapped or zapped in one batch "
-        "(set_ptes, get_and_clear_full_ptes): one 8-byte PTE store; the rmap, refcount and "
-        "mapcount updates happen once per folio (folio_add_file_rmap_ptes(nr)), charged in "
-        "pte_install_ns or zap_pte_ns. Not measured")
+        20, "ns", "each further page of a large folio mapped or zapped in one batch "
+        "(set_ptes and the per-page mapcount atomic of folio_add_file_rmap_ptes, or "
+        "get_and_clear_full_ptes): the folio's rmap and refcount update is charged once, in "
+        "pte_install_ns or zap_pte_ns. kernel_workloads/map_cost.c on the 6.18 guest: "
+        "faulting in a cached 256-page-folio region costs 0.145x the order-0 region per page "
+        "(8 faults per 2048 pages against 128), which at the order-0 calibration "
+        "(fault_entry_ns, pte_install_ns) leaves ~20-25 ns per page. A PMD-order folio is "
+        "mapped and zapped as one PMD entry, without this")
     fault_around_page_ns: int = _cost(
         60, "ns", "next_uptodate_folio per page of the window: xas_next, folio_try_get, "
         "flag checks, folio_trylock (raised from 40 by the same calibration)")

@@ -16,6 +16,7 @@ back to user mode.
 
 from numba import njit
 
+from core.costs import PTRS_PER_PTE
 from core.lru import (
     list_add,
     list_del,
@@ -118,7 +119,10 @@ def zap_pte_range(S, v):
             young = young or (S.vma[v, V_PTE0 + j] & PTE_YOUNG) != 0
             S.vma[v, V_PTE0 + j] = 0
             j += 1
-        cost += S.k[K_ZAP_PTE] + (j - i - 1) * S.k[K_PTE_BATCH]
+        if j - i == PTRS_PER_PTE:
+            cost += S.k[K_ZAP_PTE]                 # zap_huge_pmd: one entry
+        else:
+            cost += S.k[K_ZAP_PTE] + (j - i - 1) * S.k[K_PTE_BATCH]
         i = j
         # folio_mark_accessed (vma_has_recency). MGLRU only bumps the refs (no lock).
         if young and classic:

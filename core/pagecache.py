@@ -18,6 +18,7 @@ in finish_fault()").
 
 from numba import njit
 
+from core.costs import PTRS_PER_PTE
 from core.sched import block, fifo_append, wake
 
 PAGE_LOCK_UNFAIRNESS = 5        # sysctl_page_lock_unfairness (mm/filemap.c)
@@ -78,9 +79,14 @@ def page_cached(S, p):
 @njit(cache=True, inline="always")
 def set_pte_range(S, v, first, nr):
     """Map pages first..first+nr-1 (file indices) of VMA v, young; returns the cost: one
-    rmap/refcount update for the folio, one PTE store per further page."""
+    rmap/refcount update for the folio, one PTE store (and mapcount) per further page. A
+    whole PMD-order folio is mapped by one PMD entry instead (do_set_pmd: the mapping is
+    PMD-aligned and, fresh after mmap, has no page table there yet); the model keeps its
+    pages' PTE bits as the PMD's."""
     for i in range(first, first + nr):
         S.vma[v, V_PTE0 + i] = PTE_PRESENT | PTE_YOUNG
+    if nr == PTRS_PER_PTE:
+        return S.k[K_PTE_INSTALL]
     return S.k[K_PTE_INSTALL] + (nr - 1) * S.k[K_PTE_BATCH]
 
 

@@ -1365,3 +1365,20 @@ def test_fault_around_and_finish_fault_map_large_folios_whole():
     assert (small, large) == (0, 0)           # first access: PG_referenced only
     assert cost == 4 * k[K_ZAP_PTE] + 44 * k[st.K_PTE_BATCH]
     assert all(S.pg[h, P_FLAGS] & PG_REFERENCED for h in (0, 8, 12, 16))
+
+
+def test_pmd_order_folio_is_mapped_and_zapped_as_one_entry():
+    """A 512-page folio (PMD order, aligned in a PMD-aligned mapping) is mapped by
+    do_set_pmd and zapped by zap_huge_pmd: one entry, no per-page PTE cost."""
+    S = _reclaim_state("classic", file_mb=4)
+    S.pg[512, P_FLAGS] = PG_PRESENT | PG_UPTODATE
+    S.pg[512, P_NR] = 512
+    S.pg[513:1024, st.P_HEAD] = 512
+    k = S.k
+    cost, mapped = pagecache.filemap_map_pages(S, 0, 0, 700)
+    assert mapped and cost == k[K_FA_PAGE] + k[K_PTE_INSTALL]
+    assert (S.vma[0, V_PTE0 + 512:V_PTE0 + 1024] == PTE_PRESENT | PTE_YOUNG).all()
+    assert (S.vma[0, V_PTE0:V_PTE0 + 512] == 0).all()
+    cost, small, large = mm.zap_pte_range(S, 0)
+    assert cost == k[K_ZAP_PTE] and (small, large) == (0, 0)
+    assert (S.vma[0, V_PTE0:V_PTE0 + 1024] == 0).all()
