@@ -26,6 +26,11 @@ XA_CHUNK_SLOTS = 64       # XA_CHUNK_SIZE: slots per xarray node
 PTRS_PER_PTE = 512        # pages one PTE table maps; tables are GFP_PGTABLE_USER (accounted)
 
 
+_MAP_COST = ("kernel_workloads/map_cost.c on the 2-core 6.18 guest (a cached file mapped 16 MB at "
+       "a time, regions of order-0 and 4-page folios, both 16-page fault-around faults): "
+       "touching costs 277 and 199 ns per page, munmap 129 and 41.5")
+
+
 @dataclass(frozen=True)
 class Costs:
     # -- fault entry and the PTE level -------------------------------------------------------
@@ -33,26 +38,24 @@ class Costs:
         10, "ns", "first load from a page this round: its TLB entry died with the last munmap, "
         "so a dTLB miss and a page walk through cached page tables (~30-40 cycles)")
     fault_entry_ns: int = _cost(
-        1500, "ns", "exception entry/exit with speculation mitigations, do_user_addr_fault, "
-        "lock_vma_under_rcu, handle_mm_fault dispatch. Calibrated (issue 4): 0.7 us gave "
-        "1413 rounds/s against 740 measured for 1-thread file_thrash on the 2-core 6.18 "
-        "guest (5.2 us per 16-page fault); 1.5 us stays inside the 1-2 us range of guests")
+        2400, "ns", "exception entry/exit with speculation mitigations in a KVM guest, "
+        "do_user_addr_fault, lock_vma_under_rcu, handle_mm_fault dispatch. Fitted with "
+        "fault_around_page_ns and pte_install_ns to " + _MAP_COST + " (1.5 us before model 3.0.0, "
+        "fitted to file_thrash's rounds/s alone)")
     pte_install_ns: int = _cost(
-        110, "ns", "set_pte_range + folio_add_file_rmap_ptes + folio refcount and mapcount "
-        "atomics for one page (two contended-free atomics ~20 ns each plus the rest); "
-        "raised from 60 with fault_entry_ns by the same calibration")
+        75, "ns", "set_pte_range for one folio: PTE store, folio_add_file_rmap_ptes and the "
+        "refcount/mapcount atomics. With fault_around_page_ns: 114 ns per order-0 page, "
+        "what the 78 ns per page between the two regions of " + _MAP_COST + " leaves")
     pte_batch_ns: int = _cost(
-        20, "ns", "each further page of a large folio mapped or zapped in one batch "
-        "(set_ptes and the per-page mapcount atomic of folio_add_file_rmap_ptes, or "
-        "get_and_clear_full_ptes): the folio's rmap and refcount update is charged once, in "
-        "pte_install_ns or zap_pte_ns. kernel_workloads/map_cost.c on the 6.18 guest: "
-        "faulting in a cached 256-page-folio region costs 0.145x the order-0 region per page "
-        "(8 faults per 2048 pages against 128), which at the order-0 calibration "
-        "(fault_entry_ns, pte_install_ns) leaves ~20-25 ns per page. A PMD-order folio is "
-        "mapped and zapped as one PMD entry, without this")
+        10, "ns", "each further page of a large folio mapped or zapped in one batch "
+        "(set_ptes, get_and_clear_full_ptes, the per-page mapcount): the folio's rmap and "
+        "refcount update is charged once, in pte_install_ns or zap_pte_ns. From " + _MAP_COST +
+        ": zap 127 ns per order-0 folio and 41 per page of 4-page folios leave 10 ns; "
+        "256-page folios (a 128 MB file) zap at 14 ns per page. A PMD-order folio is mapped "
+        "and zapped as one PMD entry, without this")
     fault_around_page_ns: int = _cost(
-        60, "ns", "next_uptodate_folio per page of the window: xas_next, folio_try_get, "
-        "flag checks, folio_trylock (raised from 40 by the same calibration)")
+        40, "ns", "next_uptodate_folio per folio (or hole) of the window: xas_next, "
+        "folio_try_get, flag checks, folio_trylock; split from pte_install_ns by judgment")
     # -- page cache, readahead, zero fill ----------------------------------------------------
     folio_alloc_ns: int = _cost(
         250, "ns", "page allocator fast path + xarray insert (__filemap_add_folio) per folio")
@@ -98,8 +101,11 @@ class Costs:
     munmap_gather_ns: int = _cost(
         1500, "ns", "vms_gather_munmap_vmas: split/detach, vma_start_write under write lock")
     zap_pte_ns: int = _cost(
-        40, "ns", "zap_present_ptes per mapped PTE: ptep_get_and_clear, mapcount atomic, "
-        "mark_accessed, mmu_gather batching of the folio reference")
+        125, "ns", "zap_present_ptes per folio batch: ptep_get_and_clear, "
+        "folio_remove_rmap_ptes, tlb_remove_folio (the reference dropped at "
+        "tlb_finish_mmu), rss counters, folio_mark_accessed. From " + _MAP_COST + " (129 ns per "
+        "order-0 page less ~2.4 of munmap's fixed costs; 40 ns before model 3.0.0, fitted "
+        "to rounds/s alone)")
     free_pgtables_ns: int = _cost(
         2000, "ns", "free_pgtables + vma free after unmap_vmas")
     tlb_flush_base_ns: int = _cost(
