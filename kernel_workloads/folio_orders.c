@@ -18,8 +18,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#define KPF_COMPOUND_HEAD 15
-#define KPF_COMPOUND_TAIL 16
+#include "probe_common.h"
 
 int main(int argc, char **argv) {
     const char *dir = "/tmp";
@@ -30,20 +29,12 @@ int main(int argc, char **argv) {
         else { fprintf(stderr, "usage: folio_orders [--dir D] [--file-mb N]\n"); return 2; }
     }
     if (file_mb < 1) { fprintf(stderr, "folio_orders: --file-mb must be >= 1\n"); return 2; }
-    char path[4096];
-    snprintf(path, sizeof path, "%s/folio_orders.%d", dir, (int)getpid());
     size_t sz = (size_t)file_mb << 20, n = sz / 4096;
-    int fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
-    if (fd < 0) { perror(path); return 1; }
-    unlink(path);                                   /* gone when we exit, whatever happens */
-    if (ftruncate(fd, (off_t)sz)) { perror("ftruncate"); return 1; }
-    posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-    volatile const char *p = mmap(NULL, sz, PROT_READ, MAP_SHARED, fd, 0);
-    if (p == MAP_FAILED) { perror("mmap"); return 1; }
+    volatile const char *p;
     unsigned sum = 0;
-    for (size_t i = 0; i < n; i++) sum += (unsigned char)p[i * 4096];
-    int pm = open("/proc/self/pagemap", O_RDONLY), kf = open("/proc/kpageflags", O_RDONLY);
-    if (pm < 0 || kf < 0) { perror("/proc/self/pagemap or /proc/kpageflags (root?)"); return 1; }
+    int pm, kf;
+    if (read_fresh_sparse_file(dir, "folio_orders", sz, &p, &sum) < 0) return 1;
+    if (open_page_flags(&pm, &kf) < 0) return 1;
     size_t small = 0, folios = 0, absent = 0, cur = 0, cur_start = 0;
     size_t run_size = 0, run_start = 0, run_count = 0;
     printf("{\"file_mb\": %ld, \"pages\": %zu, \"runs\": [", file_mb, n);

@@ -25,8 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define KPF_COMPOUND_HEAD 15
-#define KPF_COMPOUND_TAIL 16
+#include "probe_common.h"
 
 static double now_ns(void) {
     struct timespec ts;
@@ -83,22 +82,14 @@ int main(int argc, char **argv) {
                         ">= 1\n");
         return 2;
     }
-    char path[4096];
-    snprintf(path, sizeof path, "%s/map_cost.%d", dir, (int)getpid());
     size_t sz = (size_t)file_mb << 20, n = sz / 4096;
     if ((size_t)region > n) region = (long)n;
     size_t nreg = n / (size_t)region;
-    int fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
-    if (fd < 0) { perror(path); return 1; }
-    unlink(path);                                   /* gone when we exit, whatever happens */
-    if (ftruncate(fd, (off_t)sz)) { perror("ftruncate"); return 1; }
-    posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-    volatile const char *p = mmap(NULL, sz, PROT_READ, MAP_SHARED, fd, 0);
-    if (p == MAP_FAILED) { perror("mmap"); return 1; }
+    volatile const char *p;
     unsigned sum = 0;
-    for (size_t i = 0; i < n; i++) sum += (unsigned char)p[i * 4096];
-    int pm = open("/proc/self/pagemap", O_RDONLY), kf = open("/proc/kpageflags", O_RDONLY);
-    if (pm < 0 || kf < 0) { perror("/proc/self/pagemap or /proc/kpageflags (root?)"); return 1; }
+    int pm, kf;
+    int fd = read_fresh_sparse_file(dir, "map_cost", sz, &p, &sum);
+    if (fd < 0 || open_page_flags(&pm, &kf) < 0) return 1;
     size_t *fp = calloc(nreg, sizeof *fp);
     double *touch = calloc(nreg, sizeof *touch), *unmap = calloc(nreg, sizeof *unmap);
     long *faults = calloc(nreg, sizeof *faults);
