@@ -60,17 +60,6 @@ def gpage(S, f, index):
 
 
 @njit(cache=True, inline="always")
-def folio_head(S, p):
-    """page_folio: the head page of the folio that holds page p (p itself when absent)."""
-    return S.pg[p, P_HEAD]
-
-
-@njit(cache=True, inline="always")
-def folio_nr_pages(S, h):
-    return S.pg[h, P_NR]
-
-
-@njit(cache=True, inline="always")
 def page_cached(S, p):
     """filemap_get_entry finds a folio (not a shadow) at page p."""
     return (S.pg[S.pg[p, P_HEAD], P_FLAGS] & PG_PRESENT) != 0
@@ -88,6 +77,25 @@ def set_pte_range(S, v, first, nr):
     if nr == PTRS_PER_PTE:
         return S.k[K_PTE_INSTALL]
     return S.k[K_PTE_INSTALL] + (nr - 1) * S.k[K_PTE_BATCH]
+
+
+@njit(cache=True, inline="always")
+def map_folio_ptes(S, v, first, end):
+    """Map the pages of one folio, file indices first..end-1, that have no PTE yet, one
+    set_pte_range per run of them (filemap_map_folio_range's pte_none checks). Returns the
+    cost."""
+    cost = 0
+    j = first
+    while j < end:
+        if S.vma[v, V_PTE0 + j] & PTE_PRESENT:
+            j += 1
+            continue
+        k = j
+        while k < end and not (S.vma[v, V_PTE0 + k] & PTE_PRESENT):
+            k += 1
+        cost += set_pte_range(S, v, j, k - j)
+        j = k
+    return cost
 
 
 @njit(cache=True, inline="always")
@@ -214,18 +222,7 @@ def filemap_map_pages(S, v, f, index):
         if (fl & (PG_PRESENT | PG_UPTODATE)) == (PG_PRESENT | PG_UPTODATE) and \
                 not (fl & (PG_LOCKED | PG_READAHEAD | PG_ISOLATED)):
             # x86 keeps prefaulted PTEs young (arch_wants_old_prefaulted_pte() is false).
-            # Pages already mapped keep their PTEs (pte_none checks); a folio is mapped in
-            # one batch, counted once.
-            j = first
-            while j < nxt:
-                if S.vma[v, V_PTE0 + j] & PTE_PRESENT:
-                    j += 1
-                    continue
-                k = j
-                while k < nxt and not (S.vma[v, V_PTE0 + k] & PTE_PRESENT):
-                    k += 1
-                cost += set_pte_range(S, v, j, k - j)
-                j = k
+            cost += map_folio_ptes(S, v, first, nxt)
         i = nxt
     return cost, (S.vma[v, V_PTE0 + index] & PTE_PRESENT) != 0
 
@@ -236,16 +233,4 @@ def finish_fault(S, v, f, index):
     it is large (it lies inside the VMA and one page table here), else the one page."""
     base = f * S.k[K_FILE_PAGES]
     h = S.pg[base + index, P_HEAD]
-    nr = S.pg[h, P_NR]
-    cost = 0
-    j = h - base
-    while j < h - base + nr:
-        if S.vma[v, V_PTE0 + j] & PTE_PRESENT:
-            j += 1
-            continue
-        k = j
-        while k < h - base + nr and not (S.vma[v, V_PTE0 + k] & PTE_PRESENT):
-            k += 1
-        cost += set_pte_range(S, v, j, k - j)
-        j = k
-    return cost
+    return map_folio_ptes(S, v, h - base, h - base + S.pg[h, P_NR])
