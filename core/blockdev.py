@@ -14,7 +14,7 @@ from numba import njit
 
 from core.evq import schedule
 from core.metrics import PAGES_READ
-from core.pagecache import folio_mark_uptodate_unlock
+from core.pagecache import folios_end_read
 from core.sched import block, fifo_append, wake
 from core.state import (
     EV_IO_DONE,
@@ -33,7 +33,6 @@ from core.state import (
     K_IO_XFER,
     K_QUEUE_DEPTH,
     P_FLAGS,
-    P_NR,
     PG_WRITEBACK,
     RQ_FIRST,
     RQ_N,
@@ -120,11 +119,7 @@ def io_done(S, slot):
         for p in range(first, first + n):
             S.pg[p, P_FLAGS] &= ~PG_WRITEBACK            # folio_end_writeback
     else:
-        p = first
-        while p < first + n:                              # the folios of the request
-            nxt = p + S.pg[p, P_NR]
-            folio_mark_uptodate_unlock(S, p)
-            p = nxt
+        folios_end_read(S, first, n)
         S.g[G_COUNTERS + PAGES_READ] += n
     S.rq[slot, RQ_NEXT] = S.g[G_IO_FREE]
     S.g[G_IO_FREE] = slot

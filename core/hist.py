@@ -24,12 +24,13 @@ def log8_bin(ns):
 
 
 @njit(cache=True, inline="always")
-def hist_add(S, base, ns):
-    """Count one duration of ns in the histogram at S.g[base:base + LAT_BINS]."""
-    S.g[base + log8_bin(ns)] += 1
+def hist_add_n(S, base, ns, n):
+    """Count n items of duration ns (a large folio's pages) in the histogram at
+    S.g[base:base + LAT_BINS]."""
+    S.g[base + log8_bin(ns)] += n
 
 
 @njit(cache=True, inline="always")
-def hist_add_n(S, base, ns, n):
-    """Count n items of duration ns (a large folio's pages)."""
-    S.g[base + log8_bin(ns)] += n
+def hist_add(S, base, ns):
+    """Count one duration of ns."""
+    hist_add_n(S, base, ns, 1)

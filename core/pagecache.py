@@ -195,6 +195,17 @@ def folio_mark_uptodate_unlock(S, p):
     folio_unlock(S, p)
 
 
+@njit(cache=True, inline="always")
+def folios_end_read(S, first, n):
+    """folio_end_read for every folio of a read of pages first..first+n-1 (a request or a
+    sparse run: folios added back to back, each starting at its head)."""
+    p = first
+    while p < first + n:
+        nxt = p + S.pg[p, P_NR]
+        folio_mark_uptodate_unlock(S, p)
+        p = nxt
+
+
 @njit(cache=True, _nrt=False)
 def filemap_map_pages(S, v, f, index):
     """do_fault_around -> filemap_map_pages. Map the fault-around window of `index` in VMA v.

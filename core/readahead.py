@@ -38,7 +38,7 @@ from core.memcg import (
     uncharge,
 )
 from core.metrics import PAGES_READ, RA_TRUNCATED
-from core.pagecache import folio_mark_uptodate_unlock, page_cached
+from core.pagecache import folios_end_read, page_cached
 from core.sched import call, run_for
 from core.state import (
     FL_PAGES,
@@ -222,14 +222,12 @@ def _range_cached(S, first, nr):
 @njit(cache=True, inline="always")
 def _fallback(S, tid):
     """page_cache_ra_order's loop broke (-EEXIST or -ENOMEM): read_pages submits what was
-    added, do_page_cache_ra takes the rest of the window. True if a run must be read first."""
+    added (RA_READ_PAGES, if anything was), do_page_cache_ra takes the rest of the window
+    (RA_LOOP, unbounded)."""
     f = S.t[tid, T_FILE]
     S.t[tid, T_RA_ORDER] = RA_UNBOUNDED
     S.t[tid, T_RA_MARK] = _unbounded_mark(S, f)
-    if S.t[tid, T_RA_RUN_N] > 0:
-        S.t[tid, T_PC] = RA_READ_PAGES
-        return True
-    return False
+    S.t[tid, T_PC] = RA_READ_PAGES if S.t[tid, T_RA_RUN_N] > 0 else RA_LOOP
 
 
 @njit(cache=True, inline="always")
@@ -293,9 +291,8 @@ def step(S, tid, pc):
                     S.t[tid, T_RA_NEXT] += 1
                     continue
             elif _range_cached(S, p, nr):
-                if _fallback(S, tid):                # -EEXIST
-                    return True
-                continue
+                _fallback(S, tid)                    # -EEXIST
+                return True
             code = try_charge_fast(S, tid, nr)
             if code == CHARGE_NEEDS_RECLAIM:
                 charge_slow(S, tid, nr, 1, RA_CHARGED)
@@ -321,8 +318,7 @@ def step(S, tid, pc):
         nr = _folio_nr(S, tid)
         if not S.t[tid, T_C_OK]:
             if S.t[tid, T_RA_ORDER] != RA_UNBOUNDED:
-                if not _fallback(S, tid):            # -ENOMEM from ra_alloc_folio
-                    S.t[tid, T_PC] = RA_LOOP
+                _fallback(S, tid)                    # -ENOMEM from ra_alloc_folio
                 return True
             S.g[G_COUNTERS + RA_TRUNCATED] += 1      # -ENOMEM from filemap_add_folio: break
             S.t[tid, T_RA_END] = S.t[tid, T_RA_NEXT]
@@ -331,8 +327,7 @@ def step(S, tid, pc):
         if _range_cached(S, base + S.t[tid, T_RA_NEXT], nr):
             uncharge(S, nr)                          # raced with another reader: -EEXIST
             if S.t[tid, T_RA_ORDER] != RA_UNBOUNDED:
-                if not _fallback(S, tid):
-                    S.t[tid, T_PC] = RA_LOOP
+                _fallback(S, tid)
                 return True
             S.t[tid, T_RA_NEXT] += 1
             # read_pages(ractl) submits the batch before the page is skipped.
@@ -358,11 +353,7 @@ def step(S, tid, pc):
     if pc == RA_SPARSE_DONE:
         first = base + S.t[tid, T_RA_RUN_START]
         nrun = S.t[tid, T_RA_RUN_N]
-        p = first
-        while p < first + nrun:
-            nxt = p + S.pg[p, P_NR]
-            folio_mark_uptodate_unlock(S, p)
-            p = nxt
+        folios_end_read(S, first, nrun)
         S.g[G_COUNTERS + PAGES_READ] += nrun
         S.t[tid, T_RA_RUN_N] = 0
         S.t[tid, T_PC] = RA_LOOP
