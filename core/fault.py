@@ -98,9 +98,10 @@ from core.state import (
     PG_PRESENT,
     PG_READAHEAD,
     PG_UPTODATE,
-    POL_BASELINE,
     POL_HOLD_VMA_IO,
     POL_MMAP_LOCK_ONLY,
+    POL_RETRY_HARD,
+    POL_VMA_RETRY,
     POL_VMA_RETRY_UPTODATE,
     SW_FAULT,
     T_C_OK,
@@ -108,12 +109,15 @@ from core.state import (
     T_F_FLAGS,
     T_F_FPIN,
     T_F_LOCK,
-    T_F_MAJOR,
+    T_F_RET,
     T_F_PAGE,
     T_F_START,
     T_FILE,
     T_PC,
     T_VMA,
+    VM_FAULT_MAJOR,
+    VM_FAULT_RETRY,
+    VM_FAULT_RETRY_VMA,
 )
 from core.vma import lock_vma_under_rcu, vma_end_read
 
@@ -176,6 +180,38 @@ def _put_ref(S, tid):
         S.pg[p, P_REFS] -= 1
 
 
+@njit(cache=True)
+def fault_return_retry(S, tid, retry_by_vma_lock):
+    """`return ret | VM_FAULT_RETRY | (retry_by_vma_lock ? VM_FAULT_RETRY_VMA : 0)`: the
+    end of a first-try attempt that dropped its lock, for filemap_fault and do_swap_page.
+    The series' policies set VM_FAULT_RETRY_VMA only where their patches do
+    (`retry_by_vma_lock`, and only under the VMA lock); `retry_hard` (the May 2026 draft)
+    marks every retry taken under the VMA lock, since file and swap faults never meet its
+    hard cases. The arch step F_OUT_RETRY routes on the bit alone."""
+    ret = VM_FAULT_RETRY
+    if S.t[tid, T_F_FLAGS] & FAULT_FLAG_VMA_LOCK:
+        policy = S.k[K_POLICY]
+        if policy == POL_RETRY_HARD or (
+                retry_by_vma_lock
+                and (policy == POL_VMA_RETRY or policy == POL_VMA_RETRY_UPTODATE)):
+            ret |= VM_FAULT_RETRY_VMA
+    S.t[tid, T_F_RET] |= ret
+    S.t[tid, T_PC] = F_OUT_RETRY
+
+
+@njit(cache=True)
+def filemap_out_retry(S, tid, put, retry_by_vma_lock):
+    """filemap_fault's `out_retry` label (v7.0-rc3): vmstat_count.patch counts
+    RETRY_MMAP_DROP here, on every path that reaches it (the uptodate `if (fpin)` exit,
+    page_not_uptodate after its re-read, an IS_ERR folio after the drop); the folio
+    reference is put unless the folio is an error (`put` False)."""
+    S.g[G_COUNTERS + RETRY_MMAP_DROP] += 1
+    S.t[tid, T_F_DROP_NS] = S.g[G_NOW]
+    if put:
+        _put_ref(S, tid)
+    fault_return_retry(S, tid, retry_by_vma_lock)
+
+
 @njit(cache=True, _nrt=False)
 def step(S, tid, pc):
     policy = S.k[K_POLICY]
@@ -185,7 +221,7 @@ def step(S, tid, pc):
         # FAULT_FLAG_ALLOW_RETRY lasts for one handle_mm_fault call only.
         S.t[tid, T_F_FLAGS] |= FAULT_FLAG_ALLOW_RETRY
         S.t[tid, T_F_FPIN] = 0
-        S.t[tid, T_F_MAJOR] = 0
+        S.t[tid, T_F_RET] = 0
         if policy == POL_MMAP_LOCK_ONLY:
             S.t[tid, T_PC] = F_LOCK_MMAP
             return True
@@ -203,7 +239,7 @@ def step(S, tid, pc):
         S.t[tid, T_F_FLAGS] &= ~FAULT_FLAG_VMA_LOCK
         S.t[tid, T_F_FLAGS] |= FAULT_FLAG_ALLOW_RETRY
         S.t[tid, T_F_FPIN] = 0
-        S.t[tid, T_F_MAJOR] = 0
+        S.t[tid, T_F_RET] = 0
         return proceed(S, tid, down_read(S, tid, F_MMAP_LOCKED), F_MMAP_LOCKED)
 
     if pc == F_MMAP_LOCKED:
@@ -239,7 +275,7 @@ def step(S, tid, pc):
         S.g[G_COUNTERS + PGMAJFAULT] += 1
         if S.t[tid, T_F_FLAGS] & FAULT_FLAG_TRIED:
             S.g[G_COUNTERS + RETRY_IO_MISS] += 1
-        S.t[tid, T_F_MAJOR] = 1
+        S.t[tid, T_F_RET] |= VM_FAULT_MAJOR
         maybe_unlock_mmap_for_io(S, tid)
         page_cache_sync_ra(S, tid, S.t[tid, T_F_PAGE], F_GET_FOLIO)
         return True
@@ -256,7 +292,12 @@ def step(S, tid, pc):
     if pc == F_NEW_FOLIO_CHARGED:
         p = fault_folio(S, tid)
         if not S.t[tid, T_C_OK]:
-            # VM_FAULT_OOM: pagefault_out_of_memory, the access faults again.
+            # IS_ERR(folio) from __filemap_get_folio: `if (fpin) goto out_retry;` (a retry
+            # that falls back to mmap_lock under the series too: no VM_FAULT_RETRY_VMA);
+            # otherwise VM_FAULT_OOM, pagefault_out_of_memory, the access faults again.
+            if S.t[tid, T_F_FPIN]:
+                filemap_out_retry(S, tid, False, False)
+                return True
             S.t[tid, T_PC] = F_END
             return True
         if S.pg[p, P_FLAGS] & PG_PRESENT:
@@ -290,7 +331,7 @@ def step(S, tid, pc):
         if not (S.pg[p, P_FLAGS] & PG_UPTODATE):
             # page_not_uptodate: read it once, synchronously.
             maybe_unlock_mmap_for_io(S, tid)
-            S.t[tid, T_F_MAJOR] = 1
+            S.t[tid, T_F_RET] |= VM_FAULT_MAJOR
             if S.k[K_SPARSE]:
                 run_for(S, tid, S.pg[p, P_NR] * S.k[K_ZERO_FILL], F_READ_FOLIO_DONE)
                 return False
@@ -299,12 +340,10 @@ def step(S, tid, pc):
             folio_wait_handoff(S, tid, p, F_READ_FOLIO_DONE)
             return False
         if S.t[tid, T_F_FPIN]:
-            # out_retry: vmstat_count.patch counts the drop here, in filemap_fault.
-            S.g[G_COUNTERS + RETRY_MMAP_DROP] += 1
-            S.t[tid, T_F_DROP_NS] = S.g[G_NOW]
+            # `if (fpin) { folio_unlock(folio); goto out_retry; }`: the folio is uptodate
+            # but the lock was dropped. Patch 1 sets retry_by_vma_lock here, and only here.
             folio_unlock(S, p)
-            _put_ref(S, tid)
-            S.t[tid, T_PC] = F_OUT_RETRY
+            filemap_out_retry(S, tid, True, True)
             return True
         cost = finish_fault(S, S.t[tid, T_VMA], S.t[tid, T_FILE], S.t[tid, T_F_PAGE])
         folio_unlock(S, p)
@@ -317,21 +356,30 @@ def step(S, tid, pc):
         if S.k[K_SPARSE]:
             S.pg[p, P_FLAGS] |= PG_UPTODATE
             S.g[G_COUNTERS + PAGES_READ] += S.pg[p, P_NR]
+        if S.t[tid, T_F_FPIN]:
+            # page_not_uptodate: `if (fpin) goto out_retry;` right after
+            # filemap_read_folio, whose completion unlocked the folio. No
+            # retry_by_vma_lock here: under the series this retry takes mmap_lock.
+            folio_unlock(S, p)
+            filemap_out_retry(S, tid, True, False)
+            return True
+        # Without a drop the kernel puts the folio and goes to retry_find, which finds it
+        # uptodate and locks it again; the model keeps the lock the read handed back.
         S.t[tid, T_PC] = F_LOCKED
         return True
 
     if pc == F_OUT_RETRY:
         if S.t[tid, T_F_FLAGS] & FAULT_FLAG_VMA_LOCK:
+            # do_user_addr_fault after handle_mm_fault under the VMA lock returned
+            # VM_FAULT_RETRY: count it, set TRIED if MAJOR, then (patch 1) `if (fault &
+            # VM_FAULT_RETRY_VMA) goto retry_vma;`, else on to lock_mmap.
             S.g[G_COUNTERS + VMA_LOCK_RETRY] += 1
-            if S.t[tid, T_F_MAJOR]:
+            if S.t[tid, T_F_RET] & VM_FAULT_MAJOR:
                 S.t[tid, T_F_FLAGS] |= FAULT_FLAG_TRIED
-            if policy == POL_BASELINE or policy == POL_HOLD_VMA_IO:
-                S.t[tid, T_PC] = F_LOCK_MMAP
-            else:
-                # VM_FAULT_RETRY_VMA: the folio was uptodate after the drop (vma_retry,
-                # vma_retry_uptodate), and every folio_lock_or_retry retry of do_swap_page
-                # (patch 2); retry_hard retries every non-hard case here too.
+            if S.t[tid, T_F_RET] & VM_FAULT_RETRY_VMA:
                 S.t[tid, T_PC] = F_LOCK_VMA
+            else:
+                S.t[tid, T_PC] = F_LOCK_MMAP
             return True
         S.t[tid, T_F_FLAGS] |= FAULT_FLAG_TRIED
         S.t[tid, T_PC] = F_LOCK_MMAP

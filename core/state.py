@@ -71,6 +71,15 @@ FAULT_FLAG_ALLOW_RETRY = 1
 FAULT_FLAG_TRIED = 2
 FAULT_FLAG_VMA_LOCK = 4
 
+# ---- what one handle_mm_fault attempt returns (enum vm_fault_reason), kept in T_F_RET --------
+VM_FAULT_MAJOR = 0x4
+VM_FAULT_RETRY = 0x400
+# The series' patch 1 (mm_types.h): "retry by VMA lock". filemap_fault sets it only on the
+# `if (fpin)` exit after the folio turned out uptodate, do_swap_page (patch 2) only on a
+# folio_lock_or_retry retry of a first try; the arch handler goes back to
+# lock_vma_under_rcu on this bit alone.
+VM_FAULT_RETRY_VMA = 0x800
+
 # ---- which lock a fault holds ---------------------------------------------------------------
 LOCK_NONE = 0
 LOCK_VMA = 1
@@ -290,7 +299,7 @@ T_DEBT = 11  # pages: current->memcg_nr_pages_over_high
 T_F_PAGE = 12  # fault: page index in the file
 T_F_FLAGS = 13  # fault: FAULT_FLAG_*
 T_F_LOCK = 14  # fault: LOCK_* it holds
-T_F_MAJOR = 15  # fault: VM_FAULT_MAJOR on this attempt
+T_F_RET = 15  # fault: VM_FAULT_* bits this attempt returns so far (vm_fault_t ret)
 T_F_FPIN = 16  # fault: the lock was dropped on this attempt (fpin != NULL)
 T_F_START = 17  # ns: when the fault began
 T_RA_NEXT = 18  # readahead: next page of the window

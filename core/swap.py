@@ -40,7 +40,7 @@ from numba import njit
 
 from core.blockdev import submit_read
 from core.evq import schedule
-from core.fault import fault_folio, release_fault_lock
+from core.fault import fault_folio, fault_return_retry, release_fault_lock
 from core.lru import folio_add_lru, lruvec_add_folio
 from core.memcg import mem_cgroup_charge, uncharge
 from core.metrics import PGMAJFAULT, PSWPIN, SWAPCACHE_BUSY
@@ -49,7 +49,6 @@ from core.sched import block, call, proceed, run_for, spend, wake
 from core.state import (
     EV_TIMER,
     F_END,
-    F_OUT_RETRY,
     FAULT_FLAG_ALLOW_RETRY,
     FAULT_FLAG_TRIED,
     FL_PAGES,
@@ -105,8 +104,8 @@ from core.state import (
     T_F_FLAGS,
     T_F_FPIN,
     T_F_LOCK,
-    T_F_MAJOR,
     T_F_PAGE,
+    T_F_RET,
     T_FILE,
     T_PC,
     T_RA_COST,
@@ -120,6 +119,7 @@ from core.state import (
     T_VMA,
     TT_SLEEP,
     V_PTE0,
+    VM_FAULT_MAJOR,
 )
 
 SWQ_ASLEEP = 1
@@ -277,7 +277,7 @@ def step(S, tid, pc):
             return True
         # swapin_readahead -> swap_cluster_readahead: the aligned window around the entry.
         S.g[G_COUNTERS + PGMAJFAULT] += 1
-        S.t[tid, T_F_MAJOR] = 1
+        S.t[tid, T_F_RET] |= VM_FAULT_MAJOR
         ra = S.k[K_SWAP_RA]
         i = S.t[tid, T_F_PAGE]
         start = i - i % ra
@@ -307,7 +307,7 @@ def step(S, tid, pc):
         S.pg[p, P_FLAGS] = (fl | PG_SWAP_HAS_CACHE | PG_PRESENT | PG_LOCKED | PG_ANON) \
             & ~PG_UPTODATE
         S.g[G_COUNTERS + PGMAJFAULT] += 1
-        S.t[tid, T_F_MAJOR] = 1
+        S.t[tid, T_F_RET] |= VM_FAULT_MAJOR
         run_for(S, tid, S.k[K_FOLIO_ALLOC] + S.k[K_CHARGE] + S.k[K_ZRAM_DECOMP],
                 SW_ZRAM_READ_DONE)
         return False
@@ -404,7 +404,9 @@ def step(S, tid, pc):
 
     if pc == SW_WAITED:
         S.pg[fault_folio(S, tid), P_REFS] -= 1           # out_release: folio_put
-        S.t[tid, T_PC] = F_OUT_RETRY
+        # Patch 2: a folio_lock_or_retry retry of a first try under the VMA lock sets
+        # retry_by_vma_lock (the drop above happened only on a first try).
+        fault_return_retry(S, tid, True)
         return True
 
     if pc == SW_LOCKED:
