@@ -73,7 +73,21 @@ class Costs:
         1500, "ns", "context switch to the next runnable thread on a busy CPU (~1-2 us)")
     wakeup_latency_ns: int = _cost(
         4000, "ns", "try_to_wake_up to running on an idle CPU: IPI + idle exit (~2-6 us, "
-        "schbench wakeup latency p50 on an idle server)")
+        "schbench wakeup latency p50 on an idle server); the median of a lognormal when "
+        "machine.jitter is on")
+    tick_ns: int = _cost(
+        2000, "ns", "one scheduler tick on a busy CPU (local timer interrupt, "
+        "scheduler_tick, RCU and timer softirq work): the kernel's osnoise tracer "
+        "documentation shows single local-timer interrupts of 1.8 and 2.8 us; taken every "
+        "1/HZ (4 ms) when machine.jitter is on")
+    cacheline_transfer_ns: int = _cost(
+        170, "ns", "one transfer of a written cache line to another CPU, what an atomic on "
+        "a lock word (mmap_lock's count, a VMA's vm_refcnt) waits for when another CPU "
+        "wrote it last; the line serves one transfer at a time. A 2-socket 256-CPU AMD "
+        "server: 25 ns within a CCX, 107-132 ns across CCDs, 197-267 ns across sockets "
+        "(EPYC 7R13 and 7742 in the public core-to-core-latency measurements), half of "
+        "the pairs cross sockets: 150-195 ns on average. kernel_workloads/cacheline.c "
+        "measures 113-130 ns between this guest's two vCPUs")
     lru_lock_op_ns: int = _cost(
         150, "ns", "acquire/release of a cache-line-bouncing spinlock with irqs off")
     lru_lock_per_folio_ns: int = _cost(

@@ -19,13 +19,14 @@ from core.pagecache import folio_relock
 from core.rwsem import rwsem_relock_write
 from core.sched import account_flush, make_runnable, noise_event, thread_event_prologue
 from core.state import (
+    C_TICK_PHASE,
     EV_IO_DONE,
     EV_NOISE,
     EV_THREAD,
     EV_TIME,
-    EV_TIMER,
     EV_WARMUP,
     G_COUNTERS,
+    G_CUR_TID,
     G_DRAINING,
     G_EVENTS,
     G_HEAP_N,
@@ -42,10 +43,12 @@ from core.state import (
     G_WARM_HIST,
     K_CORES,
     K_END_NS,
+    K_JITTER,
     K_MAX_EVENTS,
     K_NOISE,
     K_NOISE_SLEEP_NS,
     K_THREADS,
+    K_TICK_PERIOD_NS,
     K_WARMUP_NS,
     LAT_BINS,
     PC_RETURN,
@@ -61,6 +64,7 @@ from core.workloads import app_launch, file_thrash, swapin
 
 @njit(cache=True, _nrt=False, inline="always")
 def thread_step(S, tid):
+    S.g[G_CUR_TID] = tid
     if S.t[tid, T_FOLIO_RELOCK] and not folio_relock(S, tid):
         return                                 # lost the race for the folio lock: queued
     if S.t[tid, T_RW_RELOCK] and not rwsem_relock_write(S, tid):
@@ -169,6 +173,10 @@ def _run(S, seed, drain):
     # interleavings; the same seed, the same run.
     for tid in range(n):
         make_runnable(S, tid, S.t[tid, T_PC], np.int64(np.random.randint(0, 100_000)))
+    if S.k[K_JITTER]:
+        # Each CPU's tick runs on its own clock: a phase drawn per CPU.
+        for c in range(S.k[K_CORES]):
+            S.core[c, C_TICK_PHASE] = np.random.randint(0, S.k[K_TICK_PERIOD_NS])
     if S.k[K_NOISE]:
         for c in range(S.k[K_CORES]):
             schedule(S, np.int64(np.random.randint(0, S.k[K_NOISE_SLEEP_NS] + 1)), EV_NOISE, c)
@@ -198,8 +206,6 @@ def _run(S, seed, drain):
             io_done(S, ident)
         elif kind == EV_NOISE:
             noise_event(S, ident)
-        elif kind == EV_TIMER:
-            swap.swapcache_wq_timer(S, ident)
         elif kind == EV_WARMUP:
             _warmup_snapshot(S)
         if events >= max_events:

@@ -9,20 +9,24 @@ Steps and kernel functions they mirror:
 - F_HANDLE     mm/memory.c do_read_fault: `do_fault_around` (filemap_map_pages) first; if
                the faulting page got mapped, done (VM_FAULT_NOPAGE).
 - F_FILEMAP    mm/filemap.c filemap_fault: a page-cache hit not on a TRIED attempt runs
-               `do_async_mmap_readahead` (drops the lock on PG_readahead); a miss counts
-               PGMAJFAULT, RETRY_IO_MISS if FAULT_FLAG_TRIED (vmstat_count.patch), drops the
-               lock on a first try (`maybe_unlock_mmap_for_io`) and runs
-               `do_sync_mmap_readahead`.
+               `do_async_mmap_readahead` (a hit against mmap_miss; drops the lock on
+               PG_readahead); a miss counts PGMAJFAULT, RETRY_IO_MISS if FAULT_FLAG_TRIED
+               (vmstat_count.patch) and runs `do_sync_mmap_readahead`: mmap_miss + 1, and
+               unless the file now misses more than MMAP_LOTSAMISS, the lock is dropped on a
+               first try (`maybe_unlock_mmap_for_io`) for the read-around.
 - F_GET_FOLIO  `__filemap_get_folio(FGP_CREAT|FGP_FOR_MMAP)` when readahead did not bring
                the page (full reclaim allowed: not __GFP_NORETRY).
 - F_FOLIO_LOCK `lock_folio_maybe_drop_mmap`: trylock, else drop the lock (first try) and
                sleep on the folio.
-- F_LOCKED     not uptodate: re-read it once (`filemap_read_folio`); uptodate and the lock was
-               dropped: `out_retry` (RETRY_MMAP_DROP, VM_FAULT_RETRY, plus VM_FAULT_MAJOR
-               after a miss); otherwise `finish_fault` installs the PTE.
+- F_LOCKED     not uptodate: page_not_uptodate, read it once (`filemap_read_folio`), then
+               `out_retry` if the lock was dropped (no VM_FAULT_RETRY_VMA); uptodate and the
+               lock was dropped: `out_retry` (RETRY_MMAP_DROP, VM_FAULT_RETRY, plus
+               VM_FAULT_MAJOR after a miss, plus patch 1's VM_FAULT_RETRY_VMA under the VMA
+               lock); otherwise `finish_fault` installs the PTE.
 - F_OUT_RETRY  the arch handler (for file and swap faults alike): VMA_LOCK_RETRY,
                FAULT_FLAG_TRIED only if MAJOR, then by
-               policy back to the VMA lock or on to `lock_mm_and_find_vma`; under mmap_lock
+               VM_FAULT_RETRY_VMA back to the VMA lock, else on to `lock_mm_and_find_vma`
+               (policies differ only in where they set that bit); under mmap_lock
                every retry sets TRIED, and a TRIED attempt never drops the lock, so its
                re-read, reclaim and penalty sleep all happen holding mmap_lock.
 
@@ -77,6 +81,7 @@ from core.state import (
     FAULT_FLAG_TRIED,
     FAULT_FLAG_VMA_LOCK,
     FL_ANON,
+    FL_MMAP_MISS,
     G_COUNTERS,
     G_LAT_HIST,
     G_NOW,
@@ -90,6 +95,7 @@ from core.state import (
     LOCK_NONE,
     LOCK_VMA,
     LR_ADD_DRAIN,
+    MMAP_LOTSAMISS,
     P_FLAGS,
     P_HEAD,
     P_NR,
@@ -109,8 +115,8 @@ from core.state import (
     T_F_FLAGS,
     T_F_FPIN,
     T_F_LOCK,
-    T_F_RET,
     T_F_PAGE,
+    T_F_RET,
     T_F_START,
     T_FILE,
     T_PC,
@@ -212,6 +218,43 @@ def filemap_out_retry(S, tid, put, retry_by_vma_lock):
     fault_return_retry(S, tid, retry_by_vma_lock)
 
 
+@njit(cache=True)
+def do_sync_mmap_readahead(S, tid):
+    """filemap_fault's miss (v7.0-rc3 mm/filemap.c): mmap_miss counts the miss (saturating
+    at MMAP_LOTSAMISS * 10); a file that misses far more than it hits (mmap_miss above
+    MMAP_LOTSAMISS) gets no read-around and keeps its lock: __filemap_get_folio then adds
+    one folio under the lock, and page_not_uptodate drops the lock and reads it alone.
+    Otherwise drop the lock (first try) and read around the fault. The mappings here are
+    neither VM_SEQ_READ nor VM_RAND_READ, nor VM_HUGEPAGE."""
+    f = S.t[tid, T_FILE]
+    miss = S.file[f, FL_MMAP_MISS]
+    if miss < MMAP_LOTSAMISS * 10:
+        miss += 1
+        S.file[f, FL_MMAP_MISS] = miss
+    if miss > MMAP_LOTSAMISS:
+        S.t[tid, T_PC] = F_GET_FOLIO
+        return True
+    maybe_unlock_mmap_for_io(S, tid)
+    page_cache_sync_ra(S, tid, S.t[tid, T_F_PAGE], F_GET_FOLIO)
+    return True
+
+
+@njit(cache=True)
+def do_async_mmap_readahead(S, tid, p):
+    """filemap_fault's page-cache hit on a first try (v7.0-rc3): an unlocked folio counts as
+    a hit against mmap_miss (a locked one is likely another fault's, not counted twice);
+    a PG_readahead folio drops the lock and starts the next window."""
+    f = S.t[tid, T_FILE]
+    if not (S.pg[p, P_FLAGS] & PG_LOCKED) and S.file[f, FL_MMAP_MISS] > 0:
+        S.file[f, FL_MMAP_MISS] -= 1
+    if S.pg[p, P_FLAGS] & PG_READAHEAD:
+        maybe_unlock_mmap_for_io(S, tid)
+        page_cache_async_ra(S, tid, S.t[tid, T_F_PAGE], F_FOLIO_LOCK)
+        return True
+    S.t[tid, T_PC] = F_FOLIO_LOCK
+    return True
+
+
 @njit(cache=True, _nrt=False)
 def step(S, tid, pc):
     policy = S.k[K_POLICY]
@@ -266,19 +309,15 @@ def step(S, tid, pc):
         fl = S.pg[p, P_FLAGS]
         if fl & PG_PRESENT:
             S.pg[p, P_REFS] += 1                  # filemap_get_folio holds a reference
-            if not (S.t[tid, T_F_FLAGS] & FAULT_FLAG_TRIED) and (fl & PG_READAHEAD):
-                maybe_unlock_mmap_for_io(S, tid)
-                page_cache_async_ra(S, tid, S.t[tid, T_F_PAGE], F_FOLIO_LOCK)
-                return True
+            if not (S.t[tid, T_F_FLAGS] & FAULT_FLAG_TRIED):
+                return do_async_mmap_readahead(S, tid, p)
             S.t[tid, T_PC] = F_FOLIO_LOCK
             return True
         S.g[G_COUNTERS + PGMAJFAULT] += 1
         if S.t[tid, T_F_FLAGS] & FAULT_FLAG_TRIED:
             S.g[G_COUNTERS + RETRY_IO_MISS] += 1
         S.t[tid, T_F_RET] |= VM_FAULT_MAJOR
-        maybe_unlock_mmap_for_io(S, tid)
-        page_cache_sync_ra(S, tid, S.t[tid, T_F_PAGE], F_GET_FOLIO)
-        return True
+        return do_sync_mmap_readahead(S, tid)
 
     if pc == F_GET_FOLIO:
         p = fault_folio(S, tid)

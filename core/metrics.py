@@ -11,7 +11,7 @@ from __future__ import annotations
 
 # Version of the model's semantics. Bump it whenever a change alters any simulated row, so
 # the sweep's point store (keyed by params + this) recomputes instead of serving stale rows.
-MODEL_VERSION = "3.1.0"
+MODEL_VERSION = "4.0.0"
 
 # ---- vm events (indices into the counters array) ----------------------------------------
 PGFAULT = 0
@@ -42,7 +42,7 @@ AGING_RUNS = 24          # MGLRU inc_max_seq
 PEAK_USAGE_PAGES = 25
 PSWPIN = 26              # pages read from swap
 PSWPOUT = 27             # pages written to swap
-SWAPCACHE_BUSY = 28      # swapcache_prepare failed: the one-jiffy swapcache_wq sleep
+SWAPCACHE_BUSY = 28      # swapin_folio met another thread's folio for the entry (raced swap-in)
 PAGEOUT_LOCKED_SKIP = 29  # MADV_PAGEOUT found the folio locked (folio_trylock failed)
 PAGEOUT_ROUNDS = 30      # swapin: full MADV_PAGEOUT passes over the VMA
 SWAPIN_ROUNDS = 31       # swapin: full read passes over the VMA

@@ -23,6 +23,7 @@ from core.sched import block, fifo_append, wake
 
 PAGE_LOCK_UNFAIRNESS = 5        # sysctl_page_lock_unfairness (mm/filemap.c)
 from core.state import (
+    FL_MMAP_MISS,
     FL_PAGES,
     G_NOW,
     K_FA_PAGE,
@@ -35,11 +36,11 @@ from core.state import (
     P_NR,
     P_WQ_HEAD,
     P_WQ_TAIL,
-    PG_ISOLATED,
     PG_LOCKED,
     PG_PRESENT,
     PG_READAHEAD,
     PG_UPTODATE,
+    PG_WORKINGSET,
     PTE_PRESENT,
     PTE_YOUNG,
     T_FOLIO_RELOCK,
@@ -210,11 +211,16 @@ def folios_end_read(S, first, n):
 def filemap_map_pages(S, v, f, index):
     """do_fault_around -> filemap_map_pages. Map the fault-around window of `index` in VMA v.
 
-    Returns (cost_ns, faulting_page_mapped). next_uptodate_folio visits each folio (or hole)
-    of the window once and skips folios that are absent, locked (trylock fails), not
-    uptodate, PG_readahead (left for a real fault to trigger async readahead) or isolated by
-    reclaim; filemap_map_folio_range maps the rest, a large folio whole. Cost: one
-    K_FA_PAGE per folio or hole visited, the PTE stores of set_pte_range per folio mapped.
+    Returns (cost_ns, faulting_page_mapped). next_uptodate_folio (v7.0-rc3) visits each
+    folio (or hole) of the window once and skips folios that are absent, locked (trylock
+    fails), not uptodate or PG_readahead (left for a real fault to trigger async
+    readahead); it does not look at the LRU, so a folio a reclaimer has isolated is mapped
+    too (shrink_folio_list then finds it mapped and young). filemap_map_folio_range maps
+    the rest, a large folio whole. Every page it passes that is not PG_workingset counts as
+    a hit against the file's mmap_miss ("recently evicted" pages do not, so that a
+    thrashing file can still stop read-around); the sum comes off mmap_miss at the end,
+    floored at 0. Cost: one K_FA_PAGE per folio or hole visited, the PTE stores of
+    set_pte_range per folio mapped.
     """
     fa = S.k[K_FA_PAGES]
     start = index - index % fa
@@ -222,6 +228,7 @@ def filemap_map_pages(S, v, f, index):
     end = min(end, S.file[f, FL_PAGES])
     base = f * S.k[K_FILE_PAGES]
     cost = 0
+    hits = 0
     i = start
     while i < end:
         h = S.pg[base + i, P_HEAD]
@@ -231,10 +238,13 @@ def filemap_map_pages(S, v, f, index):
         cost += S.k[K_FA_PAGE]
         fl = S.pg[h, P_FLAGS]
         if (fl & (PG_PRESENT | PG_UPTODATE)) == (PG_PRESENT | PG_UPTODATE) and \
-                not (fl & (PG_LOCKED | PG_READAHEAD | PG_ISOLATED)):
+                not (fl & (PG_LOCKED | PG_READAHEAD)):
+            if not (fl & PG_WORKINGSET):
+                hits += nr
             # x86 keeps prefaulted PTEs young (arch_wants_old_prefaulted_pte() is false).
             cost += map_folio_ptes(S, v, first, nxt)
         i = nxt
+    S.file[f, FL_MMAP_MISS] = max(0, S.file[f, FL_MMAP_MISS] - hits)
     return cost, (S.vma[v, V_PTE0 + index] & PTE_PRESENT) != 0
 
 

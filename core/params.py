@@ -61,6 +61,15 @@ class MachineParams:
     noise: bool = False
     noise_busy_us: float = 500.0
     noise_sleep_us: float = 500.0
+    # Run-to-run jitter a real machine has (core/sched.py; sizes and sources in
+    # docs/calibration.md): the scheduler tick takes costs.tick_ns of CPU every 1/HZ on a
+    # busy CPU, at a phase drawn per CPU; a wake-up's latency is lognormal around
+    # costs.wakeup_latency_ns (its median) with sigma `wakeup_sigma`; a CPU burst's cost
+    # varies with cache misses, a mean-preserving lognormal factor with sigma `cost_sigma`.
+    # False: none of them, every seed the same timing (the mechanism tests use this).
+    jitter: bool = True
+    wakeup_sigma: float = 0.3
+    cost_sigma: float = 0.3
 
 
 @dataclass(frozen=True)
@@ -279,6 +288,8 @@ def validate(p: Params) -> None:
            "machine.fault_around_kb", m.fault_around_kb, "a multiple of 4 in 4..2048")
     _check(m.noise_busy_us >= 0, "machine.noise_busy_us", m.noise_busy_us, "must be >= 0")
     _check(m.noise_sleep_us > 0, "machine.noise_sleep_us", m.noise_sleep_us, "must be > 0")
+    _check(0 <= m.wakeup_sigma <= 2, "machine.wakeup_sigma", m.wakeup_sigma, "allowed 0..2")
+    _check(0 <= m.cost_sigma <= 2, "machine.cost_sigma", m.cost_sigma, "allowed 0..2")
     _check(w.name in WORKLOADS, "workload.name", w.name, f"one of {WORKLOADS}")
     _check(1 <= w.threads <= 100_000, "workload.threads", w.threads, "allowed 1..100000")
     _check(w.file_mb >= 1, "workload.file_mb", w.file_mb, "must be >= 1")

@@ -35,7 +35,7 @@ Not modelled (issue 5): a spinner yielding its CPU on need_resched.
 from numba import njit
 
 from core.metrics import MMAP_READ_COUNT, MMAP_READ_WAIT_NS, MMAP_WRITE_COUNT, MMAP_WRITE_WAIT_NS
-from core.sched import block, end_spin, fifo_append, spin, wake
+from core.sched import block, end_spin, fifo_append, mmap_lock_line, spin, wake
 from core.state import (
     G_COUNTERS,
     G_HIST_READ,
@@ -256,12 +256,14 @@ def down_read(S, tid, pc):
     continues at `pc` holding the lock once granted."""
     if S.g[G_RW_WRITER] < 0 and _nobody_waits(S):
         S.g[G_RW_READERS] += 1
+        mmap_lock_line(S)
         _count(S, RW_READ, 0)
         return True
     if _can_steal(S):
         # Reader optimistic lock stealing: the lock is free (a woken writer has not run
         # yet); the first reader in wakes the readers at the front of the queue.
         S.g[G_RW_READERS] += 1
+        mmap_lock_line(S)
         _count(S, RW_READ, 0)
         rwsem_mark_wake(S, False)
         return True
@@ -276,6 +278,7 @@ def down_read_trylock(S):
     """mmap_read_trylock: never sleeps; fails if a writer holds the lock or anyone waits."""
     if S.g[G_RW_WRITER] < 0 and _nobody_waits(S):
         S.g[G_RW_READERS] += 1
+        mmap_lock_line(S)
         _count(S, RW_READ, 0)
         return True
     return False
@@ -287,6 +290,7 @@ def down_write(S, tid, pc):
     if (S.g[G_RW_WRITER] < 0 and S.g[G_RW_READERS] == 0 and _nobody_waits(S)) \
             or _can_steal(S):
         S.g[G_RW_WRITER] = tid
+        mmap_lock_line(S)
         _count(S, RW_WRITE, 0)
         return True
     S.t[tid, T_PC] = pc
@@ -308,6 +312,7 @@ def up_read(S):
     if n < 0:
         raise RuntimeError("rwsem invariant: up_read without readers")
     S.g[G_RW_READERS] = n
+    mmap_lock_line(S)
     if n == 0:
         rwsem_mark_wake(S, True)
 
@@ -317,6 +322,7 @@ def up_write(S, tid):
     if S.g[G_RW_WRITER] != tid:
         raise RuntimeError("rwsem invariant: up_write by a thread that is not the owner")
     S.g[G_RW_WRITER] = -1
+    mmap_lock_line(S)
     if S.g[G_RW_SPIN_HEAD] >= 0:
         _spinner_takes_it(S)
         return
@@ -329,5 +335,6 @@ def downgrade_write(S, tid):
         raise RuntimeError("rwsem invariant: downgrade by a thread that is not the owner")
     S.g[G_RW_WRITER] = -1
     S.g[G_RW_READERS] += 1
+    mmap_lock_line(S)
     rwsem_stop_spinners(S)                        # reader-owned now: spinners give up
     rwsem_mark_wake(S, False)

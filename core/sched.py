@@ -15,6 +15,7 @@ the running thread's current CPU burst, not in the middle of it; bursts are micr
 slices and noise periods hundreds of microseconds or more.
 """
 
+import numpy as np
 from numba import njit
 
 from core.evq import schedule
@@ -30,29 +31,40 @@ from core.state import (
     C_RQ_HEAD,
     C_RQ_TAIL,
     C_THREAD,
+    C_TICK_PHASE,
     EV_NOISE,
     EV_THREAD,
     G_COUNTERS,
+    G_CUR_TID,
     G_DRAINING,
     G_IDLE_LIST,
     G_IDLE_N,
     G_MM_CPUS,
+    G_MMAP_LINE_CPU,
+    G_MMAP_LINE_FREE,
     G_NOW,
     G_RQ_HEAD,
     G_RQ_LEN,
     G_RQ_TAIL,
     K_ABL_TLB_LATE_ACK,
     K_CORES,
+    K_COST_SIGMA_PPM,
     K_CTX_SWITCH,
+    K_JITTER,
+    K_LINE_NS,
     K_NOISE_BUSY_NS,
     K_NOISE_SLEEP_NS,
     K_PINNING,
     K_SLICE_NS,
+    K_TICK_NS,
+    K_TICK_PERIOD_NS,
     K_WAKEUP,
+    K_WAKEUP_SIGMA_PPM,
     STACK_DEPTH,
     T_ACCT,
     T_ACCT_SINCE,
     T_CORE,
+    T_LINE_NS,
     T_M_PENDING_ACKS,
     T_PC,
     T_PREEMPT_COUNT,
@@ -72,6 +84,8 @@ from core.state import (
     TT_RUNQ,
     TT_SLEEP,
     TT_TLB_ACK,
+    V_LINE_CPU,
+    V_LINE_FREE,
 )
 
 NOISE_THREAD = -2
@@ -253,15 +267,90 @@ def make_runnable(S, tid, pc, delay_ns):
     _rq_push(S, tid, False)
 
 
+# ---- jitter: what makes two runs of a real machine differ (machine.jitter) ---------------
+@njit(cache=True)
+def wakeup_delay(S):
+    """try_to_wake_up to running: the IPI, idle exit and the wakee's first instructions.
+    Lognormal around costs.wakeup_latency_ns (its median) with machine.wakeup_sigma: the
+    spread of cross-CPU futex wake-ups kernel_workloads/jitter.c measures."""
+    d = S.k[K_WAKEUP]
+    if S.k[K_JITTER] and S.k[K_WAKEUP_SIGMA_PPM] > 0:
+        s = S.k[K_WAKEUP_SIGMA_PPM] * 1e-6
+        d = np.int64(d * np.exp(s * np.random.standard_normal()))
+    return d
+
+
+@njit(cache=True)
+def burst_jitter(S, tid, ns):
+    """The CPU time a burst of `ns` really takes on the thread's core. (1) Cache misses:
+    a mean-preserving lognormal factor with machine.cost_sigma (kernel_workloads/jitter.c:
+    clearing a cold 4 KiB page varies with sigma 0.25-0.34 here); one factor per burst, so
+    a burst of many folios is given the spread of one (over-dispersed, same mean). (2) The
+    scheduler tick: every tick period (1/HZ) after the CPU's phase that falls inside the
+    burst takes costs.tick_ns from it (NO_HZ_IDLE: only busy CPUs tick; a tick landing
+    while the CPU spins on a lock, irqs off or not, is not charged)."""
+    if ns <= 0:
+        return ns
+    sig = S.k[K_COST_SIGMA_PPM]
+    if sig > 0:
+        s = sig * 1e-6
+        ns = np.int64(ns * np.exp(s * np.random.standard_normal() - 0.5 * s * s))
+    tick = S.k[K_TICK_NS]
+    c = S.t[tid, T_CORE]
+    if tick > 0 and c >= 0:
+        period = S.k[K_TICK_PERIOD_NS]
+        t0 = S.g[G_NOW] - S.core[c, C_TICK_PHASE]
+        ns += ((t0 + ns) // period - t0 // period) * tick
+    return ns
+
+
+# ---- lock words: an atomic on a cache line other CPUs write ------------------------------
+@njit(cache=True, inline="always")
+def _line_rmw(S, tid, last_cpu, free_at):
+    """One atomic read-modify-write by `tid`'s CPU on a line last written by `last_cpu`
+    that is busy (in transfer) until `free_at`. The line is a server of one: a CPU that
+    did not write it last waits for it to be free, then for one transfer
+    (costs.cacheline_transfer_ns); its own line costs nothing here (a few ns, in the
+    caller's cost). The wait is charged to the thread's next burst (T_LINE_NS), a
+    simplification: the atomic's effect is visible at once. Returns (cpu, free_at)."""
+    c = S.t[tid, T_CORE]
+    if c < 0 or c == last_cpu or S.k[K_LINE_NS] == 0:
+        return last_cpu, free_at
+    now = S.g[G_NOW]
+    done = max(now, free_at) + S.k[K_LINE_NS]
+    S.t[tid, T_LINE_NS] += done - now
+    return c, done
+
+
+@njit(cache=True)
+def mmap_lock_line(S):
+    """The current thread's atomic on mmap_lock's count (down_read/up_read and the write
+    side's cmpxchg): one line for the whole mm, written by every faulting CPU."""
+    S.g[G_MMAP_LINE_CPU], S.g[G_MMAP_LINE_FREE] = _line_rmw(
+        S, S.g[G_CUR_TID], S.g[G_MMAP_LINE_CPU], S.g[G_MMAP_LINE_FREE])
+
+
+@njit(cache=True)
+def vma_lock_line(S, v):
+    """The current thread's atomic on VMA v's vm_refcnt (vma_start_read, vma_end_read)."""
+    S.vma[v, V_LINE_CPU], S.vma[v, V_LINE_FREE] = _line_rmw(
+        S, S.g[G_CUR_TID], S.vma[v, V_LINE_CPU], S.vma[v, V_LINE_FREE])
+
+
 @njit(cache=True)
 def wake(S, tid, pc):
     """Wake a thread blocked on a lock or folio; it continues at `pc` once on a core."""
-    make_runnable(S, tid, pc, S.k[K_WAKEUP])
+    make_runnable(S, tid, pc, wakeup_delay(S))
 
 
 @njit(cache=True, inline="always")
 def run_for(S, tid, ns, pc):
-    """Spend `ns` of CPU on the thread's core, then continue at `pc`."""
+    """Spend `ns` of CPU on the thread's core (with the machine's jitter), then continue at
+    `pc`."""
+    if S.k[K_JITTER]:
+        ns = burst_jitter(S, tid, ns)
+    ns += S.t[tid, T_LINE_NS]
+    S.t[tid, T_LINE_NS] = 0
     S.t[tid, T_PC] = pc
     S.t[tid, T_SLICE_NS] += ns
     schedule(S, S.g[G_NOW] + ns, EV_THREAD, tid)
@@ -392,7 +481,7 @@ def thread_event_prologue(S, tid):
     """EV_THREAD arrived: returns True if the thread should run its step now."""
     st = S.t[tid, T_STATE]
     if st == TS_SLEEPING:
-        make_runnable(S, tid, S.t[tid, T_PC], S.k[K_WAKEUP])
+        make_runnable(S, tid, S.t[tid, T_PC], wakeup_delay(S))
         return False
     if st != TS_RUNNING:
         raise RuntimeError("EV_THREAD for a thread that is neither running nor sleeping")

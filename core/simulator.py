@@ -34,6 +34,7 @@ from core.state import (
     K_AGING_PTE,
     K_CHARGE,
     K_CORES,
+    K_COST_SIGMA_PPM,
     K_CTX_SWITCH,
     K_END_NS,
     K_FA_PAGE,
@@ -48,8 +49,9 @@ from core.state import (
     K_IO_MEDIAN_NS,
     K_IO_SIGMA_PPM,
     K_IO_XFER,
-    K_JIFFY_NS,
+    K_JITTER,
     K_LARGE_FOLIOS,
+    K_LINE_NS,
     K_LRU,
     K_LRU_ADD_BATCH,
     K_LRU_OP,
@@ -82,10 +84,13 @@ from core.state import (
     K_SWAP_RA,
     K_SWAP_WRITE_SUBMIT,
     K_THREADS,
+    K_TICK_NS,
+    K_TICK_PERIOD_NS,
     K_TLB_BASE,
     K_TLB_PER_CPU,
     K_TOUCH,
     K_WAKEUP,
+    K_WAKEUP_SIGMA_PPM,
     K_WARMUP_NS,
     K_ZAP_PTE,
     K_ZERO_FILL,
@@ -173,8 +178,13 @@ def constants(p: Params) -> np.ndarray:
     k[K_ADD_TO_SWAP] = c.add_to_swap_ns
     k[K_SWAP_WRITE_SUBMIT] = c.swap_write_submit_ns
     k[K_MPROTECT] = c.mprotect_ns
-    k[K_JIFFY_NS] = 1_000_000_000 // HZ
     k[K_ABL_TLB_LATE_ACK] = int(p.model.tlb_late_ack)
+    k[K_JITTER] = int(p.machine.jitter)
+    k[K_WAKEUP_SIGMA_PPM] = round(p.machine.wakeup_sigma * 1e6)
+    k[K_COST_SIGMA_PPM] = round(p.machine.cost_sigma * 1e6)
+    k[K_TICK_NS] = c.tick_ns
+    k[K_LINE_NS] = c.cacheline_transfer_ns
+    k[K_TICK_PERIOD_NS] = 1_000_000_000 // HZ
     k[K_ABL_INKERNEL_HIGH] = int(p.model.inkernel_high_handler)
     k[K_ABL_RWSEM_STEAL] = int(p.model.rwsem_steal_spin)
     if w.name == "swapin":

@@ -34,7 +34,7 @@ TT_FOLIO = 3      # asleep on a folio lock or for a block request (I/O)
 TT_LRU_LOCK = 4   # spinning on lru_lock
 TT_TLB_ACK = 5    # spinning for TLB-shootdown acknowledgements
 TT_VMA = 6        # vma_start_write waiting for the VMA's readers
-TT_SLEEP = 7      # timed sleeps: the memory.high penalty, swapcache_wq's jiffy
+TT_SLEEP = 7      # timed sleeps: the memory.high penalty
 TT_EXITED = 8     # drained (tests): done after the end of the run
 
 # ---- event kinds -----------------------------------------------------------------------------
@@ -42,7 +42,6 @@ EV_THREAD = 0     # continue thread `id` at its program counter
 EV_IO_DONE = 1    # block request `id` completed
 EV_NOISE = 2      # noise spinner of core `id` toggles
 EV_WARMUP = 3     # end of warm-up: snapshot the counters
-EV_TIMER = 4      # timeout of thread `id` sleeping on a wait queue (it may have been woken)
 
 # ---- page (folio) flags ----------------------------------------------------------------------
 PG_PRESENT = 1        # in the page cache (xarray holds a folio)
@@ -60,7 +59,6 @@ PG_SWAPCACHE = 2048   # in the swap cache (its swap entry maps to this folio)
 PG_SWAPPED = 4096     # a swap slot holds this page's data (the PTE, if absent, holds the entry)
 PG_DIRTY = 8192
 PG_WRITEBACK = 16384
-PG_SWAP_HAS_CACHE = 32768  # SWAP_HAS_CACHE taken by swapcache_prepare (synchronous swap-in)
 
 # ---- PTE bits (per VMA page) -----------------------------------------------------------------
 PTE_PRESENT = 1
@@ -196,6 +194,7 @@ RC_SHRINK = 614
 RC_PUTBACK = 615
 RC_PUTBACK_LOCKED = 616
 RC_PUTBACK_DONE = 617
+RC_SHRINK_RETRY = 618
 RC_AGING = 620
 RC_AGING_CHUNK = 621
 RC_AGING_CHUNK_DONE = 622
@@ -211,7 +210,6 @@ SW_ZRAM_READ_DONE = 712
 SW_LOCK = 713
 SW_LOCKED = 714
 SW_WAITED = 715
-SW_SWQ_SLEPT = 716
 SW_RA_LOOP = 720
 SW_RA_CHARGED = 721
 SW_RA_DONE = 722
@@ -250,7 +248,6 @@ LAT_BINS = 256         # fault-latency histogram: log2 bins of 1/8 octave from 6
  G_IO_INFLIGHT, G_IO_QHEAD, G_IO_QTAIL, G_IO_FREE,
  G_STOP, G_OOM, G_MM_CPUS, G_DRAINING,
  G_SWAP_USAGE,     # swap slots charged (pages)
- G_SWQ_N,          # threads sleeping on swapcache_wq
  G_LAUNCH_LEFT,    # app_launch: workers still running their trace
  G_LAUNCH_NS,      # app_launch: when the last worker finished, -1 before
  G_IO_QUEUED,      # block requests waiting for a device slot (beyond queue_depth)
@@ -259,7 +256,9 @@ LAT_BINS = 256         # fault-latency histogram: log2 bins of 1/8 octave from 6
  G_RW_WOKEN,       # mmap_lock: the first waiter, a writer woken to take the lock, or -1
  G_RW_SPIN_HEAD, G_RW_SPIN_TAIL,  # mmap_lock: writers spinning on a running writer owner
  G_WS_SNAPSHOT,    # classic: target_lruvec->refaults[WORKINGSET_FILE] (snapshot_refaults)
- N_G) = range(45)
+ G_CUR_TID,        # the thread whose step the engine is running (the CPU doing an atomic)
+ G_MMAP_LINE_CPU, G_MMAP_LINE_FREE,  # mmap_lock's count word: last writer CPU, busy until ns
+ N_G) = range(47)
 
 # ---- constants of k (int64) ------------------------------------------------------------------
 (K_THREADS, K_CORES, K_FILE_PAGES, K_N_FILES, K_POLICY, K_LRU, K_PINNING,
@@ -274,13 +273,16 @@ LAT_BINS = 256         # fault-latency histogram: log2 bins of 1/8 octave from 6
  K_OPEN_CLOSE_NS, K_CHARGE, K_CTX_SWITCH,
  # swap, anon, the swapin and app_launch workloads
  K_SWAP_DEV, K_SWAP_MAX, K_SWAP_RA, K_ZRAM_COMP, K_ZRAM_DECOMP, K_ADD_TO_SWAP,
- K_SWAP_WRITE_SUBMIT, K_MPROTECT, K_JIFFY_NS,
+ K_SWAP_WRITE_SUBMIT, K_MPROTECT,
  K_AL_TOUCHES, K_AL_RUN_PAGES, K_AL_MAP_PERIOD_NS, K_AL_N_OBJ, K_AL_HEAP_VMA, K_AL_WORK_NS,
  # model-only ablation switches (core.params.ModelParams), 1 = the kernel's behaviour
  K_ABL_TLB_LATE_ACK, K_ABL_INKERNEL_HIGH, K_ABL_RWSEM_STEAL,
  # large folios (mapping_large_folio_support) and the per-page cost of batched PTE updates
  K_LARGE_FOLIOS, K_PTE_BATCH,
- N_K) = range(73)
+ # machine jitter (core.sched): on/off, sigmas in parts per million, the tick
+ K_JITTER, K_WAKEUP_SIGMA_PPM, K_COST_SIGMA_PPM, K_TICK_NS, K_TICK_PERIOD_NS,
+ K_LINE_NS,    # one cache-line transfer between CPUs (costs.cacheline_transfer_ns)
+ N_K) = range(78)
 SWAP_NONE, SWAP_ZRAM, SWAP_DISK = range(3)
 
 # ---- per-thread registers: columns of S.t (int64[n_threads, N_T]) ---------------------------
@@ -331,25 +333,24 @@ T_ROUNDS = 43  # rounds this thread completed (whole run, warm-up included)
 T_ROLE = 44  # workload role (swapin: ROLE_READER/ROLE_WRITER; app_launch: worker/mapper)
 T_W_LEFT = 45  # workload: accesses (app_launch) left in the trace
 T_W_RUN = 46  # app_launch: end page (exclusive) of the current sequential run
-T_SWQ_WAIT = 47  # swapcache_wq: bit 1 asleep on it, bit 2 its EV_TIMER is pending
-T_SWQ_DEADLINE = 48  # ns: its one-jiffy timeout
-T_PO_I = 49  # MADV_PAGEOUT: next folio of the isolated batch to process
-T_W_VMA2 = 50  # the VMA slot this thread's mmap creates (file_thrash: its own index)
-T_WQ_SHARED = 51  # waits on a folio without taking its lock (folio_wait_locked)
-T_SW_OWN = 52  # do_swap_page: the folio is this fault's own (zram path, need_clear_cache)
-T_UNFAIR = 53  # folio lock wait: lost races left before the unlocker hands it the lock
-T_FOLIO_RELOCK = 54  # woken by folio_unlock without the lock: folio index + 1 to race for
-T_RW_RELOCK = 55  # a writer woken by rwsem_mark_wake: it must take the lock when it runs
-T_R_SCANNED = 56  # reclaim (MGLRU): folios scanned at this priority (try_to_shrink_lruvec)
-T_R_DELTA = 57  # reclaim (MGLRU): what this evict_folios returns (0 ends the priority)
-T_F_DROP_NS = 58  # fault: ns of its last out_retry, until the retry starts (0: none)
-T_ACCT = 59  # TT_* class its time is being counted in
-T_ACCT_SINCE = 60  # ns: since when
-T_R_NR_ACTIVE = 61  # reclaim (classic): nr[LRU_ACTIVE_FILE] left at this priority
-T_R_MAY_DEACT = 62  # reclaim (classic): sc->may_deactivate & DEACTIVATE_FILE
-T_RA_ORDER = 63  # readahead: folio order of this window (0: page_cache_ra_unbounded)
-T_M_LARGE = 64  # large folios still to activate after a zap (one lru_lock hold each)
-T_STACK0 = 65                 # STACK_DEPTH return program counters
+T_PO_I = 47  # MADV_PAGEOUT: next folio of the isolated batch to process
+T_W_VMA2 = 48  # the VMA slot this thread's mmap creates (file_thrash: its own index)
+T_WQ_SHARED = 49  # waits on a folio without taking its lock (folio_wait_locked)
+T_UNFAIR = 50  # folio lock wait: lost races left before the unlocker hands it the lock
+T_FOLIO_RELOCK = 51  # woken by folio_unlock without the lock: folio index + 1 to race for
+T_RW_RELOCK = 52  # a writer woken by rwsem_mark_wake: it must take the lock when it runs
+T_R_SCANNED = 53  # reclaim (MGLRU): folios scanned at this priority (try_to_shrink_lruvec)
+T_R_DELTA = 54  # reclaim (MGLRU): what this evict_folios returns (0 ends the priority)
+T_F_DROP_NS = 55  # fault: ns of its last out_retry, until the retry starts (0: none)
+T_ACCT = 56  # TT_* class its time is being counted in
+T_ACCT_SINCE = 57  # ns: since when
+T_R_NR_ACTIVE = 58  # reclaim (classic): nr[LRU_ACTIVE_FILE] left at this priority
+T_R_MAY_DEACT = 59  # reclaim (classic): sc->may_deactivate & DEACTIVATE_FILE
+T_RA_ORDER = 60  # readahead: folio order of this window (0: page_cache_ra_unbounded)
+T_M_LARGE = 61  # large folios still to activate after a zap (one lru_lock hold each)
+T_R_RETRIED = 62  # reclaim (MGLRU): evict_folios' second pass done for this batch (skip_retry)
+T_LINE_NS = 63  # ns its atomics on shared cache lines cost, charged with its next burst
+T_STACK0 = 64                 # STACK_DEPTH return program counters
 T_R_BATCH0 = T_STACK0 + STACK_DEPTH       # RECLAIM_SLOTS isolated folios
 N_T = T_R_BATCH0 + RECLAIM_SLOTS
 
@@ -378,8 +379,9 @@ ROLE_MAPPER = 1
 # ---- per-VMA state: columns of S.vma (int64[n_vmas, N_V + file_pages]) ----------------------
 (V_FILE, V_ATTACHED, V_READERS, V_WRITE_LOCKED,
  V_WRITER,     # thread waiting in vma_start_write, -1 if none
+ V_LINE_CPU, V_LINE_FREE,  # the VMA lock's refcount word: last writer CPU, busy until ns
  V_PTE0,       # PTE_* bits of page i at column V_PTE0 + i
- ) = range(6)
+ ) = range(8)
 
 # ---- per-file state: columns of S.file (int64[n_files, N_FL]) -------------------------------
 (FL_VMA,       # VMA mapping the file (i_mmap, for rmap), -1 if none
@@ -388,7 +390,12 @@ ROLE_MAPPER = 1
  FL_PAGES,     # size in pages (<= K_FILE_PAGES, the row width)
  FL_WEIGHT,    # app_launch: share of the accesses (per mille)
  FL_RA_ORDER,  # file_ra_state.order: folio order of the last readahead window
- N_FL) = range(9)
+ FL_MMAP_MISS,  # file_ra_state.mmap_miss: major faults not yet balanced by cache hits
+ N_FL) = range(10)
+
+# mm/filemap.c: read-around stops for a file whose mmap_miss exceeds this; the count
+# saturates at ten times it ("Do we miss much more than hit in this file?").
+MMAP_LOTSAMISS = 100
 
 # ---- per-CPU state: columns of S.core (int64[n_cores, C_ACK0 + n_threads]) -------------------
 (C_THREAD,     # running/spinning thread, -1 idle, -2 noise spinner
@@ -400,8 +407,9 @@ ROLE_MAPPER = 1
  C_RAN_MM,     # in mm_cpumask
  C_RQ_HEAD, C_RQ_TAIL,  # per-core run queue (pinning)
  C_IDLE_POS,   # position in the idle list, -1 if busy
+ C_TICK_PHASE,  # ns: when this CPU's periodic tick fires, modulo the tick period
  C_FB0,        # C_FB0 .. C_FB0 + FOLIO_BATCH_SIZE - 1: the lru_add batch
- ) = range(12)
+ ) = range(13)
 C_ACK0 = C_FB0 + FOLIO_BATCH_SIZE
 
 # ---- block requests: columns of S.rq (int64[n_rq, N_RQ]) -------------------------------------
@@ -455,7 +463,7 @@ def make_state(k: np.ndarray, n_threads: int, n_cores: int, n_pages: int,
     for slot in (G_RW_WRITER, G_RW_QHEAD, G_RW_QTAIL, G_RQ_HEAD, G_RQ_TAIL, G_LRU_OWNER,
                  G_LRU_QHEAD, G_LRU_QTAIL, G_AGING_WALKER, G_IO_QHEAD, G_IO_QTAIL,
                  G_IO_WAIT_HEAD, G_IO_WAIT_TAIL, G_RW_WOKEN, G_RW_SPIN_HEAD,
-                 G_RW_SPIN_TAIL):
+                 G_RW_SPIN_TAIL, G_MMAP_LINE_CPU):
         g[slot] = -1
     g[G_LAUNCH_NS] = -1
     g[G_MAX_SEQ] = MIN_NR_GENS   # lru_gen_init_lruvec: min_seq 0, max_seq MIN_NR_GENS
@@ -485,6 +493,7 @@ def make_state(k: np.ndarray, n_threads: int, n_cores: int, n_pages: int,
     vma = np.zeros((n_vmas, V_PTE0 + file_pages), np.int64)
     vma[:, V_FILE] = np.arange(n_vmas) % n_files
     vma[:, V_WRITER] = -1
+    vma[:, V_LINE_CPU] = -1
     file = np.zeros((n_files, N_FL), np.int64)
     file[:, FL_VMA] = -1
     file[:, FL_PAGES] = file_pages

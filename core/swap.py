@@ -15,14 +15,18 @@ Steps and the kernel code they mirror:
                do_anonymous_page.
 - SW_ANON      do_anonymous_page (write fault): alloc a zeroed folio, charge it
                (mem_cgroup_charge, may reclaim holding the fault lock), map it, folio_add_lru.
-- SW_SWAP      do_swap_page: swap_cache_get_folio. A miss counts PGMAJFAULT (VM_FAULT_MAJOR):
-               `zram` (SWP_SYNCHRONOUS_IO, swap count 1) skips the swap cache: the folio is
-               allocated and charged, `swapcache_prepare` claims the entry (SWAP_HAS_CACHE);
-               if another thread holds it, sleep on swapcache_wq for at most one jiffy
-               (woken early by that thread's swapcache_clear, 6.12+) holding the fault
-               lock, and return 0: the access faults again. Otherwise the page is
-               decompressed on this CPU (`swap_read_folio` -> zram_read_page) and the
-               folio unlocked. `disk`: `swapin_readahead` (swap_cluster_readahead) adds the
+- SW_SWAP      do_swap_page (v7.0-rc3): swap_cache_get_folio; a hit is a minor fault. A miss
+               counts PGMAJFAULT (VM_FAULT_MAJOR). `zram` (SWP_SYNCHRONOUS_IO) no longer
+               bypasses the swap cache (v7.0, "mm, swap: never bypass the swap cache even
+               for SWP_SYNCHRONOUS_IO"): `alloc_swap_folio` allocates and charges a folio,
+               `swapin_folio` adds it to the swap cache locked and on the LRU
+               (`__swap_cache_prepare_and_add`), or, if another thread's folio got there
+               first, drops it and takes that one (SWAPCACHE_BUSY counts these races); the
+               winner decompresses on this CPU (`swap_read_folio` -> zram_read_page) and
+               the completion unlocks the folio, waking whoever waits for it. Either way
+               the fault goes on to folio_lock_or_retry: a concurrent reader of the entry
+               meets the folio in the swap cache and waits there, the path patches 2 and 4
+               change. `disk`: `swapin_readahead` (swap_cluster_readahead) adds the
                window's swapped pages to the swap cache locked, charged, on the LRU, and
                submits their reads.
 - SW_LOCK      folio_lock_or_retry: trylock; when busy on a first try (ALLOW_RETRY and not
@@ -30,44 +34,38 @@ Steps and the kernel code they mirror:
                for the lock holding the fault lock. Patch 4 (`vma_retry_uptodate`) clears
                ALLOW_RETRY for an uptodate folio; `hold_vma_io` never drops the VMA lock.
 - SW_LOCKED    pte_same under the PTE lock (another thread mapped it: out_nomap), then
-               set_pte_at + swap_free with the folio lock held; the zram path's folio goes
-               on the LRU, its entry is freed and `swapcache_clear` wakes swapcache_wq; a
-               swap-cache folio stays cached unless swap is half full
-               (should_try_to_free_swap -> mem_cgroup_swap_full -> folio_free_swap).
+               set_pte_at + swap_free with the folio lock held, then
+               should_try_to_free_swap -> folio_free_swap: on zram always (v7.0 frees the
+               swap cache of SWP_SYNCHRONOUS_IO devices after mapping), on a disk only when
+               swap is half full (mem_cgroup_swap_full).
 """
 
 from numba import njit
 
 from core.blockdev import submit_read
-from core.evq import schedule
 from core.fault import fault_folio, fault_return_retry, release_fault_lock
 from core.lru import folio_add_lru, lruvec_add_folio
 from core.memcg import mem_cgroup_charge, uncharge
 from core.metrics import PGMAJFAULT, PSWPIN, SWAPCACHE_BUSY
 from core.pagecache import folio_lock, folio_trylock, folio_unlock, folio_wait_locked
-from core.sched import block, call, proceed, run_for, spend, wake
+from core.sched import call, proceed, run_for, spend
 from core.state import (
-    EV_TIMER,
     F_END,
     FAULT_FLAG_ALLOW_RETRY,
     FAULT_FLAG_TRIED,
     FL_PAGES,
     G_COUNTERS,
-    G_NOW,
     G_SWAP_USAGE,
-    G_SWQ_N,
     G_USAGE,
     K_CHARGE,
     K_FILE_PAGES,
     K_FOLIO_ALLOC,
-    K_JIFFY_NS,
     K_POLICY,
     K_PTE_INSTALL,
     K_RA_SUBMIT,
     K_SWAP_DEV,
     K_SWAP_MAX,
     K_SWAP_RA,
-    K_THREADS,
     K_ZERO_FILL,
     K_ZRAM_DECOMP,
     LOCK_VMA,
@@ -78,7 +76,6 @@ from core.state import (
     PG_DIRTY,
     PG_LOCKED,
     PG_PRESENT,
-    PG_SWAP_HAS_CACHE,
     PG_SWAPCACHE,
     PG_SWAPPED,
     PG_UPTODATE,
@@ -96,7 +93,6 @@ from core.state import (
     SW_RA_LOOP,
     SW_SWAP,
     SW_SWAP_CHARGED,
-    SW_SWQ_SLEPT,
     SW_WAITED,
     SW_ZRAM_READ_DONE,
     SWAP_ZRAM,
@@ -113,68 +109,15 @@ from core.state import (
     T_RA_NEXT,
     T_RA_RUN_N,
     T_RA_RUN_START,
-    T_SW_OWN,
-    T_SWQ_DEADLINE,
-    T_SWQ_WAIT,
     T_VMA,
-    TT_SLEEP,
     V_PTE0,
     VM_FAULT_MAJOR,
 )
-
-SWQ_ASLEEP = 1
-SWQ_TIMER = 2
 
 
 @njit(cache=True)
 def _pte(S, tid):
     return S.vma[S.t[tid, T_VMA], V_PTE0 + S.t[tid, T_F_PAGE]]
-
-
-# ---- swapcache_wq (mm/memory.c, 6.12+: "avoid unconditional one-tick sleep") -------------
-@njit(cache=True)
-def swapcache_wq_sleep(S, tid, pc):
-    """schedule_timeout_uninterruptible(1) on swapcache_wq: asleep until woken by a
-    swapcache_clear or for one jiffy, whichever comes first; then continue at `pc`."""
-    deadline = S.g[G_NOW] + S.k[K_JIFFY_NS]
-    S.t[tid, T_SWQ_DEADLINE] = deadline
-    w = S.t[tid, T_SWQ_WAIT]
-    if not (w & SWQ_TIMER):
-        # One pending timer per thread: a stale one re-arms itself (swapcache_wq_timer).
-        schedule(S, deadline, EV_TIMER, tid)
-        w |= SWQ_TIMER
-    S.t[tid, T_SWQ_WAIT] = w | SWQ_ASLEEP
-    S.g[G_SWQ_N] += 1
-    S.t[tid, T_PC] = pc
-    block(S, tid, TT_SLEEP)
-
-
-@njit(cache=True)
-def swapcache_wq_timer(S, tid):
-    """EV_TIMER: the jiffy of a swapcache_wq sleeper ran out (or a stale timer fired)."""
-    w = S.t[tid, T_SWQ_WAIT] & ~SWQ_TIMER
-    if w & SWQ_ASLEEP:
-        if S.g[G_NOW] >= S.t[tid, T_SWQ_DEADLINE]:
-            w &= ~SWQ_ASLEEP
-            S.g[G_SWQ_N] -= 1
-            wake(S, tid, S.t[tid, T_PC])
-        else:
-            schedule(S, S.t[tid, T_SWQ_DEADLINE], EV_TIMER, tid)
-            w |= SWQ_TIMER
-    S.t[tid, T_SWQ_WAIT] = w
-
-
-@njit(cache=True)
-def swapcache_clear(S, p):
-    """Drop SWAP_HAS_CACHE and, if waitqueue_active(&swapcache_wq), wake_up every sleeper."""
-    S.pg[p, P_FLAGS] &= ~PG_SWAP_HAS_CACHE
-    if S.g[G_SWQ_N] == 0:
-        return
-    for tid in range(S.k[K_THREADS]):
-        if S.t[tid, T_SWQ_WAIT] & SWQ_ASLEEP:
-            S.t[tid, T_SWQ_WAIT] &= ~SWQ_ASLEEP
-            wake(S, tid, S.t[tid, T_PC])
-    S.g[G_SWQ_N] = 0
 
 
 # ---- swap slots and the swap cache -----------------------------------------------------
@@ -268,7 +211,6 @@ def step(S, tid, pc):
         fl = S.pg[p, P_FLAGS]
         if fl & PG_SWAPCACHE:
             S.pg[p, P_REFS] += 1                 # swap_cache_get_folio: a reference
-            S.t[tid, T_SW_OWN] = 0              # not the synchronous path's own folio
             S.t[tid, T_PC] = SW_LOCK
             return True
         if S.k[K_SWAP_DEV] == SWAP_ZRAM:
@@ -291,38 +233,36 @@ def step(S, tid, pc):
     if pc == SW_SWAP_CHARGED:
         p = fault_folio(S, tid)
         if not S.t[tid, T_C_OK]:
-            S.t[tid, T_PC] = F_END
+            S.t[tid, T_PC] = F_END               # no folio: VM_FAULT_OOM, the access faults again
             return True
         fl = S.pg[p, P_FLAGS]
-        if (_pte(S, tid) & PTE_PRESENT) or not (fl & PG_SWAPPED):
+        if (_pte(S, tid) & PTE_PRESENT) or not (fl & (PG_SWAPPED | PG_SWAPCACHE)):
             uncharge(S, 1)                       # the entry is gone: mapped meanwhile
             S.t[tid, T_PC] = F_END
             return True
-        if fl & (PG_SWAP_HAS_CACHE | PG_SWAPCACHE):
-            # swapcache_prepare failed: another thread is bringing this entry in.
-            uncharge(S, 1)
-            S.g[G_COUNTERS + SWAPCACHE_BUSY] += 1
-            swapcache_wq_sleep(S, tid, SW_SWQ_SLEPT)
-            return False
-        S.pg[p, P_FLAGS] = (fl | PG_SWAP_HAS_CACHE | PG_PRESENT | PG_LOCKED | PG_ANON) \
-            & ~PG_UPTODATE
         S.g[G_COUNTERS + PGMAJFAULT] += 1
         S.t[tid, T_F_RET] |= VM_FAULT_MAJOR
-        run_for(S, tid, S.k[K_FOLIO_ALLOC] + S.k[K_CHARGE] + S.k[K_ZRAM_DECOMP],
-                SW_ZRAM_READ_DONE)
-        return False
-
-    if pc == SW_SWQ_SLEPT:
-        S.t[tid, T_PC] = F_END                   # goto out: return 0, the access refaults
-        return True
+        if fl & PG_SWAPCACHE:
+            # swapin_folio: __swap_cache_prepare_and_add found another thread's folio for
+            # the entry; ours is put, theirs is returned with a reference.
+            uncharge(S, 1)
+            S.g[G_COUNTERS + SWAPCACHE_BUSY] += 1
+            S.pg[p, P_REFS] += 1
+            S.t[tid, T_PC] = SW_LOCK
+            return True
+        # Ours goes into the swap cache, locked and not uptodate, and on the LRU; then
+        # swap_read_folio decompresses it synchronously on this CPU.
+        S.pg[p, P_FLAGS] = (fl | PG_SWAPCACHE | PG_PRESENT | PG_LOCKED | PG_ANON) \
+            & ~PG_UPTODATE
+        return _add_lru_then(S, tid, p, S.k[K_FOLIO_ALLOC] + S.k[K_CHARGE]
+                             + S.k[K_ZRAM_DECOMP], SW_ZRAM_READ_DONE)
 
     if pc == SW_ZRAM_READ_DONE:
         p = fault_folio(S, tid)
-        S.pg[p, P_FLAGS] |= PG_UPTODATE          # zram_read_page done, folio_end_read:
-        S.pg[p, P_FLAGS] &= ~PG_LOCKED           # nobody can see this folio to wait on it
+        S.pg[p, P_FLAGS] |= PG_UPTODATE          # zram_read_page done: folio_end_read
         S.g[G_COUNTERS + PSWPIN] += 1
+        folio_unlock(S, p)                       # wakes readers waiting in the swap cache
         S.pg[p, P_REFS] += 1
-        S.t[tid, T_SW_OWN] = 1                  # need_clear_cache
         S.t[tid, T_PC] = SW_LOCK
         return True
 
@@ -331,7 +271,7 @@ def step(S, tid, pc):
         while S.t[tid, T_RA_NEXT] < S.t[tid, T_RA_END]:
             q = base + S.t[tid, T_RA_NEXT]
             fl = S.pg[q, P_FLAGS]
-            if (fl & PG_SWAPPED) and not (fl & (PG_PRESENT | PG_SWAP_HAS_CACHE)):
+            if (fl & PG_SWAPPED) and not (fl & PG_PRESENT):
                 # __read_swap_cache_async: a new folio, charged, then into the swap cache.
                 mem_cgroup_charge(S, tid, 1, 0, SW_RA_CHARGED)
                 return True
@@ -353,7 +293,7 @@ def step(S, tid, pc):
             S.t[tid, T_PC] = SW_RA_LOOP
             return True
         fl = S.pg[q, P_FLAGS]
-        if not (fl & PG_SWAPPED) or (fl & (PG_PRESENT | PG_SWAP_HAS_CACHE)):
+        if not (fl & PG_SWAPPED) or (fl & PG_PRESENT):
             uncharge(S, 1)                       # raced: someone else brought it in
             if S.t[tid, T_RA_RUN_N] > 0:
                 _submit_run(S, tid, base)
@@ -380,7 +320,6 @@ def step(S, tid, pc):
             S.t[tid, T_PC] = F_END               # mapped meanwhile, or the read failed
             return True
         S.pg[p, P_REFS] += 1
-        S.t[tid, T_SW_OWN] = 0
         S.t[tid, T_PC] = SW_LOCK
         return True
 
@@ -412,41 +351,22 @@ def step(S, tid, pc):
     if pc == SW_LOCKED:
         p = fault_folio(S, tid)
         S.pg[p, P_REFS] -= 1
-        own = S.t[tid, T_SW_OWN]
         if _pte(S, tid) & PTE_PRESENT:
             # !pte_same: another thread mapped it first (out_nomap).
             folio_unlock(S, p)
-            if own:
-                _drop_own_folio(S, p)
             S.t[tid, T_PC] = F_END
             return True
         S.vma[S.t[tid, T_VMA], V_PTE0 + S.t[tid, T_F_PAGE]] = PTE_PRESENT | PTE_YOUNG
-        cost = S.k[K_PTE_INSTALL]
-        if own:
-            # The synchronous path's folio: swap_free frees the entry (count 1), the folio
-            # becomes a plain anon folio on the LRU; swapcache_clear wakes the sleepers.
-            swap_free_entry(S, p)
-            folio_unlock(S, p)
-            swapcache_clear(S, p)
-            S.pg[p, P_FLAGS] |= PG_DIRTY
-            return _add_lru_then(S, tid, p, cost, F_END)
-        if mem_cgroup_swap_full(S):
-            # should_try_to_free_swap -> folio_free_swap: leave the swap cache, free the slot.
+        if S.k[K_SWAP_DEV] == SWAP_ZRAM or mem_cgroup_swap_full(S):
+            # should_try_to_free_swap -> folio_free_swap: leave the swap cache, free the
+            # slot (done after mapping, so racing faults still meet the folio there).
             S.pg[p, P_FLAGS] &= ~PG_SWAPCACHE
             S.pg[p, P_FLAGS] |= PG_DIRTY
             swap_free_entry(S, p)
         folio_unlock(S, p)
-        return spend(S, tid, cost, F_END)
+        return spend(S, tid, S.k[K_PTE_INSTALL], F_END)
 
     raise RuntimeError("swap: unknown program counter")
-
-
-@njit(cache=True)
-def _drop_own_folio(S, p):
-    """out_nomap on the synchronous path: free the unused folio, keep the entry."""
-    S.pg[p, P_FLAGS] &= ~(PG_PRESENT | PG_UPTODATE | PG_LOCKED | PG_DIRTY)
-    uncharge(S, 1)
-    swapcache_clear(S, p)
 
 
 @njit(cache=True)

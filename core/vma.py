@@ -12,7 +12,7 @@ the VMA lock across I/O (`hold_vma_io`) stalls munmap, mprotect and fork.
 from numba import njit
 
 from core.metrics import VMA_WRITER_WAIT_MAX_NS, VMA_WRITER_WAIT_NS
-from core.sched import block, wake
+from core.sched import block, vma_lock_line, wake
 from core.state import (
     G_COUNTERS,
     G_NOW,
@@ -32,6 +32,7 @@ def lock_vma_under_rcu(S, v):
     if v < 0 or not S.vma[v, V_ATTACHED] or S.vma[v, V_WRITE_LOCKED] or S.vma[v, V_WRITER] >= 0:
         return False
     S.vma[v, V_READERS] += 1
+    vma_lock_line(S, v)
     return True
 
 
@@ -50,6 +51,7 @@ def vma_end_read(S, v):
     if n < 0:
         raise RuntimeError("vma lock invariant: vma_end_read without a reader")
     S.vma[v, V_READERS] = n
+    vma_lock_line(S, v)
     w = S.vma[v, V_WRITER]
     if n == 0 and w >= 0:
         _vma_writer_got_it(S, v, w)

@@ -35,9 +35,14 @@ walked by another adds the generation at once without walking (`iterate_mm_list`
 failed trylock skips the walk (`walk_mm` returns -EBUSY) and still adds the generation.
 This is the aging feedback of 6.14+ ("mm/mglru: rework aging feedback"): aging is due
 when three generations or fewer are left, whatever their sizes.
+MGLRU's evict_folios (v7.0-rc3) gives the folios shrink_folio_list rejected one more pass
+when they are not active, not mapped, not dirty and not under writeback ("retry folios
+that may have missed folio_rotate_reclaimable()"): the others go back first, under
+lru_lock, and the clean ones are shrunk again after it, once (skip_retry); whatever that
+pass rejects goes back as well. A folio that was locked (a read in flight, a PTE install)
+in the first pass may have been unlocked by then. Classic reclaim has no such pass.
 Simplifications: one memcg, one node and zone; file folios only (memcg reclaim does not
-scan anon here, core.params); evict_folios' second pass over clean folios that "may have
-missed folio_rotate_reclaimable()" is not modelled (nothing rotates them here).
+scan anon here, core.params).
 """
 
 from numba import njit
@@ -105,12 +110,14 @@ from core.state import (
     PC_RETURN,
     PG_ACTIVE,
     PG_ANON,
+    PG_DIRTY,
     PG_ISOLATED,
     PG_LOCKED,
     PG_LRU,
     PG_REFERENCED,
     PG_UPTODATE,
     PG_WORKINGSET,
+    PG_WRITEBACK,
     PTE_PRESENT,
     PTE_YOUNG,
     RC_AGING,
@@ -127,6 +134,7 @@ from core.state import (
     RC_PUTBACK_DONE,
     RC_PUTBACK_LOCKED,
     RC_SHRINK,
+    RC_SHRINK_RETRY,
     RECLAIM_BATCH,
     RECLAIM_SLOTS,
     T_PC,
@@ -138,6 +146,7 @@ from core.state import (
     T_R_NR_ACTIVE,
     T_R_PRIORITY,
     T_R_RECLAIMED,
+    T_R_RETRIED,
     T_R_SCANNED,
     T_R_SEQ,
     T_R_TARGET,
@@ -414,11 +423,41 @@ def shrink_folio_list(S, tid):
 
 
 @njit(cache=True)
-def move_folios_to_lru(S, tid):
-    """Put the kept folios back, lru_lock held. Returns folios moved."""
+def folio_mapped(S, p):
+    """Any PTE of folio p present."""
+    v, idx = _pte_of(S, p)
+    if v < 0:
+        return False
+    for j in range(idx, idx + S.pg[p, P_NR]):
+        if S.vma[v, V_PTE0 + j] & PTE_PRESENT:
+            return True
+    return False
+
+
+@njit(cache=True)
+def evict_folios_split_retry(S, tid):
+    """evict_folios after its first shrink_folio_list: move the rejected folios that are
+    not active, mapped, dirty or under writeback to the front of the batch, for the second
+    pass. Returns how many; the batch keeps the rest after them."""
+    n = S.t[tid, T_R_BATCH_N]
+    k = 0
+    for i in range(n):
+        p = S.t[tid, T_R_BATCH0 + i]
+        if not (S.pg[p, P_FLAGS] & (PG_ACTIVE | PG_DIRTY | PG_WRITEBACK)) \
+                and not folio_mapped(S, p):
+            S.t[tid, T_R_BATCH0 + i] = S.t[tid, T_R_BATCH0 + k]
+            S.t[tid, T_R_BATCH0 + k] = p
+            k += 1
+    return k
+
+
+@njit(cache=True)
+def move_folios_to_lru(S, tid, first):
+    """Put the kept folios from batch slot `first` on back, lru_lock held; the batch keeps
+    slots 0..first-1. Returns folios moved."""
     n = S.t[tid, T_R_BATCH_N]
     mglru = S.k[K_LRU] == LRU_MGLRU
-    for i in range(n):
+    for i in range(first, n):
         p = S.t[tid, T_R_BATCH0 + i]
         S.pg[p, P_FLAGS] &= ~PG_ISOLATED
         if mglru:
@@ -429,8 +468,8 @@ def move_folios_to_lru(S, tid):
             lruvec_add_folio(S, p, False)
             if S.pg[p, P_FLAGS] & PG_ACTIVE:
                 workingset_age_nonresident(S, S.pg[p, P_NR])
-    S.t[tid, T_R_BATCH_N] = 0
-    return n
+    S.t[tid, T_R_BATCH_N] = first
+    return n - first
 
 
 # ---- the aging walk (walk_mm) -------------------------------------------------------------
@@ -537,6 +576,7 @@ def step(S, tid, pc):
 
     if pc == RC_ISOLATE_LOCKED:
         moved = 0
+        S.t[tid, T_R_RETRIED] = 0
         if S.k[K_LRU] == LRU_MGLRU:
             # evict_folios: isolate, then try_to_inc_min_seq; with two generations left the
             # batch still goes through shrink_folio_list but returns 0 (ends the priority).
@@ -579,14 +619,26 @@ def step(S, tid, pc):
         return proceed(S, tid, spin_lock_irq_lru(S, tid, RC_PUTBACK_LOCKED), RC_PUTBACK_LOCKED)
 
     if pc == RC_PUTBACK_LOCKED:
-        n = move_folios_to_lru(S, tid)
+        retry = 0
+        if S.k[K_LRU] == LRU_MGLRU and not S.t[tid, T_R_RETRIED]:
+            retry = evict_folios_split_retry(S, tid)
+        n = move_folios_to_lru(S, tid, retry)
         run_for(S, tid, lru_hold_ns(S, n), RC_PUTBACK_DONE)
         return False
 
     if pc == RC_PUTBACK_DONE:
         spin_unlock_irq_lru(S, tid)
+        if S.t[tid, T_R_BATCH_N] > 0:
+            # evict_folios: `list_splice_init(&clean, &list); skip_retry = true; goto retry;`
+            S.t[tid, T_R_RETRIED] = 1
+            S.t[tid, T_PC] = RC_SHRINK_RETRY
+            return True
         _batch_done(S, tid)
         return True
+
+    if pc == RC_SHRINK_RETRY:
+        run_for(S, tid, shrink_folio_list(S, tid), RC_PUTBACK)
+        return False
 
     # -- try_to_inc_max_seq ------------------------------------------------------------------
     if pc == RC_AGING:

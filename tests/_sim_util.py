@@ -7,13 +7,12 @@ so a test can stop at a precise point.
 
 from __future__ import annotations
 
-from core import engine, evq, sched, swap
+from core import engine, evq, sched
 from core.blockdev import io_done
 from core.state import (
     C_THREAD,
     EV_IO_DONE,
     EV_THREAD,
-    EV_TIMER,
     G_COUNTERS,
     G_HEAP_N,
     G_LRU_HEAD,
@@ -66,8 +65,6 @@ def step_event(S):
             engine.thread_step(S, ident)
     elif kind == EV_IO_DONE:
         io_done(S, ident)
-    elif kind == EV_TIMER:
-        swap.swapcache_wq_timer(S, ident)
     else:
         raise AssertionError(f"unexpected event kind {kind}")
 

@@ -12,13 +12,15 @@ from __future__ import annotations
 import copy
 
 import pytest
-from _sim_util import counter, drive_until, on_core
+from _sim_util import counter, drive_until, on_core, start
 
-from core import Params, engine, fault
+from core import Params, engine, fault, pagecache
 from core import metrics as M
 from core.simulator import build_state
 from core.state import (
     F_END,
+    F_FILEMAP,
+    F_FOLIO_LOCK,
     F_LOCK_MMAP,
     F_LOCK_VMA,
     F_LOCKED,
@@ -27,15 +29,22 @@ from core.state import (
     FAULT_FLAG_ALLOW_RETRY,
     FAULT_FLAG_TRIED,
     FAULT_FLAG_VMA_LOCK,
+    FL_MMAP_MISS,
     FL_VMA,
+    G_LAT_HIST,
     G_RW_READERS,
+    LAT_BINS,
     LOCK_MMAP,
     LOCK_VMA,
+    MMAP_LOTSAMISS,
     P_FLAGS,
     P_REFS,
+    PG_ISOLATED,
     PG_LOCKED,
     PG_PRESENT,
+    PG_READAHEAD,
     PG_UPTODATE,
+    PG_WORKINGSET,
     PTE_PRESENT,
     T_C_OK,
     T_F_FLAGS,
@@ -59,7 +68,8 @@ from core.state import (
 PAGE = 7
 
 BASE = {
-    "machine": {"cores": 1, "fault_around_kb": 4},
+    "machine": {"cores": 1, "fault_around_kb": 4, "jitter": False},
+    "costs": {"cacheline_transfer_ns": 0},
     "workload": {"threads": 1, "file_mb": 1},
     "device": {"ra_kb": 4, "sparse": True},
     "sim": {"duration_s": 1.0, "warmup_s": 0.0},
@@ -216,3 +226,78 @@ def test_uptodate_exit_sets_retry_vma_only_under_the_series():
     S.t[0, T_F_FLAGS] = FAULT_FLAG_ALLOW_RETRY                 # an mmap_lock attempt
     assert _step_until_retry(S) == F_LOCK_MMAP
     assert not S.t[0, T_F_RET] & VM_FAULT_RETRY_VMA
+
+
+# ---- mmap_miss: read-around switched off for a file that keeps missing ------------------------
+
+# mmap_miss before the fault -> (pages read, mmap_lock reads under vma_retry, mmap_miss after)
+MMAP_MISS = {
+    0: (16, 0, 1),
+    MMAP_LOTSAMISS - 1: (16, 0, MMAP_LOTSAMISS),
+    MMAP_LOTSAMISS: (1, 1, MMAP_LOTSAMISS + 1),          # 101 > MMAP_LOTSAMISS: no read-around
+    MMAP_LOTSAMISS * 10: (1, 1, MMAP_LOTSAMISS * 10),    # saturated
+}
+
+
+@pytest.mark.parametrize("miss", sorted(MMAP_MISS))
+def test_mmap_miss_switches_read_around_off(miss):
+    """do_sync_mmap_readahead: a miss adds one to the file's mmap_miss; past MMAP_LOTSAMISS
+    the fault reads no window: __filemap_get_folio adds one folio under the VMA lock and
+    page_not_uptodate drops the lock and reads that page alone, then returns RETRY without
+    patch 1's bit, so even vma_retry retries under mmap_lock. The first try's fault-around
+    (one page here) found nothing; the retry's maps the page, a hit (-1)."""
+    pages, mmap_reads, after = MMAP_MISS[miss]
+    d = copy.deepcopy(BASE)
+    d["policy"] = {"name": "vma_retry"}
+    d["device"] = {"ra_kb": 64, "sparse": True}
+    S = build_state(Params.from_dict(d))
+    S.file[0, FL_MMAP_MISS] = miss
+    start(S, [0])
+    drive_until(S, lambda S: S.g[G_LAT_HIST:G_LAT_HIST + LAT_BINS].sum() == 1)
+    assert counter(S, M.PAGES_READ) == pages
+    assert counter(S, M.PGMAJFAULT) == 1 and counter(S, M.RETRY_MMAP_DROP) == 1
+    assert counter(S, M.MMAP_READ_COUNT) == mmap_reads
+    # the retry's filemap_map_pages maps page 0 (not workingset): one hit
+    assert S.file[0, FL_MMAP_MISS] == after - 1
+    assert S.vma[0, V_PTE0] & PTE_PRESENT
+
+
+def test_fault_around_hits_lower_mmap_miss_except_workingset_pages():
+    """filemap_map_pages: each page it maps that is not PG_workingset is a hit; the hits
+    come off mmap_miss, floored at 0. Locked and PG_readahead folios are not visited as
+    hits; a folio isolated by a reclaimer is mapped (next_uptodate_folio has no LRU check)."""
+    d = copy.deepcopy(BASE)
+    d["machine"]["fault_around_kb"] = 64
+    S = build_state(Params.from_dict(d))
+    S.vma[0, V_ATTACHED] = 1
+    S.file[0, FL_VMA] = 0
+    U = PG_PRESENT | PG_UPTODATE
+    S.pg[0:16, P_FLAGS] = U
+    S.pg[1, P_FLAGS] = U | PG_WORKINGSET
+    S.pg[2, P_FLAGS] = U | PG_WORKINGSET
+    S.pg[3, P_FLAGS] = U | PG_LOCKED
+    S.pg[4, P_FLAGS] = U | PG_READAHEAD
+    S.pg[5, P_FLAGS] = U | PG_ISOLATED                      # held by a reclaimer
+    S.file[0, FL_MMAP_MISS] = 20
+    _, mapped = pagecache.filemap_map_pages(S, 0, 0, 0)
+    assert mapped
+    ptes = [bool(S.vma[0, V_PTE0 + i] & PTE_PRESENT) for i in range(16)]
+    assert ptes == [i not in (3, 4) for i in range(16)]
+    assert S.file[0, FL_MMAP_MISS] == 20 - (16 - 4)           # 12 hits
+    S.file[0, FL_MMAP_MISS] = 5
+    pagecache.filemap_map_pages(S, 0, 0, 0)
+    assert S.file[0, FL_MMAP_MISS] == 0
+
+
+def test_async_readahead_hit_counts_only_unlocked_folios():
+    """do_async_mmap_readahead: a page-cache hit on a first try lowers mmap_miss by one,
+    unless the folio is locked (likely another fault's, already counted)."""
+    for flags, after in ((PG_PRESENT | PG_UPTODATE, 9),
+                         (PG_PRESENT | PG_UPTODATE | PG_LOCKED, 10)):
+        S = _fault_at("baseline", F_FILEMAP, flags, major=False)
+        S.t[0, T_F_FPIN] = 0
+        S.pg[PAGE, P_REFS] = 0
+        S.file[0, FL_MMAP_MISS] = 10
+        assert fault.step(S, 0, F_FILEMAP)
+        assert S.file[0, FL_MMAP_MISS] == after
+        assert S.t[0, T_PC] == F_FOLIO_LOCK and S.t[0, T_F_FPIN] == 0   # no PG_readahead

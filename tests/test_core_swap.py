@@ -17,12 +17,9 @@ from core.state import (
     FAULT_FLAG_VMA_LOCK,
     G_DRAINING,
     G_LAT_HIST,
-    G_NOW,
     G_RW_READERS,
     G_SWAP_USAGE,
     G_USAGE,
-    K_JIFFY_NS,
-    K_WAKEUP,
     LAT_BINS,
     LIST_ANON,
     LOCK_MMAP,
@@ -35,13 +32,14 @@ from core.state import (
     PG_LOCKED,
     PG_LRU,
     PG_PRESENT,
-    PG_SWAP_HAS_CACHE,
     PG_SWAPCACHE,
     PG_SWAPPED,
     PG_UPTODATE,
     PTE_PRESENT,
     PTE_YOUNG,
     SW_SWAP,
+    SW_SWAP_CHARGED,
+    T_C_OK,
     T_F_FLAGS,
     T_F_FPIN,
     T_F_LOCK,
@@ -63,7 +61,8 @@ PAGE = 7
 
 def _swapin_state(policy="baseline", readers=1, writers=0, swap="zram", swap_max_mb=64):
     p = core.Params.from_dict({
-        "machine": {"cores": 4},
+        "machine": {"cores": 4, "jitter": False},
+        "costs": {"cacheline_transfer_ns": 0},
         "workload": {"name": "swapin", "writers": writers, "readers": readers, "anon_mb": 1},
         "policy": {"name": policy},
         "memcg": {"swap_max_mb": swap_max_mb},
@@ -146,48 +145,68 @@ def test_swapcache_folio_locked_by_pte_installer(policy):
     assert S.vma[0, V_READERS] == 0 and S.g[G_RW_READERS] == 0
 
 
-def test_zram_second_reader_sleeps_until_first_clears_cache():
-    """Two readers fault the same swapped-out page on zram. The first claims the entry
-    (swapcache_prepare) and decompresses; the second fails swapcache_prepare and sleeps on
-    swapcache_wq holding its VMA lock, until the first's swapcache_clear wakes it; it then
-    refaults and finds the page mapped."""
-    S = _swapin_state(readers=2)
+# policy -> (vma_lock_retry, mmap_lock reads) of the second reader
+ZRAM_RACE = {
+    "baseline": (1, 1),                # the retry takes mmap_lock
+    "vma_retry": (1, 0),               # patch 2: retry_by_vma_lock
+    "vma_retry_uptodate": (1, 0),      # not uptodate while decompressed: patch 4 is silent
+    "retry_hard": (1, 0),
+    "hold_vma_io": (0, 0),             # sleeps on the folio lock holding the VMA lock
+}
+
+
+@pytest.mark.parametrize("policy", sorted(ZRAM_RACE))
+def test_zram_second_reader_waits_in_the_swap_cache(policy):
+    """v7.0-rc3: zram swap-in no longer bypasses the swap cache. Two readers fault the same
+    swapped-out page. The first allocates and charges a folio, adds it to the swap cache
+    locked (swapin_folio) and decompresses it on its CPU. The second finds it there (a
+    minor fault) and goes through folio_lock_or_retry: on a first try it drops its lock,
+    waits for the folio and retries, by policy; the retry finds the page mapped. After
+    mapping, the first frees the swap cache and the slot (SWP_SYNCHRONOUS_IO)."""
+    vretry, mmap_reads = ZRAM_RACE[policy]
+    S = _swapin_state(policy, readers=2)
     _swap_out(S, PAGE)
-    _fault_on(S, 0, PAGE, "baseline")
-    _fault_on(S, 1, PAGE, "baseline")
-    engine.thread_step(S, 0)                             # charge, claim, decompress burst
-    assert S.pg[PAGE, P_FLAGS] & PG_SWAP_HAS_CACHE
+    _fault_on(S, 0, PAGE, policy)
+    _fault_on(S, 1, PAGE, policy)
+    engine.thread_step(S, 0)                             # charge, add, decompress burst
+    flags = int(S.pg[PAGE, P_FLAGS])
+    assert flags & PG_SWAPCACHE and flags & PG_LOCKED and not flags & PG_UPTODATE
+    assert counter(S, M.PGMAJFAULT) == 1
     engine.thread_step(S, 1)
-    assert S.t[1, T_STATE] == TS_BLOCKED
-    assert counter(S, M.SWAPCACHE_BUSY) == 1
-    assert S.vma[0, V_READERS] == 2                      # both still hold the VMA lock
-    t0 = int(S.g[G_NOW])
+    assert S.t[1, T_STATE] == TS_BLOCKED                 # waiting for the folio
+    assert counter(S, M.PGMAJFAULT) == 1                 # its hit is minor
+    assert S.vma[0, V_READERS] == (2 if policy == "hold_vma_io" else 1)
     drive_until(S, lambda S: _fault_returned(S, 2))
-    woke = int(S.g[G_NOW]) - t0
-    assert woke < int(S.k[K_JIFFY_NS])                   # woken by swapcache_clear, early
     assert S.vma[0, V_PTE0 + PAGE] & PTE_PRESENT
     flags = int(S.pg[PAGE, P_FLAGS])
-    assert flags & PG_PRESENT and not flags & (PG_SWAPPED | PG_SWAP_HAS_CACHE | PG_SWAPCACHE)
-    assert S.g[G_SWAP_USAGE] == 0                        # swap_free: the slot is free
-    assert counter(S, M.PGMAJFAULT) == 1 and counter(S, M.PSWPIN) == 1
+    assert flags & PG_PRESENT and not flags & (PG_SWAPPED | PG_SWAPCACHE | PG_LOCKED)
+    assert S.g[G_SWAP_USAGE] == 0                        # folio_free_swap: the slot is free
+    assert counter(S, M.PSWPIN) == 1 and counter(S, M.SWAPCACHE_BUSY) == 0
+    assert counter(S, M.VMA_LOCK_RETRY) == vretry
+    assert counter(S, M.MMAP_READ_COUNT) == mmap_reads
+    assert S.pg[PAGE, P_REFS] == 0
+    assert S.vma[0, V_READERS] == 0 and S.g[G_RW_READERS] == 0
 
 
-def test_zram_busy_entry_sleeps_one_jiffy():
-    """With nobody to clear the entry, the sleeper wakes after exactly one jiffy (4 ms at
-    HZ=250) plus the wake-up latency, and the fault returns 0 without mapping anything."""
+def test_zram_raced_swapin_takes_the_swap_cache_folio():
+    """swapin_folio after another thread's folio got into the swap cache between the
+    lookup and the insert: the new folio is put (uncharged) and the cached one is used,
+    a major fault all the same (SWAPCACHE_BUSY counts the race)."""
     S = _swapin_state(readers=1)
     _swap_out(S, PAGE)
-    S.pg[PAGE, P_FLAGS] |= PG_SWAP_HAS_CACHE              # a reader that never finishes
     _fault_on(S, 0, PAGE, "baseline")
-    t0 = int(S.g[G_NOW])
+    usage = int(S.g[G_USAGE] - S.core[:, C_STOCK].sum())
+    # the lookup missed: the thread is at SW_SWAP_CHARGED with a charged folio
+    S.t[0, T_C_OK] = 1
+    S.g[G_USAGE] += 1
+    S.pg[PAGE, P_FLAGS] = PG_ANON | PG_SWAPPED | PG_SWAPCACHE | PG_PRESENT | PG_UPTODATE
+    S.t[0, T_PC] = SW_SWAP_CHARGED
     engine.thread_step(S, 0)
-    assert S.t[0, T_STATE] == TS_BLOCKED
     drive_until(S, _fault_returned)
-    assert int(S.g[G_NOW]) - t0 == int(S.k[K_JIFFY_NS]) + int(S.k[K_WAKEUP])
-    assert not S.vma[0, V_PTE0 + PAGE] & PTE_PRESENT
-    assert counter(S, M.SWAPCACHE_BUSY) == 1 and counter(S, M.PGMAJFAULT) == 0
-    # the new folio was uncharged; the CPU's charge stock keeps the rest of its batch
-    assert S.g[G_USAGE] - S.core[:, C_STOCK].sum() == 255
+    assert counter(S, M.SWAPCACHE_BUSY) == 1 and counter(S, M.PGMAJFAULT) == 1
+    assert counter(S, M.PSWPIN) == 0                     # nothing read by this thread
+    assert S.vma[0, V_PTE0 + PAGE] & PTE_PRESENT
+    assert int(S.g[G_USAGE] - S.core[:, C_STOCK].sum()) == usage
 
 
 def _pageout_pass(S, tid=0):

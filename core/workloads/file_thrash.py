@@ -11,7 +11,9 @@ from numba import njit
 from core.metrics import ROUNDS
 from core.sched import call, run_for
 from core.state import (
+    FL_MMAP_MISS,
     FL_RA_ASYNC,
+    FL_RA_ORDER,
     FL_RA_SIZE,
     FL_RA_START,
     K_FILE_PAGES,
@@ -41,6 +43,8 @@ def step(S, tid, pc):
             S.file[f, FL_RA_START] = 0
             S.file[f, FL_RA_SIZE] = 0
             S.file[f, FL_RA_ASYNC] = 0
+            S.file[f, FL_RA_ORDER] = 0
+            S.file[f, FL_MMAP_MISS] = 0
             run_for(S, tid, S.k[K_OPEN_CLOSE_NS], W_MMAP)
             return False
         S.t[tid, T_PC] = W_MMAP
