@@ -9,9 +9,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
+# Where a default comes from (docs/calibration.md lists them all, with the evidence):
+# probe: measured on the development machine by a program in kernel_workloads/;
+# cited: a published figure, named in the reason; kernel: a constant of the kernel's
+# source; fitted: fitted to the published file_thrash baseline rows, the only published
+# figures the model may be fitted to (the reason names them); estimate: an
+# order-of-magnitude judgment nobody has measured yet, to be replaced by one of the others.
+SOURCE_KINDS = ("probe", "cited", "kernel", "fitted", "estimate")
 
-def _cost(default: int, unit: str, reason: str):
-    return field(default=default, metadata={"unit": unit, "reason": reason})
+
+def _cost(source: str, default: int, unit: str, reason: str):
+    assert source in SOURCE_KINDS, source
+    return field(default=default, metadata={"source": source, "unit": unit, "reason": reason})
 
 
 # include/linux/folio_batch.h (v7.0): the most folios a per-CPU batch holds, so the most
@@ -35,53 +44,70 @@ _MAP_COST = ("kernel_workloads/map_cost.c on the 2-core 6.18 guest (a cached fil
 class Costs:
     # -- fault entry and the PTE level -------------------------------------------------------
     touch_ns: int = _cost(
-        10, "ns", "first load from a page this round: its TLB entry died with the last munmap, "
+        "estimate", 10, "ns",
+        "first load from a page this round: its TLB entry died with the last munmap, "
         "so a dTLB miss and a page walk through cached page tables (~30-40 cycles)")
     fault_entry_ns: int = _cost(
-        2400, "ns", "exception entry/exit with speculation mitigations in a KVM guest, "
+        "probe", 2400, "ns",
+        "exception entry/exit with speculation mitigations in a KVM guest, "
         "do_user_addr_fault, lock_vma_under_rcu, handle_mm_fault dispatch. Fitted with "
         "fault_around_page_ns and pte_install_ns to " + _MAP_COST + " (1.5 us before model 3.0.0, "
         "fitted to file_thrash's rounds/s alone)")
     pte_install_ns: int = _cost(
-        75, "ns", "set_pte_range for one folio: PTE store, folio_add_file_rmap_ptes and the "
+        "probe", 75, "ns",
+        "set_pte_range for one folio: PTE store, folio_add_file_rmap_ptes and the "
         "refcount/mapcount atomics. With fault_around_page_ns: 114 ns per order-0 page, "
         "what the 78 ns per page between the two regions of " + _MAP_COST + " leaves")
     pte_batch_ns: int = _cost(
-        10, "ns", "each further page of a large folio mapped or zapped in one batch "
+        "probe", 10, "ns",
+        "each further page of a large folio mapped or zapped in one batch "
         "(set_ptes, get_and_clear_full_ptes, the per-page mapcount): the folio's rmap and "
         "refcount update is charged once, in pte_install_ns or zap_pte_ns. From " + _MAP_COST +
         ": zap 127 ns per order-0 folio and 41 per page of 4-page folios leave 10 ns; "
         "256-page folios (a 128 MB file) zap at 14 ns per page. A PMD-order folio is mapped "
         "and zapped as one PMD entry, without this")
     fault_around_page_ns: int = _cost(
-        40, "ns", "next_uptodate_folio per folio (or hole) of the window: xas_next, "
+        "probe", 40, "ns",
+        "next_uptodate_folio per folio (or hole) of the window: xas_next, "
         "folio_try_get, flag checks, folio_trylock; split from pte_install_ns by judgment")
     # -- page cache, readahead, zero fill ----------------------------------------------------
     folio_alloc_ns: int = _cost(
-        250, "ns", "page allocator fast path + xarray insert (__filemap_add_folio) per folio")
+        "estimate", 250, "ns",
+        "page allocator fast path + xarray insert (__filemap_add_folio) per folio")
     zero_fill_ns: int = _cost(
-        600, "ns", "clearing 4 KiB at ~7 GB/s (clear_page_erms) plus hole lookup in the fs")
+        "probe", 1000, "ns",
+        "clearing a cold 4 KiB page (folio_zero_segment of a hole; the freshly allocated "
+        "page is not in the cache): kernel_workloads/jitter.c times a 4 KiB memset of "
+        "random pages of a 256 MiB region at a median of 0.94-1.30 us here, 50 ns of it "
+        "the timer (600 ns before model 4.1.0, ~7 GB/s from a hot buffer)")
     readahead_submit_ns: int = _cost(
-        1500, "ns", "read_pages/submit_bio setup for one readahead window")
+        "estimate", 1500, "ns",
+        "read_pages/submit_bio setup for one readahead window")
     # -- block device ------------------------------------------------------------------------
     io_transfer_ns_per_page: int = _cost(
-        1300, "ns", "4 KiB at ~3 GB/s, a PCIe 3 x4 NVMe sequential read")
+        "cited", 1300, "ns",
+        "4 KiB at ~3 GB/s, a PCIe 3 x4 NVMe sequential read")
     io_complete_ns: int = _cost(
-        1000, "ns", "interrupt + bio completion + folio unlock/wake on the completing CPU")
+        "estimate", 1000, "ns",
+        "interrupt + bio completion + folio unlock/wake on the completing CPU")
     # -- locks -------------------------------------------------------------------------------
     ctx_switch_ns: int = _cost(
-        1500, "ns", "context switch to the next runnable thread on a busy CPU (~1-2 us)")
+        "estimate", 1500, "ns",
+        "context switch to the next runnable thread on a busy CPU (~1-2 us)")
     wakeup_latency_ns: int = _cost(
-        4000, "ns", "try_to_wake_up to running on an idle CPU: IPI + idle exit (~2-6 us, "
+        "estimate", 4000, "ns",
+        "try_to_wake_up to running on an idle CPU: IPI + idle exit (~2-6 us, "
         "schbench wakeup latency p50 on an idle server); the median of a lognormal when "
         "machine.jitter is on")
     tick_ns: int = _cost(
-        2000, "ns", "one scheduler tick on a busy CPU (local timer interrupt, "
+        "cited", 2000, "ns",
+        "one scheduler tick on a busy CPU (local timer interrupt, "
         "scheduler_tick, RCU and timer softirq work): the kernel's osnoise tracer "
         "documentation shows single local-timer interrupts of 1.8 and 2.8 us; taken every "
         "1/HZ (4 ms) when machine.jitter is on")
     cacheline_transfer_ns: int = _cost(
-        170, "ns", "one transfer of a written cache line to another CPU, what an atomic on "
+        "cited", 170, "ns",
+        "one transfer of a written cache line to another CPU, what an atomic on "
         "a lock word (mmap_lock's count, a VMA's vm_refcnt) waits for when another CPU "
         "wrote it last; the line serves one transfer at a time. A 2-socket 256-CPU AMD "
         "server: 25 ns within a CCX, 107-132 ns across CCDs, 197-267 ns across sockets "
@@ -89,63 +115,85 @@ class Costs:
         "the pairs cross sockets: 150-195 ns on average. kernel_workloads/cacheline.c "
         "measures 113-130 ns between this guest's two vCPUs")
     lru_lock_op_ns: int = _cost(
-        150, "ns", "acquire/release of a cache-line-bouncing spinlock with irqs off")
+        "estimate", 150, "ns",
+        "acquire/release of a cache-line-bouncing spinlock with irqs off")
     lru_lock_per_folio_ns: int = _cost(
-        80, "ns", "list_del/list_add + flags update per folio under lru_lock")
+        "estimate", 80, "ns",
+        "list_del/list_add + flags update per folio under lru_lock")
     lru_add_batch: int = _cost(
-        31, "folios", "lru_add drains the per-CPU folio batch when full: v7.0's "
+        "kernel", 31, "folios",
+        "lru_add drains the per-CPU folio batch when full: v7.0's "
         "FOLIO_BATCH_SIZE (mm/swap.c folio_batch_add); older kernels' PAGEVEC_SIZE was 15")
     # -- reclaim -----------------------------------------------------------------------------
     reclaim_scan_ns: int = _cost(
-        150, "ns", "shrink_folio_list per folio checked and put back: flags, trylock")
+        "estimate", 150, "ns",
+        "shrink_folio_list per folio checked and put back: flags, trylock")
     reclaim_evict_ns: int = _cost(
-        900, "ns", "__remove_mapping (xa_lock), shadow store, free to buddy per clean folio")
+        "estimate", 900, "ns",
+        "__remove_mapping (xa_lock), shadow store, free to buddy per clean folio")
     reclaim_rmap_ns: int = _cost(
-        400, "ns", "folio_referenced/try_to_unmap rmap walk of one mapping (i_mmap tree)")
+        "estimate", 400, "ns",
+        "folio_referenced/try_to_unmap rmap walk of one mapping (i_mmap tree)")
     aging_walk_pte_ns: int = _cost(
-        8, "ns", "walk_pte_range per PTE: test-and-clear young on a cached page table")
+        "estimate", 8, "ns",
+        "walk_pte_range per PTE: test-and-clear young on a cached page table")
     aging_walk_chunk_pages: int = _cost(
-        4096, "pages", "walk_mm releases mmap_lock between PMD-sized chunks (MIN_LRU_BATCH x "
+        "kernel", 4096, "pages",
+        "walk_mm releases mmap_lock between PMD-sized chunks (MIN_LRU_BATCH x "
         "64); one 16 MiB file is 8 PMDs, the walker yields every 16 MiB here")
     aging_base_ns: int = _cost(
-        3000, "ns", "inc_max_seq: lru_lock hold to add a generation and reset its lists")
+        "estimate", 3000, "ns",
+        "inc_max_seq: lru_lock hold to add a generation and reset its lists")
     # -- mmap / munmap -----------------------------------------------------------------------
     mmap_ns: int = _cost(
-        3000, "ns", "do_mmap: get_unmapped_area, vma_alloc, vma_link + i_mmap insert")
+        "estimate", 3000, "ns",
+        "do_mmap: get_unmapped_area, vma_alloc, vma_link + i_mmap insert")
     munmap_gather_ns: int = _cost(
-        1500, "ns", "vms_gather_munmap_vmas: split/detach, vma_start_write under write lock")
+        "estimate", 1500, "ns",
+        "vms_gather_munmap_vmas: split/detach, vma_start_write under write lock")
     zap_pte_ns: int = _cost(
-        125, "ns", "zap_present_ptes per folio batch: ptep_get_and_clear, "
+        "probe", 125, "ns",
+        "zap_present_ptes per folio batch: ptep_get_and_clear, "
         "folio_remove_rmap_ptes, tlb_remove_folio (the reference dropped at "
         "tlb_finish_mmu), rss counters, folio_mark_accessed. From " + _MAP_COST + " (129 ns per "
         "order-0 page less ~2.4 of munmap's fixed costs; 40 ns before model 3.0.0, fitted "
         "to rounds/s alone)")
     free_pgtables_ns: int = _cost(
-        2000, "ns", "free_pgtables + vma free after unmap_vmas")
+        "estimate", 2000, "ns",
+        "free_pgtables + vma free after unmap_vmas")
     tlb_flush_base_ns: int = _cost(
-        1500, "ns", "flush_tlb_mm_range: local flush + IPI send path")
+        "estimate", 1500, "ns",
+        "flush_tlb_mm_range: local flush + IPI send path")
     tlb_flush_per_cpu_ns: int = _cost(
-        150, "ns", "IPI delivery and acknowledgement per CPU in mm_cpumask (x2APIC, "
+        "estimate", 150, "ns",
+        "IPI delivery and acknowledgement per CPU in mm_cpumask (x2APIC, "
         "~0.1-0.2 us each when the target has interrupts on)")
     open_close_ns: int = _cost(
-        2500, "ns", "open()+close() of a cached dentry: path walk, file alloc, fput")
+        "estimate", 2500, "ns",
+        "open()+close() of a cached dentry: path walk, file alloc, fput")
     # -- memcg -------------------------------------------------------------------------------
     charge_ns: int = _cost(
-        60, "ns", "consume_stock or page_counter_try_charge per folio charge")
+        "estimate", 60, "ns",
+        "consume_stock or page_counter_try_charge per folio charge")
     # -- swap and anon ----------------------------------------------------------------------
     zram_decompress_ns: int = _cost(
-        4000, "ns", "zram_read_page: lzo-rle (the kernel's default) decompresses ~1.2 GB/s "
+        "estimate", 4000, "ns",
+        "zram_read_page: lzo-rle (the kernel's default) decompresses ~1.2 GB/s "
         "on one core, 3.4 us for 4 KiB, plus the slot lock and zsmalloc map")
     zram_compress_ns: int = _cost(
-        9000, "ns", "zram_write_page: lzo-rle compresses ~500 MB/s, 8 us for 4 KiB, plus "
+        "estimate", 9000, "ns",
+        "zram_write_page: lzo-rle compresses ~500 MB/s, 8 us for 4 KiB, plus "
         "zsmalloc allocation and copy")
     add_to_swap_ns: int = _cost(
-        800, "ns", "folio_alloc_swap (swap slot cache, swap cgroup charge) + swap cache "
+        "estimate", 800, "ns",
+        "folio_alloc_swap (swap slot cache, swap cgroup charge) + swap cache "
         "xarray insert per folio")
     swap_write_submit_ns: int = _cost(
-        1000, "ns", "__swap_writepage: bio allocation and submit_bio for one folio (disk)")
+        "estimate", 1000, "ns",
+        "__swap_writepage: bio allocation and submit_bio for one folio (disk)")
     mprotect_ns: int = _cost(
-        2500, "ns", "mprotect_fixup on one VMA: vma_modify (split/merge), change_protection "
+        "estimate", 2500, "ns",
+        "mprotect_fixup on one VMA: vma_modify (split/merge), change_protection "
         "of its mapped PTEs in a few PMDs, flush")
 
 
@@ -153,3 +201,14 @@ def cost_reasons() -> dict[str, tuple[str, str]]:
     """(unit, reason) of every cost field, for docs and the reason test."""
     return {f.name: (f.metadata.get("unit", ""), f.metadata.get("reason", ""))
             for f in fields(Costs)}
+
+
+def calibration_table() -> str:
+    """The cost defaults as the Markdown table docs/calibration.md carries (a test keeps the
+    two equal): name, value, unit, source kind, reason."""
+    rows = ["| cost | default | unit | source | evidence |", "|---|---|---|---|---|"]
+    for f in fields(Costs):
+        reason = f.metadata["reason"].replace("|", "/")
+        rows.append(f"| `{f.name}` | {f.default} | {f.metadata['unit']} | "
+                    f"{f.metadata['source']} | {reason} |")
+    return "\n".join(rows) + "\n"

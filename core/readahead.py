@@ -1,4 +1,6 @@
-"""Readahead for mmap faults (mm/readahead.c v6.18, the mmap parts of mm/filemap.c).
+"""Readahead for mmap faults (mm/readahead.c, the mmap parts of mm/filemap.c; read at v6.18,
+the callers re-read at v7.0-rc3, which calls page_cache_ra_order(&ractl, ra) with the order
+in ra->order as modelled here).
 
 - `page_cache_sync_ra` as do_sync_mmap_readahead uses it (read-around): `ra_pages` pages
   centred on the fault, PG_readahead on the page `ra_pages / 4` from the end, ra->order 0.
@@ -21,8 +23,9 @@
 - `read_pages`: on a sparse file the holes are zero-filled on this CPU and the folios are
   uptodate and unlocked when it returns; otherwise one block request per contiguous run.
 
-The mmap_miss heuristic is not modelled: sequential faults keep it near zero (fault-around
-hits decrement it), so read-around always runs in the workloads simulated here.
+The mmap_miss heuristic (read-around off for a file that misses far more than it hits) is
+in core/fault.py (do_sync_mmap_readahead, do_async_mmap_readahead) and core/pagecache.py
+(filemap_map_pages' hits).
 """
 
 from numba import njit
