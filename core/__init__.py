@@ -1,4 +1,4 @@
-"""core: a discrete-event simulator of the Linux page-fault path (MODEL.md).
+"""core: a discrete-event simulator of the Linux page-fault path (docs/model.md).
 
 Public API: `Params` (frozen, validated), `ParamError`, `simulate(params, seed) -> row`,
 `simulate_batch(params, seeds) -> list[row]`, `METRIC_COLUMNS`, `MODEL_VERSION`.
@@ -23,7 +23,7 @@ from core.params import (
 
 
 def simulate(params: Params, seed: int) -> dict:
-    """Run one replicate; return the flat row of MODEL.md section 6."""
+    """Run one replicate; return the flat row of docs/model.md, What a row reports."""
     from core.simulator import simulate as _simulate
     return _simulate(params, seed)
 

@@ -1,8 +1,11 @@
-"""Cost defaults of the fault model: every one a physical quantity with a reason.
+"""Cost defaults of the fault model: every one a physical quantity with a unit, a source and
+the evidence for it.
 
-Each field carries `unit` and `reason` metadata; `tests/test_params.py` checks that none is
-missing. MODEL.md section 8: a default may be tuned only while it stays physically plausible,
-and then its reason says so. Times are nanoseconds unless the name says otherwise.
+Each field carries `source`, `unit` and `reason` metadata; `tests/test_params.py` checks
+that none is missing and `docs/calibration.md` carries the table `calibration_table()`
+renders. A default moves only when a measurement, a publication or the kernel says so (or,
+for the few fitted ones, when the published file_thrash baseline rows are re-fitted), and
+its reason says which. Times are nanoseconds unless the name says otherwise.
 """
 
 from __future__ import annotations
@@ -118,8 +121,13 @@ class Costs:
         "estimate", 150, "ns",
         "acquire/release of a cache-line-bouncing spinlock with irqs off")
     lru_lock_per_folio_ns: int = _cost(
-        "estimate", 80, "ns",
-        "list_del/list_add + flags update per folio under lru_lock")
+        "fitted", 600, "ns",
+        "list_del/list_add + flags update per folio under lru_lock. Fitted to the published "
+        "file_thrash baseline rounds/s (37.85 and 39.22) at the seed_thrash preset: 150 / "
+        "300 / 700 ns gave 174 / 88.7 / 33.2 rounds/s (model 4.1.0, one seed, 15 s), "
+        "interpolated to 600. Physically about 3.5 cacheline_transfer_ns: the folio, its "
+        "two list neighbours and the list head, each last written by another CPU of a "
+        "256-CPU machine. 80 ns before model 4.2.0, an estimate for cached lines")
     lru_add_batch: int = _cost(
         "kernel", 31, "folios",
         "lru_add drains the per-CPU folio batch when full: v7.0's "

@@ -54,9 +54,11 @@ from core.state import (
     PC_RETURN,
     T_FOLIO_RELOCK,
     T_PC,
+    T_ROUNDS,
     T_RW_RELOCK,
     T_SP,
     T_STACK0,
+    T_WARM_ROUNDS,
     State,
 )
 from core.workloads import app_launch, file_thrash, swapin
@@ -123,6 +125,8 @@ def _warmup_snapshot(S):
         S.g[G_WARM_HIST + 8 + i] = S.g[G_HIST_WRITE + i]
     for i in range(3 * LAT_BINS):               # G_LAT_HIST, G_RETRY_HIST, G_AGE_HIST
         S.g[G_LAT_HIST + i] = 0
+    for tid in range(S.k[K_THREADS]):
+        S.t[tid, T_WARM_ROUNDS] = S.t[tid, T_ROUNDS]
 
 
 @intrinsic

@@ -1,4 +1,4 @@
-"""The page-fault path, by policy (MODEL.md section 3): the arch handler's lock choice and
+"""The page-fault path, by policy (docs/model.md): the arch handler's lock choice and
 retry rules, and file read faults. Faults on an anonymous object go from F_HANDLE to
 core/swap.py (do_anonymous_page, do_swap_page) and come back through F_END or F_OUT_RETRY.
 
@@ -293,7 +293,7 @@ def step(S, tid, pc):
     if pc == F_HANDLE:
         if S.t[tid, T_F_DROP_NS] > 0:
             # A retry after out_retry: how long the uptodate folio waited for it (model
-            # diagnostic: RETRY_IO_MISS is this delay outliving the folio, MODEL.md 7a).
+            # diagnostic: RETRY_IO_MISS is this delay outliving the folio, docs/convoy.md).
             hist_add(S, G_RETRY_HIST, S.g[G_NOW] - S.t[tid, T_F_DROP_NS])
             S.t[tid, T_F_DROP_NS] = 0
         if S.file[S.t[tid, T_FILE], FL_ANON]:

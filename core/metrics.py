@@ -1,4 +1,4 @@
-"""The row one simulation reports (MODEL.md section 6) and the kernel-style counters behind it.
+"""The row one simulation reports (docs/model.md, What a row reports) and the kernel-style counters behind it.
 
 Column names are fixed: grids, reports and scripts rely on them. Every row has every column;
 a column that does not apply to the workload is None (null in Parquet).
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 # Version of the model's semantics. Bump it whenever a change alters any simulated row, so
 # the sweep's point store (keyed by params + this) recomputes instead of serving stale rows.
-MODEL_VERSION = "4.1.0"
+MODEL_VERSION = "4.2.0"
 
 # ---- vm events (indices into the counters array) ----------------------------------------
 PGFAULT = 0
@@ -75,7 +75,11 @@ N_HIST = 8
 
 # ---- the row -------------------------------------------------------------------------------
 WORKLOAD_COLUMNS = ["rounds", "throughput_rounds_s", "pageout_rounds", "swapin_rounds",
-                    "launch_ms"]
+                    "launch_ms", "min_thread_rounds", "short_run"]
+# A run is long enough when every thread completed at least this many rounds after
+# warm-up (file_thrash, swapin): below it, a rate is the luck of where the rounds ended,
+# and the row says so in `short_run` (app_launch: 1 when the launch did not finish).
+MIN_ROUNDS_PER_THREAD = 3
 FAULT_COLUMNS = ["pgfault", "pgmajfault", "retry_mmap_drop", "retry_io_miss", "miss_drop_pct",
                  "vma_lock_success", "vma_lock_abort", "vma_lock_retry", "vma_lock_miss"]
 MEMORY_COLUMNS = ["pages_read", "pages_reclaimed", "refaults", "workingset_activate",
@@ -92,13 +96,13 @@ LOCK_COLUMNS = (
 # class of core.state but the last (exited threads are left out), in that order.
 TIME_PCT_COLUMNS = ["time_cpu_pct", "time_runq_pct", "time_mmap_lock_pct", "time_folio_pct",
                     "time_lru_lock_pct", "time_tlb_ack_pct", "time_vma_pct", "time_sleep_pct"]
-# Model internals worth seeing next to the published counters (not in MODEL.md section 6,
-# added columns only; nothing relies on their absence).
+# Model internals worth seeing next to the published counters (added columns only;
+# nothing relies on their absence).
 DETAIL_COLUMNS = ["drops_per_round", "misses_per_round", "pgscan", "ra_truncated",
                   "max_reclaim", "high_reclaim_inkernel", "lru_lock_wait_total_us",
                   "aging_runs", "memcg_oom", "pswpin", "pswpout", "swapcache_busy",
                   "pageout_locked_skip", "reclaim_no_progress", "pgactivate", "pgdeactivate",
-                  # file_thrash's miss/drop, MODEL.md 7a: how long a dropped fault's folio
+                  # file_thrash's miss/drop, docs/convoy.md: how long a dropped fault's folio
                   # waits for the retry, against how old a folio is when reclaim evicts it
                   "retry_delay_p50_us", "retry_delay_p99_us",
                   "evict_age_p1_us", "evict_age_p10_us", "evict_age_p50_us",

@@ -1,6 +1,6 @@
 """Parameters of one simulation: frozen, typed, validated.
 
-`Params` groups the knobs of MODEL.md section 5 the way the Hydra tree groups them (machine,
+`Params` groups the knobs of docs/model.md the way the Hydra tree groups them (machine,
 workload, policy, memcg, device, costs, model, sim); the dotted axis keys of a grid
 (`machine.cores`, `memcg.high_mb`, ...) are exactly these attribute paths. A bad value raises
 `ParamError` naming the field, the value and what is allowed.
@@ -278,7 +278,7 @@ def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
 
 
 def validate(p: Params) -> None:
-    """Raise ParamError for the first value outside its range (MODEL.md sections 2-5)."""
+    """Raise ParamError for the first value outside its range (docs/model.md)."""
     m, w, mc, d, s = p.machine, p.workload, p.memcg, p.device, p.sim
     _check(1 <= m.cores <= 4096, "machine.cores", m.cores, "allowed 1..4096")
     _check(m.pinning in PINNINGS, "machine.pinning", m.pinning, f"one of {PINNINGS}")

@@ -27,7 +27,7 @@
   (a downgrade; the kernel spins up to 10-25 us on readers, the model not at all), or
   when the handoff bit is set. A waiter passed over for 4 ms by a spinner sets the
   handoff bit, as `rwsem_mark_wake` does for readers and the writer loop for writers.
-Every acquisition is counted with its wait into the eight-bucket histogram of MODEL.md 6.
+Every acquisition is counted with its wait into the eight-bucket histogram of docs/model.md.
 
 Not modelled (issue 5): a spinner yielding its CPU on need_resched.
 """

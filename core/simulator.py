@@ -1,4 +1,4 @@
-"""Params -> arrays -> engine.run -> the flat row of MODEL.md section 6."""
+"""Params -> arrays -> engine.run -> the flat row of docs/model.md, What a row reports."""
 
 from __future__ import annotations
 
@@ -102,6 +102,8 @@ from core.state import (
     N_K,
     SWAP_DISK,
     SWAP_ZRAM,
+    T_ROUNDS,
+    T_WARM_ROUNDS,
     make_state,
 )
 from core.workloads import app_launch, swapin
@@ -224,6 +226,17 @@ def _latency_percentile(hist: np.ndarray, q: float) -> float | None:
     return lo * 2.0 ** (1 / 16.0) / 1000.0
 
 
+def _run_length_columns(S, wl: str) -> dict:
+    """min_thread_rounds: the fewest rounds a thread completed after warm-up (file_thrash,
+    swapin); short_run: 1 when that is below MIN_ROUNDS_PER_THREAD, or (app_launch) when
+    the launch did not finish within the run."""
+    if wl == "app_launch":
+        return {"min_thread_rounds": None, "short_run": int(S.g[G_LAUNCH_NS] < 0)}
+    done = S.t[:, T_ROUNDS] - S.t[:, T_WARM_ROUNDS]
+    least = int(done.min()) if len(done) else 0
+    return {"min_thread_rounds": least, "short_run": int(least < M.MIN_ROUNDS_PER_THREAD)}
+
+
 def _thread_time_columns(c, rounds: int) -> dict:
     """Shares of the workers' time after warm-up by TT_* class (exited threads left out),
     and the seconds one thread takes per round."""
@@ -256,6 +269,7 @@ def row_from_state(p: Params, S, wall_s: float) -> dict:
     row: dict = {name: None for name in M.METRIC_COLUMNS}
     row.update({
         "rounds": rounds,
+        **_run_length_columns(S, wl),
         "pageout_rounds": int(c[M.PAGEOUT_ROUNDS]) if wl == "swapin" else None,
         "swapin_rounds": int(c[M.SWAPIN_ROUNDS]) if wl == "swapin" else None,
         "launch_ms": (S.g[G_LAUNCH_NS] / 1e6 if S.g[G_LAUNCH_NS] >= 0 else None)
@@ -328,7 +342,7 @@ def row_from_state(p: Params, S, wall_s: float) -> dict:
 
 
 def simulate(params: Params, seed: int) -> dict:
-    """One replicate: the flat row of MODEL.md section 6 (see core.metrics)."""
+    """One replicate: the flat row of docs/model.md, What a row reports (see core.metrics)."""
     if not isinstance(params, Params):
         raise TypeError("simulate() takes a core.Params")
     S = build_state(params)

@@ -350,7 +350,8 @@ T_RA_ORDER = 60  # readahead: folio order of this window (0: page_cache_ra_unbou
 T_M_LARGE = 61  # large folios still to activate after a zap (one lru_lock hold each)
 T_R_RETRIED = 62  # reclaim (MGLRU): evict_folios' second pass done for this batch (skip_retry)
 T_LINE_NS = 63  # ns its atomics on shared cache lines cost, charged with its next burst
-T_STACK0 = 64                 # STACK_DEPTH return program counters
+T_WARM_ROUNDS = 64  # T_ROUNDS at the end of warm-up
+T_STACK0 = 65                 # STACK_DEPTH return program counters
 T_R_BATCH0 = T_STACK0 + STACK_DEPTH       # RECLAIM_SLOTS isolated folios
 N_T = T_R_BATCH0 + RECLAIM_SLOTS
 

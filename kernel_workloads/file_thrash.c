@@ -1,5 +1,5 @@
 /*
- * file_thrash.c - the mmap/read/munmap file-fault stress test of MODEL.md section 4.
+ * file_thrash.c - the mmap/read/munmap file-fault stress test of docs/model.md, Workloads.
  *
  * Reproduces the seed's stress test ("mm: reduce mmap_lock contention and improve page
  * fault performance", Kunwu Chan and Wang Lian): N threads of one process, each owning a

@@ -1,5 +1,5 @@
 /*
- * swapin.c - the swap-in fault test of MODEL.md section 4 (the series' swap test).
+ * swapin.c - the swap-in fault test of docs/model.md, Workloads (the series' swap test).
  *
  * Reproduces the swap workload the patch series ("mm: reduce mmap_lock contention and
  * improve page fault performance") was measured with: one private anonymous VMA of --mb

@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 
 import core
-from core.metrics import HIST_BUCKET_LABELS, METRIC_COLUMNS, N_HIST
+from core.metrics import HIST_BUCKET_LABELS, METRIC_COLUMNS, MIN_ROUNDS_PER_THREAD, N_HIST
 
 STATS = ("mean", "std", "ci95", "min", "max")
 HEADLINE = ["throughput_rounds_s", "miss_drop_pct", "retry_mmap_drop", "retry_io_miss",
@@ -135,6 +135,35 @@ def _fmt(v: float | None) -> str:
     return f"{v:.3g}" if abs(v) < 10 else f"{v:.1f}"
 
 
+def _mean_ci(r: dict, metric: str) -> str:
+    """`mean ± ci95` (Student t half-width) when the point has two or more replicates."""
+    mean, ci = r.get(f"{metric}_mean"), r.get(f"{metric}_ci95")
+    if mean is None or ci is None or (r.get("n_ok") or 0) < 2:
+        return _fmt(mean)
+    return f"{_fmt(mean)} ± {_fmt(ci)}"
+
+
+def _short_run_warning(agg: pl.DataFrame, axis_hdr: Sequence[str]) -> list[str]:
+    """A warning naming the points where some replicate ran too short for stable rates
+    (core.metrics.MIN_ROUNDS_PER_THREAD; for app_launch, a launch that did not finish)."""
+    if "short_run_max" not in agg.columns:
+        return []
+    short = agg.filter(pl.col("short_run_max") > 0)
+    if short.height == 0:
+        return []
+    warning = (f"**Warning: {short.height} point(s) ran too short.** In at least one "
+               f"replicate a thread completed fewer than {MIN_ROUNDS_PER_THREAD} rounds "
+               "after warm-up (or the launch did not finish), so their rates are not "
+               "stable: lengthen `sim.duration_s`. Columns `short_run`, "
+               "`min_thread_rounds`.")
+    out = [warning, ""]
+    for r in short.iter_rows(named=True):
+        at = ", ".join(f"{a}={r[a]}" for a in [*axis_hdr, "policy"])
+        out.append(f"- {at or r['policy']}: fewest rounds of a thread "
+                   f"{_fmt(r.get('min_thread_rounds_min'))}")
+    return [*out, ""]
+
+
 def _pct(v: float | None) -> str:
     return "-" if v is None else f"{v:+.1f}%"
 
@@ -153,16 +182,24 @@ def summary(run_dir: Path, grid_name: str, axes: Sequence[str], n_points: int,
     if fixed and agg.height:
         lines += ["Same for every point: "
                   + ", ".join(f"`{a}={agg[a][0]}`" for a in fixed) + ".", ""]
-    workload = _workload(agg)
+    # A grid over presets (a `scenario` axis) mixes workloads: one table for each.
+    workloads = list(dict.fromkeys(_row_workload(r) for r in agg.iter_rows(named=True)))
+    for workload in workloads:
+        headline = WORKLOAD_HEADLINE[workload]
+        title = "## Per point (mean ± 95% CI half-width over replicates)"
+        lines += [title + (f": {workload}" if len(workloads) > 1 else ""), "",
+                  "| " + " | ".join([*axis_hdr, "policy", "n", *headline]) + " |",
+                  "|" + "---|" * (len(axis_hdr) + 2 + len(headline))]
+        for r in agg.iter_rows(named=True):
+            if _row_workload(r) != workload:
+                continue
+            cells = [str(r[a]) for a in axis_hdr] + [r["policy"], str(r["n_ok"])]
+            cells += [_mean_ci(r, m) for m in headline]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += _short_run_warning(agg, axis_hdr)
+    workload = workloads[0] if len(workloads) == 1 else "file_thrash"
     headline = WORKLOAD_HEADLINE[workload]
-    lines += ["## Per point (mean over replicates)", "",
-              "| " + " | ".join([*axis_hdr, "policy", "n", *headline]) + " |",
-              "|" + "---|" * (len(axis_hdr) + 2 + len(headline))]
-    for r in agg.iter_rows(named=True):
-        cells = [str(r[a]) for a in axis_hdr] + [r["policy"], str(r["n_ok"])]
-        cells += [_fmt(r.get(f"{m}_mean")) for m in headline]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines.append("")
     if cmp.height:
         wide = cmp.filter(pl.col("metric").is_in(headline))
         lines += ["## Policy vs baseline (change % of the mean)", "",
@@ -197,11 +234,12 @@ def summary(run_dir: Path, grid_name: str, axes: Sequence[str], n_points: int,
     return "\n".join(lines)
 
 
-def _workload(agg: pl.DataFrame) -> str:
-    """Which workload a run measured: its own figures are the non-null ones."""
-    for name, col in (("swapin", "swapin_rounds_mean"), ("app_launch", "launch_ms_mean")):
-        if col in agg.columns and agg[col].drop_nulls().len() > 0:
-            return name
+def _row_workload(r: dict) -> str:
+    """Which workload one aggregate row measured: its own figures are the non-null ones."""
+    if r.get("swapin_rounds_mean") is not None:
+        return "swapin"
+    if r.get("launch_ms_mean") is not None:
+        return "app_launch"
     return "file_thrash"
 
 

@@ -26,9 +26,20 @@ import core
 from core.metrics import METRIC_COLUMNS
 from sweep import aggregate as agg
 from sweep.backend import BACKENDS, check_backend
+from sweep.cli import CONF_DIR
 from sweep.config import GridConfig, OutputConfig, RayConfig, SweepConfig
 from sweep.errors import SweepError
-from sweep.grid import POLICY_KEY, Point, Unit, expand, nearest, units_of, valid_keys
+from sweep.grid import (
+    POLICY_KEY,
+    SCENARIO_KEY,
+    Point,
+    Unit,
+    expand,
+    flatten_axes,
+    nearest,
+    units_of,
+    valid_keys,
+)
 from sweep.progress import Progress
 from sweep.runner import ChunkPlanner, check_address, compute, connect
 from sweep.store import STORE_SCHEMA, PointStore
@@ -41,6 +52,21 @@ PARAM_GROUPS = ("machine", "workload", "policy", "memcg", "device", "costs", "mo
 def base_params(cfg: DictConfig) -> dict[str, dict[str, Any]]:
     """The nested parameter dict of the config (every group of core.Params)."""
     return {g: dict(OmegaConf.to_container(cfg[g], resolve=True)) for g in PARAM_GROUPS}
+
+
+def scenario_params() -> dict[str, dict[str, dict[str, Any]]]:
+    """Every preset of conf/scenario/ as the nested parameter values it sets (for a grid's
+    `scenario` axis). A preset may set only core.Params groups."""
+    out = {}
+    for path in sorted((Path(CONF_DIR) / "scenario").glob("*.yaml")):
+        values = OmegaConf.to_container(OmegaConf.load(path), resolve=True) or {}
+        values.pop("defaults", None)
+        bad = sorted(set(values) - set(PARAM_GROUPS))
+        if bad:
+            raise SweepError(f"{path}: a scenario used as a grid axis may set only "
+                             f"{', '.join(PARAM_GROUPS)}; it sets {', '.join(bad)}")
+        out[path.stem] = values
+    return out
 
 
 def original_cwd() -> Path:
@@ -100,7 +126,8 @@ def plan(cfg: DictConfig) -> tuple[str, list[Point], list[Unit]]:
     excl = OmegaConf.to_container(g.exclude, resolve=True)
     if cfg.backend not in BACKENDS:
         check_backend(cfg.backend)  # the one-line error naming the backends
-    points = expand(base_params(cfg), axes, zips, excl, backend=cfg.backend)
+    points = expand(base_params(cfg), axes, zips, excl, backend=cfg.backend,
+                    scenarios=scenario_params() if SCENARIO_KEY in flatten_axes(axes) else None)
     for b in backends_of(points):
         check_backend(b)
     check_address(cfg.ray.address or os.environ.get("RAY_ADDRESS") or None,

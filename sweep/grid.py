@@ -29,6 +29,10 @@ POLICY_KEY = "policy.name"
 # The one axis that is not a parameter of core.Params: which backend runs the point
 # (`axes: {backend: [sim, kernel]}`); without it every point runs on the top-level `backend`.
 BACKEND_KEY = "backend"
+# An axis of presets (`axes: {scenario: [seed_thrash, seed_swapin]}`): each value's
+# conf/scenario/<name>.yaml is applied to the point before the grid's other axes, so one
+# grid can hold several presets, each from the same core defaults.
+SCENARIO_KEY = "scenario"
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,7 @@ def _set(d: dict[str, dict[str, Any]], key: str, value: Any) -> None:
 
 
 def _check_keys(keys: Sequence[str], where: str) -> None:
-    known = valid_keys() + [BACKEND_KEY]
+    known = valid_keys() + [BACKEND_KEY, SCENARIO_KEY]
     for k in keys:
         if k not in known:
             raise SweepError(f"{where}: unknown key '{k}'{nearest(k, known)}")
@@ -103,11 +107,15 @@ def _check_keys(keys: Sequence[str], where: str) -> None:
 
 def expand(base: Mapping[str, Mapping[str, Any]], axes: Mapping[str, Any],
            zip_groups: Sequence[Sequence[str]] = (), exclude: Sequence[Mapping[str, Any]] = (),
-           backend: str = "sim") -> list[Point]:
+           backend: str = "sim",
+           scenarios: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
+           ) -> list[Point]:
     """All points of a grid, in axis order, validated by `core.Params`.
 
     `base` is the nested parameter dict of the config (every group of core.Params); axis
-    values override it. Raises SweepError naming the first problem found.
+    values override it. A `scenario` axis names presets whose parameter values
+    (`scenarios[name]`, nested like `base`) are applied first. Raises SweepError naming the
+    first problem found.
     """
     flat = flatten_axes(axes)
     if not flat:
@@ -124,6 +132,11 @@ def expand(base: Mapping[str, Mapping[str, Any]], axes: Mapping[str, Any],
             if not isinstance(v, str) or v not in BACKENDS:
                 raise SweepError(f"grid.axes.backend: unknown backend {v!r}; one of "
                                  f"{', '.join(sorted(BACKENDS))}")
+    if SCENARIO_KEY in flat:
+        for v in flat[SCENARIO_KEY]:
+            if not isinstance(v, str) or v not in (scenarios or {}):
+                raise SweepError(f"grid.axes.scenario: unknown scenario {v!r}; one of "
+                                 f"{', '.join(sorted(scenarios or {}))}")
     # Blocks of axes that move together: each zip group is one block, every other axis its own.
     zipped: dict[str, int] = {}
     for gi, group in enumerate(zip_groups):
@@ -166,8 +179,11 @@ def expand(base: Mapping[str, Mapping[str, Any]], axes: Mapping[str, Any],
             values.update(part)
         d = {g: dict(sub) for g, sub in base.items()}
         point_backend = values.get(BACKEND_KEY, backend)
+        if SCENARIO_KEY in values:
+            for g, sub in scenarios[values[SCENARIO_KEY]].items():
+                d[g].update(sub)
         for k, v in values.items():
-            if k != BACKEND_KEY:
+            if k not in (BACKEND_KEY, SCENARIO_KEY):
                 _set(d, k, v)
         if exclude:
             resolved = {f"{g}.{k}": v for g, sub in d.items() for k, v in sub.items()}

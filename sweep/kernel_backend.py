@@ -1,7 +1,7 @@
 """The `kernel` backend: run a point's workload as a real program on the running Linux kernel.
 
 Where the `sim` backend asks the model (`core.simulate`), this backend compiles the workload
-of MODEL.md section 4 as a small C program (`kernel_workloads/*.c`), runs it for the point's
+of docs/model.md, Workloads as a small C program (`kernel_workloads/*.c`), runs it for the point's
 duration on this machine, and turns what the kernel counted into the same row: every column
 of `core.metrics.METRIC_COLUMNS`, None where the kernel cannot measure it (the `mmap_lock`
 wait histograms, fault latencies, the model's internals), plus `kernel_release`, `lru`,

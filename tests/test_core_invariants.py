@@ -226,7 +226,7 @@ def scaled_rows():
 
 
 def test_series_takes_no_mmap_lock_in_file_thrash(scaled_rows):
-    """MODEL.md 3: under the series file faults retry under the VMA lock; mmap_lock is left
+    """docs/model.md: under the series file faults retry under the VMA lock; mmap_lock is left
     to mmap/munmap (writes) and VMA-lock aborts, which file_thrash never causes."""
     base = scaled_rows["baseline"]
     assert base["mmap_read_count"] > 0

@@ -1,5 +1,5 @@
 """core.Params validation: one ParamError line naming the field, the value and the range;
-every cost default carries a unit and a physical reason (MODEL.md section 8)."""
+every cost default carries a unit and a physical reason (docs/calibration.md)."""
 
 from __future__ import annotations
 
@@ -85,3 +85,18 @@ def test_kmem_pages_counts_stacks_page_tables_and_xarray_nodes():
     assert swapin.kmem_pages == 0
     S = build_state(p)
     assert S.g[G_USAGE] == S.g[G_PEAK_USAGE] == p.kmem_pages
+
+
+def test_every_cost_has_a_source_and_the_calibration_page_lists_them():
+    """Each cost says where it comes from (probe, cited, kernel, fitted, estimate), and
+    docs/calibration.md carries the current table (`core.costs.calibration_table()`): a
+    default that moves without its page moving fails here."""
+    from dataclasses import fields
+    from pathlib import Path
+
+    from core.costs import SOURCE_KINDS, Costs, calibration_table
+    for f in fields(Costs):
+        assert f.metadata.get("source") in SOURCE_KINDS, f"costs.{f.name} has no source"
+    page = (Path(__file__).resolve().parent.parent / "docs" / "calibration.md").read_text()
+    assert calibration_table() in page, \
+        "docs/calibration.md's cost table is stale: paste core.costs.calibration_table()"

@@ -74,3 +74,30 @@ def test_bad_grids_are_one_line_errors(axes, zips, excl, needle):
         expand(BASE, axes, zips, excl)
     msg = str(ei.value)
     assert needle in msg and "\n" not in msg
+
+
+def test_scenario_axis_applies_each_preset_before_the_other_axes():
+    """A `scenario` axis: each value's parameters first, then the grid's other axes; an
+    unknown name is one line naming the presets."""
+    scen = {"big": {"machine": {"cores": 16}, "workload": {"threads": 32}},
+            "small": {"machine": {"cores": 2}}}
+    pts = expand(BASE, {"scenario": ["big", "small"], "machine.cores": [8]},
+                 scenarios=scen)
+    got = [(p.axes["scenario"], p.params.machine.cores, p.params.workload.threads)
+           for p in pts]
+    assert got == [("big", 8, 32), ("small", 8, 8)]        # the axis wins over the preset
+    pts = expand(BASE, {"scenario": ["big", "small"]}, scenarios=scen)
+    assert [p.params.machine.cores for p in pts] == [16, 2]
+    with pytest.raises(SweepError, match="unknown scenario 'huge'; one of big, small"):
+        expand(BASE, {"scenario": ["huge"]}, scenarios=scen)
+
+
+def test_shipped_presets_load_as_scenario_values():
+    """Every conf/scenario/*.yaml sets only core.Params groups, with valid values."""
+    from sweep.app import scenario_params
+    scen = scenario_params()
+    assert {"seed_thrash", "seed_thrash_noise", "seed_swapin", "app_launch"} <= set(scen)
+    pts = expand(core.Params().to_dict(), {"scenario": sorted(scen)}, scenarios=scen)
+    by = {p.axes["scenario"]: p.params for p in pts}
+    assert by["seed_thrash_noise"].machine.noise and by["seed_thrash_noise"].workload.open_close
+    assert by["seed_thrash"].machine.cores == 256 and not by["seed_thrash"].machine.noise

@@ -1,4 +1,4 @@
-"""app_launch: an Android app start on an 8-core phone (MODEL.md section 4).
+"""app_launch: an Android app start on an 8-core phone (docs/model.md, Workloads).
 
 What the start does, as the model builds it (conf/scenario/app_launch.yaml gives the values
 and their reasons):

@@ -1,4 +1,4 @@
-"""file_thrash: the published stress test's reproducer (MODEL.md section 4).
+"""file_thrash: the published stress test's reproducer (docs/model.md, Workloads).
 
 Each worker thread owns one file and loops: [open] -> mmap(PROT_READ, MAP_SHARED) of the
 whole file -> read one byte of every 4 KiB page in order -> munmap [-> close]. A round is

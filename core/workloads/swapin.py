@@ -1,4 +1,4 @@
-"""swapin: the patch series' swap test (MODEL.md section 4).
+"""swapin: the patch series' swap test (docs/model.md, Workloads).
 
 One private anonymous VMA of `anon_mb`, written once before time 0 (every page resident,
 dirty, mapped). `writers` threads loop `madvise(MADV_PAGEOUT)` over the whole VMA; `readers`
