@@ -1,6 +1,6 @@
 """Engine speed: events per wall second and simulated seconds per wall second, one core.
 
-Runs the seed configuration (MODEL.md section 7: 256 cores, 500 threads, 16 MB files,
+Runs the seed configuration (data/published/seed_thrash.csv: 256 cores, 500 threads, 16 MB files,
 memory.high 1 GiB / memory.max 1.2 GiB, 1 MB readahead as conf/scenario/seed_thrash.yaml) and the scaled-down one
 (32 cores, 64 threads, 128/154 MB), and the swapin test (5 writers, 5 readers, 100 MB on
 zram), baseline and vma_retry. Compilation is excluded (a
