@@ -268,7 +268,7 @@ def make_runnable(S, tid, pc, delay_ns):
 
 
 # ---- jitter: what makes two runs of a real machine differ (machine.jitter) ---------------
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def wakeup_delay(S):
     """try_to_wake_up to running: the IPI, idle exit and the wakee's first instructions.
     Lognormal around costs.wakeup_latency_ns (its median) with machine.wakeup_sigma: the
@@ -280,7 +280,7 @@ def wakeup_delay(S):
     return d
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def burst_jitter(S, tid, ns):
     """The CPU time a burst of `ns` really takes on the thread's core. (1) Cache misses:
     a mean-preserving lognormal factor with machine.cost_sigma (kernel_workloads/jitter.c:
@@ -322,7 +322,7 @@ def _line_rmw(S, tid, last_cpu, free_at):
     return c, done
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def mmap_lock_line(S):
     """The current thread's atomic on mmap_lock's count (down_read/up_read and the write
     side's cmpxchg): one line for the whole mm, written by every faulting CPU."""
@@ -330,7 +330,7 @@ def mmap_lock_line(S):
         S, S.g[G_CUR_TID], S.g[G_MMAP_LINE_CPU], S.g[G_MMAP_LINE_FREE])
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def vma_lock_line(S, v):
     """The current thread's atomic on VMA v's vm_refcnt (vma_start_read, vma_end_read)."""
     S.vma[v, V_LINE_CPU], S.vma[v, V_LINE_FREE] = _line_rmw(
