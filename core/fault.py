@@ -52,6 +52,7 @@ from core.metrics import (
     VMA_LOCK_RETRY,
     VMA_LOCK_SUCCESS,
 )
+from core.mm import pte_alloc_done, pte_alloc_pages
 from core.pagecache import (
     filemap_map_pages,
     finish_fault,
@@ -75,6 +76,7 @@ from core.state import (
     F_MMAP_LOCKED,
     F_NEW_FOLIO_CHARGED,
     F_OUT_RETRY,
+    F_PTE_CHARGED,
     F_READ_FOLIO_DONE,
     F_RETURN_TO_USER,
     FAULT_FLAG_ALLOW_RETRY,
@@ -296,6 +298,12 @@ def step(S, tid, pc):
             # diagnostic: RETRY_IO_MISS is this delay outliving the folio, docs/convoy.md).
             hist_add(S, G_RETRY_HIST, S.g[G_NOW] - S.t[tid, T_F_DROP_NS])
             S.t[tid, T_F_DROP_NS] = 0
+        nr = pte_alloc_pages(S, S.t[tid, T_VMA], S.t[tid, T_F_PAGE])
+        if nr:
+            # The range's page tables first, charged to the memcg under the fault's lock
+            # (reclaim and the in-kernel memory.high handler may run right here).
+            mem_cgroup_charge(S, tid, nr, 0, F_PTE_CHARGED)
+            return True
         if S.file[S.t[tid, T_FILE], FL_ANON]:
             # handle_pte_fault on an anonymous VMA: do_anonymous_page or do_swap_page.
             S.t[tid, T_PC] = SW_FAULT
@@ -303,6 +311,14 @@ def step(S, tid, pc):
         cost, mapped = filemap_map_pages(S, S.t[tid, T_VMA], S.t[tid, T_FILE], S.t[tid, T_F_PAGE])
         run_for(S, tid, cost, F_END if mapped else F_FILEMAP)
         return False
+
+    if pc == F_PTE_CHARGED:
+        if not S.t[tid, T_C_OK]:
+            S.t[tid, T_PC] = F_END               # pte_alloc failed: VM_FAULT_OOM
+            return True
+        pte_alloc_done(S, S.t[tid, T_VMA], S.t[tid, T_F_PAGE])
+        S.t[tid, T_PC] = F_HANDLE
+        return True
 
     if pc == F_FILEMAP:
         p = fault_folio(S, tid)

@@ -25,7 +25,7 @@ from core.lru import (
     spin_unlock_irq_lru,
     workingset_age_nonresident,
 )
-from core.memcg import exit_to_user_mode
+from core.memcg import exit_to_user_mode, uncharge
 from core.metrics import PGACTIVATE
 from core.rwsem import down_write, downgrade_write, rwsem_owner_sleeps, up_read, up_write
 from core.sched import call, proceed, run_for, smp_call_function_wait
@@ -45,6 +45,7 @@ from core.state import (
     K_PTE_BATCH,
     K_TLB_BASE,
     K_TLB_PER_CPU,
+    K_V_PT0,
     K_ZAP_PTE,
     LIST_ACTIVE,
     LR_ADD_DRAIN,
@@ -86,10 +87,45 @@ from core.state import (
     T_W_VMA2,
     V_ATTACHED,
     V_FILE,
+    V_PT_N,
     V_PTE0,
     V_READERS,
 )
 from core.vma import vma_start_write, vma_write_unlock
+
+
+@njit(cache=True)
+def pte_alloc_pages(S, v, index):
+    """Page-table pages a fault at `index` of VMA v must allocate first (__pte_alloc, or
+    do_fault_around's prealloc_pte; v7.0 GFP_PGTABLE_USER is __GFP_ACCOUNT, so each is
+    charged to the memcg): 0 when the PTE table of its 2 MB range exists, else 1, plus 1
+    for the PMD table when the VMA has no PTE table yet (each file mapping here lies in a
+    PUD range of its own)."""
+    if S.vma[v, S.k[K_V_PT0] + index // PTRS_PER_PTE]:
+        return 0
+    return 2 if S.vma[v, V_PT_N] == 0 else 1
+
+
+@njit(cache=True)
+def pte_alloc_done(S, v, index):
+    """The charged tables are in place (pmd_populate)."""
+    S.vma[v, S.k[K_V_PT0] + index // PTRS_PER_PTE] = 1
+    S.vma[v, V_PT_N] += 1
+
+
+@njit(cache=True)
+def free_pgtables(S, v):
+    """free_pgtables at munmap: every PTE table of the VMA and its PMD table are freed and
+    uncharged. Returns the pages freed."""
+    n = S.vma[v, V_PT_N]
+    if n == 0:
+        return 0
+    first = S.k[K_V_PT0]
+    for i in range(first, S.vma.shape[1]):
+        S.vma[v, i] = 0
+    S.vma[v, V_PT_N] = 0
+    uncharge(S, n + 1)
+    return n + 1
 
 
 @njit(cache=True)
@@ -232,6 +268,7 @@ def step(S, tid, pc):
         return proceed(S, tid, smp_call_function_wait(S, tid, M_FREE_PGTABLES), M_FREE_PGTABLES)
 
     if pc == M_FREE_PGTABLES:
+        free_pgtables(S, v)
         run_for(S, tid, S.k[K_FREE_PGTABLES], M_MUNMAP_DONE)
         return False
 

@@ -234,18 +234,16 @@ class Params:
 
     @property
     def kmem_pages(self) -> int:
-        """Kernel memory file_thrash's process charges to its memcg besides the page cache,
-        in pages, charged once when the run starts: each thread's kernel stack
-        (THREAD_SIZE, accounted to the memcg), its mapping's page tables (one PTE table per
-        PTRS_PER_PTE pages and a PMD table, GFP_PGTABLE_USER), and each file's page-cache
-        xarray nodes (XA_FLAGS_ACCOUNT), which stay allocated while the file's slots hold
-        folios or shadows. The kernel charges page tables at the first fault of each range
-        and uncharges them at munmap; the model keeps them charged. 0 for other workloads
-        (their kernel memory is not charged yet)."""
+        """Kernel memory file_thrash's process charges to its memcg when the run starts,
+        besides the page cache, in pages: each thread's kernel stack (THREAD_SIZE,
+        accounted to the memcg) and each file's page-cache xarray nodes (XA_FLAGS_ACCOUNT),
+        which stay allocated while the file's slots hold folios or shadows. Page tables are
+        not here: they are charged at the first fault of each 2 MB range and uncharged at
+        munmap (core.mm.pte_alloc_pages, free_pgtables). 0 for other workloads (their
+        stacks and xarray nodes are not charged yet)."""
         if self.workload.name != "file_thrash":
             return 0
         n = self.file_pages
-        ptes = -(-n // costs.PTRS_PER_PTE) + 1
         nodes, level = 0, n
         while True:
             level = -(-level // costs.XA_CHUNK_SLOTS)
@@ -253,7 +251,7 @@ class Params:
             if level <= 1:
                 break
         xa_pages = -(-self.workload.threads * nodes * costs.XA_NODE_BYTES // (PAGE_KB * 1024))
-        return self.workload.threads * (costs.THREAD_SIZE_PAGES + ptes) + xa_pages
+        return self.workload.threads * costs.THREAD_SIZE_PAGES + xa_pages
 
 
 def _coerce(cls: type, name: str, value: Any) -> Any:

@@ -16,7 +16,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from core.costs import FOLIO_BATCH_SIZE
+from core.costs import FOLIO_BATCH_SIZE, PTRS_PER_PTE
 
 # ---- thread run states (sched) -------------------------------------------------------------
 TS_RUNNING = 0    # on a core, an EV_THREAD pending at the end of its burst
@@ -146,6 +146,7 @@ F_FINISH = 211
 F_END = 212
 F_RETURN_TO_USER = 213
 F_NEW_FOLIO_CHARGED = 214
+F_PTE_CHARGED = 215
 # mm (mmap/munmap): 300s
 M_MMAP = 300
 M_MMAP_LOCKED = 301
@@ -282,7 +283,8 @@ LAT_BINS = 256         # fault-latency histogram: log2 bins of 1/8 octave from 6
  # machine jitter (core.sched): on/off, sigmas in parts per million, the tick
  K_JITTER, K_WAKEUP_SIGMA_PPM, K_COST_SIGMA_PPM, K_TICK_NS, K_TICK_PERIOD_NS,
  K_LINE_NS,    # one cache-line transfer between CPUs (costs.cacheline_transfer_ns)
- N_K) = range(78)
+ K_V_PT0,      # S.vma column of the first PTE-table flag (V_PTE0 + file pages)
+ N_K) = range(79)
 SWAP_NONE, SWAP_ZRAM, SWAP_DISK = range(3)
 
 # ---- per-thread registers: columns of S.t (int64[n_threads, N_T]) ---------------------------
@@ -381,8 +383,11 @@ ROLE_MAPPER = 1
 (V_FILE, V_ATTACHED, V_READERS, V_WRITE_LOCKED,
  V_WRITER,     # thread waiting in vma_start_write, -1 if none
  V_LINE_CPU, V_LINE_FREE,  # the VMA lock's refcount word: last writer CPU, busy until ns
+ V_PT_N,       # PTE tables allocated under this VMA (each charged to the memcg)
  V_PTE0,       # PTE_* bits of page i at column V_PTE0 + i
- ) = range(8)
+ ) = range(9)
+# After the PTEs, one column per PTE table (PTRS_PER_PTE pages): 1 once it is allocated.
+# Its first column is K_V_PT0 (V_PTE0 + file pages).
 
 # ---- per-file state: columns of S.file (int64[n_files, N_FL]) -------------------------------
 (FL_VMA,       # VMA mapping the file (i_mmap, for rmap), -1 if none
@@ -443,7 +448,7 @@ State = namedtuple("State", [
     "k",     # int64[N_K] constants (K_*), times in ns
     "t",     # int64[threads, N_T]  thread registers
     "pg",    # int64[pages, N_P]    folios
-    "vma",   # int64[vmas, V_PTE0 + file_pages]
+    "vma",   # int64[vmas, V_PTE0 + file_pages + PTE tables]
     "file",  # int64[files, N_FL]
     "core",  # int64[cores, C_ACK0 + threads]
     "rq",    # int64[requests, N_RQ] block requests
@@ -491,7 +496,8 @@ def make_state(k: np.ndarray, n_threads: int, n_cores: int, n_pages: int,
     pg[:, P_WQ_TAIL] = -1
     pg[:, P_HEAD] = np.arange(n_pages)
     pg[:, P_NR] = 1
-    vma = np.zeros((n_vmas, V_PTE0 + file_pages), np.int64)
+    k[K_V_PT0] = V_PTE0 + file_pages
+    vma = np.zeros((n_vmas, V_PTE0 + file_pages + -(-file_pages // PTRS_PER_PTE)), np.int64)
     vma[:, V_FILE] = np.arange(n_vmas) % n_files
     vma[:, V_WRITER] = -1
     vma[:, V_LINE_CPU] = -1

@@ -47,6 +47,7 @@ from core.fault import fault_folio, fault_return_retry, release_fault_lock
 from core.lru import folio_add_lru, lruvec_add_folio
 from core.memcg import mem_cgroup_charge, uncharge
 from core.metrics import PGMAJFAULT, PSWPIN, SWAPCACHE_BUSY
+from core.mm import pte_alloc_done, pte_alloc_pages
 from core.pagecache import folio_lock, folio_trylock, folio_unlock, folio_wait_locked
 from core.sched import call, proceed, run_for, spend
 from core.state import (
@@ -163,6 +164,10 @@ def prefill(S, f, v, first, n, anon):
         S.g[G_USAGE] += 1
         if v >= 0:
             S.vma[v, V_PTE0 + i] = PTE_PRESENT | PTE_YOUNG
+            nr = pte_alloc_pages(S, v, i)        # its page tables, charged as a fault would
+            if nr:
+                pte_alloc_done(S, v, i)
+                S.g[G_USAGE] += nr
 
 
 # ---- the fault program ----------------------------------------------------------------

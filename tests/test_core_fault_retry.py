@@ -14,10 +14,11 @@ import copy
 import pytest
 from _sim_util import counter, drive_until, on_core, start
 
-from core import Params, engine, fault, pagecache
+from core import Params, engine, fault, mm, pagecache
 from core import metrics as M
 from core.simulator import build_state
 from core.state import (
+    C_STOCK,
     F_END,
     F_FILEMAP,
     F_FOLIO_LOCK,
@@ -33,6 +34,7 @@ from core.state import (
     FL_VMA,
     G_LAT_HIST,
     G_RW_READERS,
+    G_USAGE,
     LAT_BINS,
     LOCK_MMAP,
     LOCK_VMA,
@@ -57,6 +59,7 @@ from core.state import (
     T_STACK0,
     T_VMA,
     V_ATTACHED,
+    V_PT_N,
     V_PTE0,
     V_READERS,
     VM_FAULT_MAJOR,
@@ -301,3 +304,32 @@ def test_async_readahead_hit_counts_only_unlocked_folios():
         assert fault.step(S, 0, F_FILEMAP)
         assert S.file[0, FL_MMAP_MISS] == after
         assert S.t[0, T_PC] == F_FOLIO_LOCK and S.t[0, T_F_FPIN] == 0   # no PG_readahead
+
+
+# ---- page tables: charged at the first fault of each 2 MB range, freed at munmap -------------
+
+def test_page_tables_are_charged_by_the_fault_that_needs_them():
+    """v7.0: GFP_PGTABLE_USER is accounted. The first fault of a mapping allocates its PMD
+    table and the PTE table of its 2 MB range (2 pages charged, under the fault's lock), a
+    fault in another range one more, free_pgtables at munmap uncharges them all."""
+    d = copy.deepcopy(BASE)
+    d["workload"] = {"threads": 1, "file_mb": 4}            # 1024 pages: two PTE tables
+    d["memcg"] = {"high_mb": 0, "max_mb": 64}
+    S = build_state(Params.from_dict(d))
+    kmem = int(S.g[G_USAGE])
+
+    def in_use():
+        return int(S.g[G_USAGE] - S.core[:, C_STOCK].sum())
+
+    start(S, [0])
+    drive_until(S, lambda S: S.g[G_LAT_HIST:G_LAT_HIST + LAT_BINS].sum() == 1)
+    # the first fault (page 0, one page read with 4 KB read-ahead): PMD + PTE table + page
+    assert in_use() == kmem + 2 + 1
+    assert S.vma[0, V_PT_N] == 1
+    assert mm.pte_alloc_pages(S, 0, 511) == 0                # same 2 MB range
+    assert mm.pte_alloc_pages(S, 0, 512) == 1                # the next range: its PTE table
+    mm.pte_alloc_done(S, 0, 512)
+    S.g[G_USAGE] += 1
+    assert mm.free_pgtables(S, 0) == 3                       # two PTE tables and the PMD
+    assert in_use() == kmem + 1 and S.vma[0, V_PT_N] == 0
+    assert mm.pte_alloc_pages(S, 0, 0) == 2                  # the next mapping starts over

@@ -137,6 +137,7 @@ from core.state import (
     T_R_BUDGET,
     T_R_DELTA,
     T_R_RECLAIMED,
+    T_R_RETRIED,
     T_ROUNDS,
     T_RW_RELOCK,
     T_RW_WANT,
@@ -759,6 +760,71 @@ def test_reclaim_mglru_look_around_promotes_young_folio():
     assert (S.g[G_MIN_SEQ], S.g[G_MAX_SEQ]) == (1, 2)
     assert S.pg[B, P_FLAGS] & PG_PRESENT and S.pg[C, P_FLAGS] & PG_PRESENT
     assert _counter(S, M.PGSCAN) == 3
+
+
+# policy of evict_folios' second pass: (first-pass state of folio A, evicted in the retry)
+EVICT_RETRY = {
+    "locked": (PG_LOCKED, True),           # a read in flight, done before the retry
+    "mapped_young": (-1, False),           # referenced: activated, never retried
+}
+
+
+@pytest.mark.parametrize("case", sorted(EVICT_RETRY))
+def test_mglru_evict_folios_second_pass(case):
+    """v7.0-rc3 evict_folios: after shrink_folio_list, a rejected folio that is not active,
+    mapped, dirty or under writeback is shrunk once more after the others went back
+    (skip_retry). A folio locked in the first pass (here its read completes meanwhile) is
+    evicted on the retry; a mapped young one is activated and put back, not retried. The
+    classic LRU has no such pass."""
+    flag, evicted = EVICT_RETRY[case]
+    S = _reclaim_state("mglru")
+    U = PG_PRESENT | PG_UPTODATE
+    A, B = 0, 1
+    for p in (A, B):
+        S.pg[p, P_FLAGS] = U
+        lru.lruvec_add_folio(S, p, False)
+    S.g[G_USAGE] = 2
+    if flag == PG_LOCKED:
+        S.pg[A, P_FLAGS] |= PG_LOCKED
+    else:
+        S.vma[0, V_PTE0 + A] = PTE_PRESENT | PTE_YOUNG
+    S.t[0, T_R_BUDGET] = 2
+    assert vmscan.isolate_folios(S, 0) == 2
+    vmscan.shrink_folio_list(S, 0)
+    assert _counter(S, M.PAGES_RECLAIMED) == 1 and S.pg[B, P_FLAGS] == 0   # B went at once
+    assert S.t[0, T_R_BATCH_N] == 1 and S.t[0, T_R_BATCH0] == A
+    S.pg[A, P_FLAGS] &= ~PG_LOCKED                       # the read completed
+    # the putback under lru_lock keeps A for the retry (or puts it back)
+    assert lru.spin_lock_irq_lru(S, 0, 0)
+    assert not vmscan.step(S, 0, st.RC_PUTBACK_LOCKED)
+    assert S.t[0, T_R_BATCH_N] == (1 if evicted else 0)
+    assert vmscan.step(S, 0, st.RC_PUTBACK_DONE)
+    if not evicted:
+        assert S.pg[A, P_FLAGS] & PG_LRU and S.pg[A, P_GEN] == 1   # back, max_seq - 1
+        assert S.t[0, T_R_RETRIED] == 0
+        return
+    assert S.t[0, T_PC] == st.RC_SHRINK_RETRY and S.t[0, T_R_RETRIED] == 1
+    assert not vmscan.step(S, 0, st.RC_SHRINK_RETRY)
+    assert S.pg[A, P_FLAGS] == 0 and _counter(S, M.PAGES_RECLAIMED) == 2
+    assert S.t[0, T_R_BATCH_N] == 0 and S.g[G_USAGE] == 0
+    assert vmscan.step(S, 0, st.RC_PUTBACK)             # nothing left: the next batch
+    assert S.t[0, T_PC] in (st.RC_ISOLATE, st.RC_PRIORITY)
+
+
+def test_classic_reclaim_has_no_second_pass():
+    S = _reclaim_state("classic")
+    S.pg[0, P_FLAGS] = PG_PRESENT | PG_UPTODATE | PG_LOCKED
+    lru.lruvec_add_folio(S, 0, False)
+    S.g[G_USAGE] = 1
+    S.t[0, T_R_BUDGET] = 1
+    assert vmscan.isolate_folios(S, 0) == 1
+    vmscan.shrink_folio_list(S, 0)
+    S.pg[0, P_FLAGS] &= ~PG_LOCKED
+    assert lru.spin_lock_irq_lru(S, 0, 0)
+    vmscan.step(S, 0, st.RC_PUTBACK_LOCKED)
+    assert S.t[0, T_R_BATCH_N] == 0 and S.pg[0, P_FLAGS] & PG_LRU     # back on the list
+    vmscan.step(S, 0, st.RC_PUTBACK_DONE)
+    assert S.t[0, T_PC] != st.RC_SHRINK_RETRY and _counter(S, M.PAGES_RECLAIMED) == 0
 
 
 def _mglru_cold_folios(S, n, min_seq):
