@@ -148,7 +148,8 @@ def _short_run_warning(agg: pl.DataFrame, axis_hdr: Sequence[str]) -> list[str]:
     (core.metrics.MIN_ROUNDS_PER_THREAD; for app_launch, a launch that did not finish)."""
     if "short_run_max" not in agg.columns:
         return []
-    short = agg.filter(pl.col("short_run_max") > 0)
+    # A column null in every row (a backend without rounds) reads back as text.
+    short = agg.filter(pl.col("short_run_max").cast(pl.Float64, strict=False) > 0)
     if short.height == 0:
         return []
     warning = (f"**Warning: {short.height} point(s) ran too short.** In at least one "

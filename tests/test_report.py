@@ -89,7 +89,8 @@ def test_html_is_self_contained_with_every_plot_and_table(copy):
     md = (copy / "summary.md").read_text()
     md_tables = re.findall(r"^\|.*\|\n\|[-|]+\|\n((?:\|.*\|\n?)+)", md, flags=re.MULTILINE)
     assert len(md_tables) == 2
-    for heading in ("Per point (mean over replicates)", "Policy vs baseline"):
+    for heading in ("Per point (mean ± 95% CI half-width over replicates)",
+                    "Policy vs baseline"):
         assert heading in html
     for line in md.splitlines():
         if line.startswith("|") and not line.startswith("|---"):

@@ -42,7 +42,13 @@ def test_presets_values():
     p = core.Params.from_dict(base_params(_compose("scenario=seed_thrash")))
     assert (p.machine.cores, p.workload.threads, p.workload.file_mb) == (256, 500, 16)
     assert (p.memcg.high_mb, p.memcg.max_mb, p.memcg.swap_max_mb) == (1024, 1229, 0)
-    assert (p.device.ra_kb, p.sim.duration_s, p.sim.warmup_s) == (1024, 12.0, 2.0)
+    assert (p.device.ra_kb, p.sim.duration_s, p.sim.warmup_s) == (2048, 120.0, 10.0)
+    assert (p.machine.lru, p.device.large_folios, p.workload.open_close) == \
+        ("classic", True, False)
+    noise = core.Params.from_dict(base_params(_compose("scenario=seed_thrash_noise")))
+    assert (noise.machine.noise, noise.machine.pinning, noise.workload.open_close) == \
+        (True, "round_robin", True)
+    assert (noise.machine.noise_busy_us, noise.machine.noise_sleep_us) == (10.0, 45.0)
     p = core.Params.from_dict(base_params(_compose("scenario=seed_thrash_small")))
     assert (p.machine.cores, p.workload.threads, p.memcg.high_mb, p.memcg.max_mb) == \
         (32, 64, 128, 154)
