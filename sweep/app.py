@@ -87,7 +87,52 @@ def axis_columns(points: list[Point]) -> list[str]:
     return [k for k in points[0].axes if k != POLICY_KEY]
 
 
-def plan(cfg: DictConfig) -> tuple[str, list[Point], list[Unit]]:
+def task_overrides() -> list[str]:
+    """The command line's overrides (empty where Hydra did not start this process)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        return list(HydraConfig.get().overrides.task)
+    except Exception:  # noqa: BLE001  not under @hydra.main (tests calling plan directly)
+        return []
+
+
+def command_line_keys(overrides: list[str]) -> list[str]:
+    """The parameter keys the command line sets: `group.key=value`, and every key of a
+    group option chosen there (`machine=server64`). A scenario chosen there (`scenario=`)
+    sets none: its values stay below a grid's axes."""
+    keys: list[str] = []
+    for o in overrides:
+        key, eq, _ = o.partition("=")
+        key = key.lstrip("+~")
+        if not eq:
+            continue
+        group = key.partition(".")[0]
+        if group not in PARAM_GROUPS:
+            continue
+        if "." in key:
+            keys.append(key)
+            continue
+        path = Path(CONF_DIR) / group / f"{o.partition('=')[2]}.yaml"
+        values = OmegaConf.to_container(OmegaConf.load(path)) if path.exists() else {}
+        keys += [f"{group}.{k}" for k in (values or {}) if k != "defaults"]
+    return list(dict.fromkeys(keys))
+
+
+def pin_axes(axes: dict[str, Any], zips: list[list[str]], pinned: dict[str, Any],
+             say=print) -> tuple[dict[str, Any], list[list[str]]]:
+    """A command-line value for a key the grid has as an axis replaces that axis (and takes
+    the key out of its zip group); `say` gets one line per replaced axis."""
+    axes = dict(axes)
+    for k, v in pinned.items():
+        if k in axes and list(axes[k]) != [v]:
+            say(f"{k}={v} (command line) replaces the grid's axis {k} {list(axes[k])}")
+            axes[k] = [v]
+    zips = [[k for k in z if k not in pinned] for z in zips]
+    return axes, [z for z in zips if len(z) >= 2]
+
+
+def plan(cfg: DictConfig, overrides: list[str] | None = None,
+         ) -> tuple[str, list[Point], list[Unit]]:
     if cfg.get("grid") is None:
         avail = ", ".join(sorted(p.stem for p in (Path(__file__).parent.parent / "conf" /
                                                  "grid").glob("*.yaml")))
@@ -108,11 +153,7 @@ def plan(cfg: DictConfig) -> tuple[str, list[Point], list[Unit]]:
             raise SweepError(f"unknown config key '{k}'{nearest(k, known)}")
     if OmegaConf.is_missing(g, "name"):
         raise SweepError("grid.name is missing: a grid file must set name (its results dir)")
-    seeds, root_seed = int(g.seeds), int(g.root_seed)
-    if seeds < 1:
-        raise SweepError(f"grid.seeds={seeds}: must be >= 1")
-    if root_seed < 0:
-        raise SweepError(f"grid.root_seed={root_seed}: must be >= 0")
+    replicates, root_seed = replicates_of(cfg), int(cfg.seed)
     if not cfg.sweep.chunk_target_s > 0:
         raise SweepError(f"sweep.chunk_target_s={cfg.sweep.chunk_target_s}: must be > 0")
     if cfg.sweep.in_flight_per_cpu < 1:
@@ -121,18 +162,38 @@ def plan(cfg: DictConfig) -> tuple[str, list[Point], list[Unit]]:
         raise SweepError(f"ray.num_cpus={cfg.ray.num_cpus}: must be >= 1")
     if cfg.ray.max_retries < 0:
         raise SweepError(f"ray.max_retries={cfg.ray.max_retries}: must be >= 0")
-    axes = OmegaConf.to_container(g.axes, resolve=True)
+    axes = flatten_axes(OmegaConf.to_container(g.axes, resolve=True))
     zips = OmegaConf.to_container(g.zip, resolve=True)
+    base = base_params(cfg)
+    keys = command_line_keys(task_overrides() if overrides is None else overrides)
+    pinned = {k: base[k.partition(".")[0]][k.partition(".")[2]] for k in keys}
+    axes, zips = pin_axes(axes, zips, pinned, say=lambda m: print(m, file=sys.stderr))
     excl = OmegaConf.to_container(g.exclude, resolve=True)
     if cfg.backend not in BACKENDS:
         check_backend(cfg.backend)  # the one-line error naming the backends
-    points = expand(base_params(cfg), axes, zips, excl, backend=cfg.backend,
-                    scenarios=scenario_params() if SCENARIO_KEY in flatten_axes(axes) else None)
+    points = expand(base, axes, zips, excl, backend=cfg.backend,
+                    scenarios=scenario_params() if SCENARIO_KEY in axes else None,
+                    pinned=pinned)
     for b in backends_of(points):
         check_backend(b)
     check_address(cfg.ray.address or os.environ.get("RAY_ADDRESS") or None,
                   float(cfg.ray.connect_timeout_s))
-    return str(g.name), points, units_of(points, seeds, root_seed)
+    return str(g.name), points, units_of(points, replicates, root_seed)
+
+
+def replicates_of(cfg: DictConfig, default: int | None = None) -> int:
+    """Replicates per point: the command line's `replicates=N`, else the grid's
+    `replicates` (or `default` where there is no grid: sweep.point's 1). Checks the root
+    seed too, both being one-line errors."""
+    n = cfg.replicates
+    if n is None:
+        n = cfg.grid.replicates if cfg.get("grid") is not None else default
+    n = int(n)
+    if n < 1:
+        raise SweepError(f"replicates={n}: must be >= 1")
+    if int(cfg.seed) < 0:
+        raise SweepError(f"seed={cfg.seed}: must be >= 0")
+    return n
 
 
 def backends_of(points: list[Point]) -> list[str]:
@@ -153,12 +214,12 @@ def run_sweep(cfg: DictConfig) -> int:
     by_hash = {p.point_hash: p for p in points}
     root = output_root(cfg)
     store = PointStore(root)
-    keys = [(u.point_hash, u.replicate) for u in units]
+    keys = [(u.point_hash, u.replicate, u.seed) for u in units]
     done = store.done(keys)
     if cfg.sweep.remeasure:
         # The newer rows supersede the stored ones (the manifest's last entry wins).
         done = {k for k in done if by_hash[k[0]].backend != "kernel"}
-    todo = [u for u in units if (u.point_hash, u.replicate) not in done]
+    todo = [u for u in units if (u.point_hash, u.replicate, u.seed) not in done]
     label = f"sweep {grid_name}"
 
     backends = backends_of(points)
@@ -171,7 +232,7 @@ def run_sweep(cfg: DictConfig) -> int:
             n_chunks += planner.estimate_chunks()
             minutes += planner.pending_cost * planner.rate() / max(slots, 1) / 60
             slot_desc.append(f"{slots} {b} slots")
-        print(f"{label}: {len(points)} points x {int(cfg.grid.seeds)} seeds = {len(units)} "
+        print(f"{label}: {len(points)} points x {replicates_of(cfg)} replicates = {len(units)} "
               f"runs; {len(done)} already in {store.dir}; {len(todo)} to compute in about "
               f"{n_chunks} chunks of ~{cfg.sweep.chunk_target_s:g} s "
               f"(a rough prior: ~{minutes:.1f} min on {', '.join(slot_desc)}); "
@@ -273,7 +334,7 @@ def write_run_dir(cfg: DictConfig, root: Path, grid_name: str, points: list[Poin
             meta_cols[a].append(p.axes[a])
         meta_cols["policy"].append(p.params.policy.name)
     meta = pl.LazyFrame(meta_cols, strict=False).with_columns(pl.col("replicate").cast(pl.Int64))
-    stored = store.rows([(u.point_hash, u.replicate) for u in units])
+    stored = store.rows([(u.point_hash, u.replicate, u.seed) for u in units])
     tail = [c for c in STORE_SCHEMA if c not in ("point_hash", "replicate", "seed")
             and c not in METRIC_COLUMNS and c not in axes]
     points_path = run_dir / "points.parquet"
