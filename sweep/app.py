@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.util
+import json
 import os
 import secrets
 import sys
@@ -312,6 +313,68 @@ def _cluster_desc(cfg: DictConfig, backend: str, connect_as: str) -> tuple[str, 
             "runners"), slots
 
 
+# What stands in config.yaml for a parameter a grid axis sets point by point.
+AXIS_MARK = "(grid axis: see grid.axes)"
+
+
+def config_as_run(cfg: DictConfig, points: list[Point]) -> str:
+    """The resolved config as the run used it: grid.axes as expanded (after the command
+    line replaced any axis, presets of a scenario axis named), and every parameter an axis
+    sets marked as such instead of a default no point ran with."""
+    c = OmegaConf.to_container(cfg, resolve=True)
+    axes: dict[str, list] = {}
+    for p in points:
+        for k, v in p.axes.items():
+            vals = axes.setdefault(k, [])
+            if v not in vals:
+                vals.append(v)
+    if c.get("grid") is not None:
+        c["grid"]["axes"] = axes
+        c["grid"]["zip"] = [z for z in c["grid"].get("zip") or [] if all(k in axes for k in z)]
+    for k in axes:
+        group, _, name = k.partition(".")
+        if group in PARAM_GROUPS and name in c.get(group, {}):
+            c[group][name] = AXIS_MARK
+    return OmegaConf.to_yaml(OmegaConf.create(c))
+
+
+def run_info(cfg: DictConfig, grid_name: str, n_points: int, n_units: int,
+             n_cached: int) -> dict[str, Any]:
+    """run.json: what produced this run (code, packages, model, machine, command)."""
+    import platform
+    import subprocess
+    from importlib import metadata
+
+    repo = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True,
+                                 timeout=10, check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out
+
+    packages = {}
+    for name in ("ray", "numpy", "numba", "polars", "hydra-core", "matplotlib", "tqdm"):
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            packages[name] = None
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "grid": grid_name, "points": n_points, "runs": n_units, "from_store": n_cached,
+        "root_seed": int(cfg.seed), "replicates": replicates_of(cfg),
+        "model_version": core.MODEL_VERSION,
+        "git_commit": git("rev-parse", "HEAD"),
+        "git_dirty": None if status is None else bool(status),
+        "python": platform.python_version(), "packages": packages,
+        "host": platform.node(), "kernel": platform.release(), "machine": platform.machine(),
+        "cpus": os.cpu_count(), "command": sys.argv,
+        "written_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
 def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
 
@@ -347,7 +410,9 @@ def write_run_dir(cfg: DictConfig, root: Path, grid_name: str, points: list[Poin
     agg.aggregate(points_path, axes).write_csv(run_dir / "aggregate.csv")
     agg.compare(points_path, axes).write_csv(run_dir / "compare.csv")
     agg.histograms(points_path, axes).write_csv(run_dir / "histograms.csv")
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    (run_dir / "config.yaml").write_text(config_as_run(cfg, points))
+    (run_dir / "run.json").write_text(json.dumps(run_info(cfg, grid_name, len(points),
+                                                          len(units), n_cached), indent=1))
     failed = (pl.scan_parquet(points_path).filter(pl.col("status") != "ok")
               .select([*axes, "policy", "replicate", "error_type", "error"]).collect())
     svr = None
