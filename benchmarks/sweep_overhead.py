@@ -59,7 +59,7 @@ def main() -> None:
     overrides = ["+grid=smoke", f"backend={args.backend}", f"output.root={root}",
                  "grid.axes.workload.threads=[8]",
                  f"+grid.axes.machine.noise_busy_us=[{','.join(map(str, busy_us))}]",
-                 "grid.axes.policy.name=[baseline]", "grid.seeds=2", "output.report=false",
+                 "grid.axes.policy.name=[baseline]", "replicates=2", "output.report=false",
                  f"sweep.chunk_target_s={args.chunk_target_s}"]
     if args.backend == "sim":
         # Replace the smoke axes by a one-second point; threads stays the varying axis.

@@ -295,7 +295,7 @@ def step(S, tid, pc):
     if pc == F_HANDLE:
         if S.t[tid, T_F_DROP_NS] > 0:
             # A retry after out_retry: how long the uptodate folio waited for it (model
-            # diagnostic: RETRY_IO_MISS is this delay outliving the folio, docs/convoy.md).
+            # diagnostic: RETRY_IO_MISS is this delay outliving the folio, docs/studies/convoy.md).
             hist_add(S, G_RETRY_HIST, S.g[G_NOW] - S.t[tid, T_F_DROP_NS])
             S.t[tid, T_F_DROP_NS] = 0
         nr = pte_alloc_pages(S, S.t[tid, T_VMA], S.t[tid, T_F_PAGE])

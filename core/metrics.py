@@ -102,7 +102,7 @@ DETAIL_COLUMNS = ["drops_per_round", "misses_per_round", "pgscan", "ra_truncated
                   "max_reclaim", "high_reclaim_inkernel", "lru_lock_wait_total_us",
                   "aging_runs", "memcg_oom", "pswpin", "pswpout", "swapcache_busy",
                   "pageout_locked_skip", "reclaim_no_progress", "pgactivate", "pgdeactivate",
-                  # file_thrash's miss/drop, docs/convoy.md: how long a dropped fault's folio
+                  # file_thrash's miss/drop, docs/studies/convoy.md: how long a dropped fault's folio
                   # waits for the retry, against how old a folio is when reclaim evicts it
                   "retry_delay_p50_us", "retry_delay_p99_us",
                   "evict_age_p1_us", "evict_age_p10_us", "evict_age_p50_us",

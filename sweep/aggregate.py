@@ -2,7 +2,9 @@
 
 Group keys are the grid's axes (dotted config keys as column names) plus `policy`; every
 output is sorted by them, policies in the order of core.POLICIES. Statistics use only rows
-with status ok. The 95% CI is the half-width t(0.975, n-1) x std / sqrt(n).
+with status ok. The 95% CI is the half-width t(0.975, n-1) x std / sqrt(n), given only for
+three or more replicates (MIN_CI_N): from two, t(0.975, 1) = 12.7 makes it wider than
+anything it could say, so the summary shows those points themselves instead.
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ import core
 from core.metrics import HIST_BUCKET_LABELS, METRIC_COLUMNS, MIN_ROUNDS_PER_THREAD, N_HIST
 
 STATS = ("mean", "std", "ci95", "min", "max")
+# Fewest replicates for a 95% CI.
+MIN_CI_N = 3
+# Host timings of a replicate: they measure the machine that ran it, not the policy.
+HOST_COLUMNS = ("wall_s", "events_per_s")
 HEADLINE = ["throughput_rounds_s", "miss_drop_pct", "retry_mmap_drop", "retry_io_miss",
             "mmap_read_wait_avg_us"]
 # The headline of each workload's summary; file_thrash's is HEADLINE.
@@ -69,7 +75,7 @@ def aggregate(points_path: Path, axes: Sequence[str]) -> pl.DataFrame:
         per_metric += [col.mean().alias(f"{m}_mean"), col.std().alias(f"{m}_std"),
                        col.count().alias(f"_n_{m}"),
                        col.min().alias(f"{m}_min"), col.max().alias(f"{m}_max")]
-    ci = [pl.when(pl.col(f"_n_{m}") > 1)
+    ci = [pl.when(pl.col(f"_n_{m}") >= MIN_CI_N)
           .then(_t975(pl.col(f"_n_{m}")) * pl.col(f"{m}_std") / pl.col(f"_n_{m}").sqrt())
           .alias(f"{m}_ci95") for m in METRIC_COLUMNS]
     order = [*keys, "n_ok", "n_failed",
@@ -84,9 +90,12 @@ def aggregate(points_path: Path, axes: Sequence[str]) -> pl.DataFrame:
 
 
 def compare(points_path: Path, axes: Sequence[str],
-            metrics: Sequence[str] = tuple(METRIC_COLUMNS)) -> pl.DataFrame:
+            metrics: Sequence[str] = tuple(m for m in METRIC_COLUMNS
+                                           if m not in HOST_COLUMNS)) -> pl.DataFrame:
     """Each non-baseline policy against baseline at the same other axes, long per metric:
-    before and after are means over ok replicates, change_pct = 100 (after - before) / before.
+    before and after are means over ok replicates, change_abs = after - before,
+    change_pct = 100 (after - before) / before (null for a zero base). Host timings
+    (HOST_COLUMNS) are not policy effects and are left out.
     """
     means = (pl.scan_parquet(points_path)
              .filter(pl.col("status") == "ok")
@@ -100,6 +109,7 @@ def compare(points_path: Path, axes: Sequence[str],
     return (means.filter(pl.col("policy") != "baseline")
             .join(base, on=[*axes, "metric"], how="inner", nulls_equal=True)
             .select([*axes, "policy", "metric", "before", pl.col("value").alias("after"),
+                     (pl.col("value") - pl.col("before")).alias("change_abs"),
                      pl.when(pl.col("before") != 0).then(change).alias("change_pct")])
             .with_columns(_metric_rank=pl.col("metric").replace_strict(
                 {m: i for i, m in enumerate(metrics)}, return_dtype=pl.Int32))
@@ -136,11 +146,29 @@ def _fmt(v: float | None) -> str:
 
 
 def _mean_ci(r: dict, metric: str) -> str:
-    """`mean ± ci95` (Student t half-width) when the point has two or more replicates."""
+    """`mean ± ci95` (Student t half-width) from MIN_CI_N replicates; from two, the mean
+    and both points (`mean (min, max)`); from one, the value."""
     mean, ci = r.get(f"{metric}_mean"), r.get(f"{metric}_ci95")
-    if mean is None or ci is None or (r.get("n_ok") or 0) < 2:
+    n = r.get("n_ok") or 0
+    if mean is None or n < 2:
         return _fmt(mean)
+    if n < MIN_CI_N or ci is None:
+        lo, hi = r.get(f"{metric}_min"), r.get(f"{metric}_max")
+        return _fmt(mean) if lo is None or lo == hi else f"{_fmt(mean)} ({_fmt(lo)}, {_fmt(hi)})"
     return f"{_fmt(mean)} ± {_fmt(ci)}"
+
+
+def change_text(before: float | None, after: float | None, metric: str) -> str:
+    """The change of a metric against baseline: a difference in percentage points for a
+    metric that is itself a percentage, the absolute difference from a zero base (a
+    percentage of nothing says nothing), else a percentage of the base."""
+    if before is None or after is None:
+        return "-"
+    if metric.endswith("_pct"):
+        return f"{after - before:+.3g} pp"
+    if abs(before) < 1e-12:
+        return f"{after - before:+.3g}"
+    return f"{100.0 * (after - before) / abs(before):+.1f}%"
 
 
 def _short_run_warning(agg: pl.DataFrame, axis_hdr: Sequence[str]) -> list[str]:
@@ -163,10 +191,6 @@ def _short_run_warning(agg: pl.DataFrame, axis_hdr: Sequence[str]) -> list[str]:
         out.append(f"- {at or r['policy']}: fewest rounds of a thread "
                    f"{_fmt(r.get('min_thread_rounds_min'))}")
     return [*out, ""]
-
-
-def _pct(v: float | None) -> str:
-    return "-" if v is None else f"{v:+.1f}%"
 
 
 def summary(run_dir: Path, grid_name: str, axes: Sequence[str], n_points: int,
@@ -199,11 +223,14 @@ def summary(run_dir: Path, grid_name: str, axes: Sequence[str], n_points: int,
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     lines += _short_run_warning(agg, axis_hdr)
+    if "file_thrash" in workloads:
+        lines += file_thrash_letter(agg, axis_hdr)
     workload = workloads[0] if len(workloads) == 1 else "file_thrash"
     headline = WORKLOAD_HEADLINE[workload]
     if cmp.height:
         wide = cmp.filter(pl.col("metric").is_in(headline))
-        lines += ["## Policy vs baseline (change % of the mean)", "",
+        lines += ["## Policy vs baseline (means; change in % of baseline, in percentage "
+                  "points for a percentage, absolute from a zero base)", "",
                   "| " + " | ".join([*axis_hdr, "policy", *headline]) + " |",
                   "|" + "---|" * (len(axis_hdr) + 1 + len(headline))]
         keys = [*axis_hdr, "policy"]
@@ -215,7 +242,7 @@ def summary(run_dir: Path, grid_name: str, axes: Sequence[str], n_points: int,
                 r = by_metric.get(m)
                 cells.append("-" if r is None else
                              f"{_fmt(r['before'])} → {_fmt(r['after'])} "
-                             f"({_pct(r['change_pct'])})")
+                             f"({change_text(r['before'], r['after'], m)})")
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
         if workload in LETTER_METRICS:
@@ -244,6 +271,35 @@ def _row_workload(r: dict) -> str:
     return "file_thrash"
 
 
+# The published file_thrash table's columns (the series' cover letter), in its order.
+FILE_LETTER = [("Total Rounds", "rounds"), ("Throughput (rounds/s)", "throughput_rounds_s"),
+               ("Miss/Drop %", "miss_drop_pct"), ("RETRY_MMAP_DROP", "retry_mmap_drop"),
+               ("RETRY_IO_MISS", "retry_io_miss")]
+
+
+def file_thrash_letter(agg: pl.DataFrame, axis_hdr: Sequence[str]) -> list[str]:
+    """The cover letter's file_thrash Before/After table, one per combination of the other
+    axes: a row per policy (mean ± 95% CI over replicates, as `_mean_ci` shows them)."""
+    rows = [r for r in agg.iter_rows(named=True) if _row_workload(r) == "file_thrash"]
+    if not rows:
+        return []
+    lines = ["## file_thrash as the series cover letter tabulates it", "",
+             "Counts over the measured time (after warm-up); mean ± 95% CI half-width.", ""]
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[a] for a in axis_hdr), []).append(r)
+    for key, grp in groups.items():
+        if axis_hdr:
+            lines += ["### " + ", ".join(f"`{a}={v}`" for a, v in zip(axis_hdr, key)), ""]
+        lines += ["| Case | " + " | ".join(t for t, _ in FILE_LETTER) + " |",
+                  "|" + "---|" * (len(FILE_LETTER) + 1)]
+        for r in grp:
+            lines.append(f"| {r['policy']} | "
+                         + " | ".join(_mean_ci(r, m) for _, m in FILE_LETTER) + " |")
+        lines.append("")
+    return lines
+
+
 def letter_tables(cmp: pl.DataFrame, axis_hdr: Sequence[str],
                   metrics: Sequence[str]) -> list[str]:
     """For each policy against baseline, the cover letter's three tables: the figures in
@@ -260,7 +316,7 @@ def letter_tables(cmp: pl.DataFrame, axis_hdr: Sequence[str],
             tables.append((f"mmap_lock {lock} wait (us)",
                            [f"mmap_{lock}_hist_{i}" for i in range(N_HIST)], HIST_BUCKET_LABELS))
         for head, names, labels in tables:
-            lines += [f"| {head} | Before | After | Change % |", "|---|---|---|---|"]
+            lines += [f"| {head} | Before | After | Change |", "|---|---|---|---|"]
             for i, m in enumerate(names):
                 r = by_metric.get(m)
                 label = labels[i] if labels else m
@@ -268,7 +324,7 @@ def letter_tables(cmp: pl.DataFrame, axis_hdr: Sequence[str],
                     lines.append(f"| {label} | - | - | - |")
                 else:
                     lines.append(f"| {label} | {_fmt(r['before'])} | {_fmt(r['after'])} | "
-                                 f"{_pct(r['change_pct'])} |")
+                                 f"{change_text(r['before'], r['after'], m)} |")
             lines.append("")
     return lines
 

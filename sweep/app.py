@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.util
+import json
 import os
 import secrets
 import sys
@@ -87,7 +88,52 @@ def axis_columns(points: list[Point]) -> list[str]:
     return [k for k in points[0].axes if k != POLICY_KEY]
 
 
-def plan(cfg: DictConfig) -> tuple[str, list[Point], list[Unit]]:
+def task_overrides() -> list[str]:
+    """The command line's overrides (empty where Hydra did not start this process)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        return list(HydraConfig.get().overrides.task)
+    except Exception:  # noqa: BLE001  not under @hydra.main (tests calling plan directly)
+        return []
+
+
+def command_line_keys(overrides: list[str]) -> list[str]:
+    """The parameter keys the command line sets: `group.key=value`, and every key of a
+    group option chosen there (`machine=server64`). A scenario chosen there (`scenario=`)
+    sets none: its values stay below a grid's axes."""
+    keys: list[str] = []
+    for o in overrides:
+        key, eq, _ = o.partition("=")
+        key = key.lstrip("+~")
+        if not eq:
+            continue
+        group = key.partition(".")[0]
+        if group not in PARAM_GROUPS:
+            continue
+        if "." in key:
+            keys.append(key)
+            continue
+        path = Path(CONF_DIR) / group / f"{o.partition('=')[2]}.yaml"
+        values = OmegaConf.to_container(OmegaConf.load(path)) if path.exists() else {}
+        keys += [f"{group}.{k}" for k in (values or {}) if k != "defaults"]
+    return list(dict.fromkeys(keys))
+
+
+def pin_axes(axes: dict[str, Any], zips: list[list[str]], pinned: dict[str, Any],
+             say=print) -> tuple[dict[str, Any], list[list[str]]]:
+    """A command-line value for a key the grid has as an axis replaces that axis (and takes
+    the key out of its zip group); `say` gets one line per replaced axis."""
+    axes = dict(axes)
+    for k, v in pinned.items():
+        if k in axes and list(axes[k]) != [v]:
+            say(f"{k}={v} (command line) replaces the grid's axis {k} {list(axes[k])}")
+            axes[k] = [v]
+    zips = [[k for k in z if k not in pinned] for z in zips]
+    return axes, [z for z in zips if len(z) >= 2]
+
+
+def plan(cfg: DictConfig, overrides: list[str] | None = None,
+         ) -> tuple[str, list[Point], list[Unit]]:
     if cfg.get("grid") is None:
         avail = ", ".join(sorted(p.stem for p in (Path(__file__).parent.parent / "conf" /
                                                  "grid").glob("*.yaml")))
@@ -108,11 +154,7 @@ def plan(cfg: DictConfig) -> tuple[str, list[Point], list[Unit]]:
             raise SweepError(f"unknown config key '{k}'{nearest(k, known)}")
     if OmegaConf.is_missing(g, "name"):
         raise SweepError("grid.name is missing: a grid file must set name (its results dir)")
-    seeds, root_seed = int(g.seeds), int(g.root_seed)
-    if seeds < 1:
-        raise SweepError(f"grid.seeds={seeds}: must be >= 1")
-    if root_seed < 0:
-        raise SweepError(f"grid.root_seed={root_seed}: must be >= 0")
+    replicates, root_seed = replicates_of(cfg), int(cfg.seed)
     if not cfg.sweep.chunk_target_s > 0:
         raise SweepError(f"sweep.chunk_target_s={cfg.sweep.chunk_target_s}: must be > 0")
     if cfg.sweep.in_flight_per_cpu < 1:
@@ -121,18 +163,38 @@ def plan(cfg: DictConfig) -> tuple[str, list[Point], list[Unit]]:
         raise SweepError(f"ray.num_cpus={cfg.ray.num_cpus}: must be >= 1")
     if cfg.ray.max_retries < 0:
         raise SweepError(f"ray.max_retries={cfg.ray.max_retries}: must be >= 0")
-    axes = OmegaConf.to_container(g.axes, resolve=True)
+    axes = flatten_axes(OmegaConf.to_container(g.axes, resolve=True))
     zips = OmegaConf.to_container(g.zip, resolve=True)
+    base = base_params(cfg)
+    keys = command_line_keys(task_overrides() if overrides is None else overrides)
+    pinned = {k: base[k.partition(".")[0]][k.partition(".")[2]] for k in keys}
+    axes, zips = pin_axes(axes, zips, pinned, say=lambda m: print(m, file=sys.stderr))
     excl = OmegaConf.to_container(g.exclude, resolve=True)
     if cfg.backend not in BACKENDS:
         check_backend(cfg.backend)  # the one-line error naming the backends
-    points = expand(base_params(cfg), axes, zips, excl, backend=cfg.backend,
-                    scenarios=scenario_params() if SCENARIO_KEY in flatten_axes(axes) else None)
+    points = expand(base, axes, zips, excl, backend=cfg.backend,
+                    scenarios=scenario_params() if SCENARIO_KEY in axes else None,
+                    pinned=pinned)
     for b in backends_of(points):
         check_backend(b)
     check_address(cfg.ray.address or os.environ.get("RAY_ADDRESS") or None,
                   float(cfg.ray.connect_timeout_s))
-    return str(g.name), points, units_of(points, seeds, root_seed)
+    return str(g.name), points, units_of(points, replicates, root_seed)
+
+
+def replicates_of(cfg: DictConfig, default: int | None = None) -> int:
+    """Replicates per point: the command line's `replicates=N`, else the grid's
+    `replicates` (or `default` where there is no grid: sweep.point's 1). Checks the root
+    seed too, both being one-line errors."""
+    n = cfg.replicates
+    if n is None:
+        n = cfg.grid.replicates if cfg.get("grid") is not None else default
+    n = int(n)
+    if n < 1:
+        raise SweepError(f"replicates={n}: must be >= 1")
+    if int(cfg.seed) < 0:
+        raise SweepError(f"seed={cfg.seed}: must be >= 0")
+    return n
 
 
 def backends_of(points: list[Point]) -> list[str]:
@@ -153,12 +215,12 @@ def run_sweep(cfg: DictConfig) -> int:
     by_hash = {p.point_hash: p for p in points}
     root = output_root(cfg)
     store = PointStore(root)
-    keys = [(u.point_hash, u.replicate) for u in units]
+    keys = [(u.point_hash, u.replicate, u.seed) for u in units]
     done = store.done(keys)
     if cfg.sweep.remeasure:
         # The newer rows supersede the stored ones (the manifest's last entry wins).
         done = {k for k in done if by_hash[k[0]].backend != "kernel"}
-    todo = [u for u in units if (u.point_hash, u.replicate) not in done]
+    todo = [u for u in units if (u.point_hash, u.replicate, u.seed) not in done]
     label = f"sweep {grid_name}"
 
     backends = backends_of(points)
@@ -171,7 +233,7 @@ def run_sweep(cfg: DictConfig) -> int:
             n_chunks += planner.estimate_chunks()
             minutes += planner.pending_cost * planner.rate() / max(slots, 1) / 60
             slot_desc.append(f"{slots} {b} slots")
-        print(f"{label}: {len(points)} points x {int(cfg.grid.seeds)} seeds = {len(units)} "
+        print(f"{label}: {len(points)} points x {replicates_of(cfg)} replicates = {len(units)} "
               f"runs; {len(done)} already in {store.dir}; {len(todo)} to compute in about "
               f"{n_chunks} chunks of ~{cfg.sweep.chunk_target_s:g} s "
               f"(a rough prior: ~{minutes:.1f} min on {', '.join(slot_desc)}); "
@@ -251,6 +313,68 @@ def _cluster_desc(cfg: DictConfig, backend: str, connect_as: str) -> tuple[str, 
             "runners"), slots
 
 
+# What stands in config.yaml for a parameter a grid axis sets point by point.
+AXIS_MARK = "(grid axis: see grid.axes)"
+
+
+def config_as_run(cfg: DictConfig, points: list[Point]) -> str:
+    """The resolved config as the run used it: grid.axes as expanded (after the command
+    line replaced any axis, presets of a scenario axis named), and every parameter an axis
+    sets marked as such instead of a default no point ran with."""
+    c = OmegaConf.to_container(cfg, resolve=True)
+    axes: dict[str, list] = {}
+    for p in points:
+        for k, v in p.axes.items():
+            vals = axes.setdefault(k, [])
+            if v not in vals:
+                vals.append(v)
+    if c.get("grid") is not None:
+        c["grid"]["axes"] = axes
+        c["grid"]["zip"] = [z for z in c["grid"].get("zip") or [] if all(k in axes for k in z)]
+    for k in axes:
+        group, _, name = k.partition(".")
+        if group in PARAM_GROUPS and name in c.get(group, {}):
+            c[group][name] = AXIS_MARK
+    return OmegaConf.to_yaml(OmegaConf.create(c))
+
+
+def run_info(cfg: DictConfig, grid_name: str, n_points: int, n_units: int,
+             n_cached: int) -> dict[str, Any]:
+    """run.json: what produced this run (code, packages, model, machine, command)."""
+    import platform
+    import subprocess
+    from importlib import metadata
+
+    repo = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True,
+                                 timeout=10, check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out
+
+    packages = {}
+    for name in ("ray", "numpy", "numba", "polars", "hydra-core", "matplotlib", "tqdm"):
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            packages[name] = None
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "grid": grid_name, "points": n_points, "runs": n_units, "from_store": n_cached,
+        "root_seed": int(cfg.seed), "replicates": replicates_of(cfg),
+        "model_version": core.MODEL_VERSION,
+        "git_commit": git("rev-parse", "HEAD"),
+        "git_dirty": None if status is None else bool(status),
+        "python": platform.python_version(), "packages": packages,
+        "host": platform.node(), "kernel": platform.release(), "machine": platform.machine(),
+        "cpus": os.cpu_count(), "command": sys.argv,
+        "written_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
 def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
 
@@ -273,7 +397,7 @@ def write_run_dir(cfg: DictConfig, root: Path, grid_name: str, points: list[Poin
             meta_cols[a].append(p.axes[a])
         meta_cols["policy"].append(p.params.policy.name)
     meta = pl.LazyFrame(meta_cols, strict=False).with_columns(pl.col("replicate").cast(pl.Int64))
-    stored = store.rows([(u.point_hash, u.replicate) for u in units])
+    stored = store.rows([(u.point_hash, u.replicate, u.seed) for u in units])
     tail = [c for c in STORE_SCHEMA if c not in ("point_hash", "replicate", "seed")
             and c not in METRIC_COLUMNS and c not in axes]
     points_path = run_dir / "points.parquet"
@@ -286,7 +410,9 @@ def write_run_dir(cfg: DictConfig, root: Path, grid_name: str, points: list[Poin
     agg.aggregate(points_path, axes).write_csv(run_dir / "aggregate.csv")
     agg.compare(points_path, axes).write_csv(run_dir / "compare.csv")
     agg.histograms(points_path, axes).write_csv(run_dir / "histograms.csv")
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    (run_dir / "config.yaml").write_text(config_as_run(cfg, points))
+    (run_dir / "run.json").write_text(json.dumps(run_info(cfg, grid_name, len(points),
+                                                          len(units), n_cached), indent=1))
     failed = (pl.scan_parquet(points_path).filter(pl.col("status") != "ok")
               .select([*axes, "policy", "replicate", "error_type", "error"]).collect())
     svr = None

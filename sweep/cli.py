@@ -47,6 +47,11 @@ def _one_line(e: BaseException, overrides: list[str]) -> str:
         if key.startswith("grid.axes.") and not close:
             hint = f"; to add an axis write +{key}=[...]"
         return f"unknown config key '{key}'{hint}"
+    m = re.search(r"Key '(seeds|root_seed)' not in 'GridConfig'", text)
+    if m:
+        new = RENAMED[f"grid.{m.group(1)}"]
+        return (f"grid.{m.group(1)} in a grid file is now {new}: write 'replicates: N' in "
+                "the file, or seed=N on the command line")
     m = re.match(r"Error merging override (\S+)", text)
     if m:
         cause = e.__cause__ or e
@@ -63,12 +68,38 @@ def _one_line(e: BaseException, overrides: list[str]) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
+# Names of the seed settings before there was one of each; refused with the new name.
+RENAMED = {"grid.seeds": "replicates", "sweep.seeds": "replicates",
+           "grid.root_seed": "seed", "sweep.root_seed": "seed"}
+# Top-level keys of the schema: `+key=value` would be refused by Hydra in several lines.
+TOP_LEVEL = ("seed", "replicates", "backend")
+
+
+def check_words(overrides: list[str]) -> None:
+    """What Hydra would accept or report badly but means something else here."""
+    for o in overrides:
+        if o in ("-m", "--multirun"):
+            raise SweepError("-m (Hydra's multirun) is not used here: a grid runs all its "
+                             "points in one command, write +grid=<name>")
+        key, eq, val = o.partition("=")
+        bare = key.lstrip("+~")
+        if not eq:
+            continue
+        if bare == "grid" and not key.startswith("+"):
+            raise SweepError(f"write +grid={val} (a grid is added to the config with a plus)")
+        if bare in RENAMED:
+            raise SweepError(f"{bare} is now {RENAMED[bare]}: write {RENAMED[bare]}={val}")
+        if key.startswith("+") and bare in TOP_LEVEL:
+            raise SweepError(f"write {bare}={val} (no plus: {bare} is a top-level setting)")
+
+
 def precheck(overrides: list[str]) -> None:
     """Compose the config as Hydra will; raise SweepError with one line if it fails."""
     from hydra import compose, initialize_config_dir
 
+    check_words(overrides)
     if any(o.startswith("-") for o in overrides):
-        return  # --help, --cfg job, -m ...: Hydra's own modes
+        return  # --help, --cfg job ...: Hydra's own modes
     try:
         with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
             compose("config", overrides=overrides)

@@ -76,9 +76,6 @@ class SweepConfig:
     # Run kernel-backend points again even if the store has them: a measurement depends on
     # the machine's state (its load, its page cache), not only on the point's parameters.
     remeasure: bool = False
-    # Replicates and root seed of `python -m sweep.point` (grids have their own).
-    seeds: int = 1
-    root_seed: int = 0
     # Seconds between progress lines when stderr is not a terminal.
     progress_interval_s: float = 10.0
 
@@ -99,8 +96,8 @@ class GridConfig:
     zip: list[list[str]] = field(default_factory=list)
     # Rules {dotted key: value or list of values}; a point matching every key is dropped.
     exclude: list[dict[str, Any]] = field(default_factory=list)
-    seeds: int = 2
-    root_seed: int = 0
+    # Replicates of each point (the command line's `replicates=N` wins).
+    replicates: int = 2
 
 
 @dataclass
@@ -117,6 +114,11 @@ class Config:
     sweep: SweepConfig = field(default_factory=SweepConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     grid: GridConfig | None = None
+    # The root seed: every replicate's seed derives from it, the point's hash and the
+    # replicate's number (sweep.grid.replicate_seed), for `python -m sweep` and sweep.point.
+    seed: int = 0
+    # Replicates per point; None: the grid's `replicates` (python -m sweep) or 1 (sweep.point).
+    replicates: int | None = None
     # Which backend turns a point into a row: sim (core.simulate), kernel
     # (sweep/kernel_backend.py on real Linux), synthetic (a stand-in for tests/benchmarks).
     backend: str = "sim"

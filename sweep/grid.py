@@ -109,13 +109,15 @@ def expand(base: Mapping[str, Mapping[str, Any]], axes: Mapping[str, Any],
            zip_groups: Sequence[Sequence[str]] = (), exclude: Sequence[Mapping[str, Any]] = (),
            backend: str = "sim",
            scenarios: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
+           pinned: Mapping[str, Any] | None = None,
            ) -> list[Point]:
     """All points of a grid, in axis order, validated by `core.Params`.
 
     `base` is the nested parameter dict of the config (every group of core.Params); axis
     values override it. A `scenario` axis names presets whose parameter values
-    (`scenarios[name]`, nested like `base`) are applied first. Raises SweepError naming the
-    first problem found.
+    (`scenarios[name]`, nested like `base`) are applied first. `pinned` (dotted key ->
+    value: what the command line set) is applied last, over presets and axes. Raises
+    SweepError naming the first problem found.
     """
     flat = flatten_axes(axes)
     if not flat:
@@ -185,6 +187,8 @@ def expand(base: Mapping[str, Mapping[str, Any]], axes: Mapping[str, Any],
         for k, v in values.items():
             if k not in (BACKEND_KEY, SCENARIO_KEY):
                 _set(d, k, v)
+        for k, v in (pinned or {}).items():
+            _set(d, k, v)
         if exclude:
             resolved = {f"{g}.{k}": v for g, sub in d.items() for k, v in sub.items()}
             resolved[BACKEND_KEY] = point_backend

@@ -1,9 +1,9 @@
 """`python -m sweep.point [overrides]`: run one point in this process, print JSON rows.
 
 One JSON object per replicate and line: the backend's row, the point's parameters as
-flattened dotted keys, seed, replicate and point_hash. Replicates: `sweep.seeds=N`; seeds
-derive from `sweep.root_seed` exactly as a grid's do, so a row here equals the grid's row for
-the same point, root seed and replicate. Same config tree as `python -m sweep`, no grid, no
+flattened dotted keys, seed, replicate and point_hash. Replicates: `replicates=N` (1 by
+default); their seeds derive from the root seed `seed=N` exactly as a grid's do, so a row
+here equals the grid's row for the same point, root seed and replicate. Same config tree as `python -m sweep`, no grid, no
 Ray, no store.
 """
 
@@ -29,15 +29,13 @@ def _jsonable(v):
 
 def run_point(cfg: DictConfig) -> int:
     import core
-    from sweep.app import base_params
+    from sweep.app import base_params, replicates_of
     from sweep.backend import check_backend, get_backend
     from sweep.errors import SweepError
     from sweep.grid import point_hash, replicate_seed
 
     check_backend(cfg.backend)
-    seeds_n, root_seed = int(cfg.sweep.seeds), int(cfg.sweep.root_seed)
-    if seeds_n < 1:
-        raise SweepError(f"sweep.seeds={seeds_n}: must be >= 1")
+    seeds_n, root_seed = replicates_of(cfg, default=1), int(cfg.seed)
     try:
         params = core.Params.from_dict(base_params(cfg))
     except core.ParamError as e:

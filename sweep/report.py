@@ -24,6 +24,7 @@ from pathlib import Path
 import polars as pl
 
 import core
+from sweep.aggregate import change_text
 
 SIM_VS_REAL = "sim_vs_real.csv"
 # Plot of the "Simulated vs measured" section (shown there, not among the other plots).
@@ -306,7 +307,7 @@ def _annotate_change(ax, sub: pl.DataFrame, metric: str, x: str, xs: list,
         means = dict(zip(at["policy"], at[f"{metric}_mean"], strict=True))
         cis = dict(zip(at["policy"], at[f"{metric}_ci95"].fill_null(0.0), strict=True))
         base = means.get("baseline")
-        if not base:
+        if base is None:
             continue
         top = max((m + cis.get(p, 0.0)) for p, m in means.items() if m is not None)
         k = 0
@@ -314,7 +315,7 @@ def _annotate_change(ax, sub: pl.DataFrame, metric: str, x: str, xs: list,
             m = means.get(pol)
             if pol == "baseline" or m is None:
                 continue
-            ax.annotate(f"{100.0 * (m - base) / abs(base):+.0f}%", xy=(xv, top),
+            ax.annotate(change_text(base, m, metric), xy=(xv, top),
                         xytext=(0, 4 + 11 * k), textcoords="offset points", ha="center",
                         va="bottom", fontsize=8.5, fontweight="bold",
                         color=_style(pol, i)["color"])
@@ -473,15 +474,17 @@ def _bars_per_policy(run: Run, metric: str, path: Path, what: str) -> Path | Non
             es.append(0.0 if e is None else e)
         st = _style(pol, i)
         xs = np.arange(len(combos)) + (i - (len(run.policies) - 1) / 2) * width
-        ax.bar(xs, ys, width=width, yerr=es, capsize=3, label=pol, color=st["color"],
+        # Whiskers never below zero (every metric here is a count, a time or a rate).
+        lower = [min(e, y) if not np.isnan(y) else 0.0 for y, e in zip(ys, es, strict=True)]
+        ax.bar(xs, ys, width=width, yerr=[lower, es], capsize=3, label=pol, color=st["color"],
                edgecolor="black" if pol == "baseline" else "none", linewidth=0.6,
                hatch="//" if pol == "baseline" else None, alpha=0.9)
         if pol == "baseline":
             base_ys = ys
         elif base_ys is not None:  # change against baseline above each bar
             for xb, y, e, b0 in zip(xs, ys, es, base_ys, strict=True):
-                if not (np.isnan(y) or np.isnan(b0) or b0 == 0):
-                    ax.annotate(f"{100.0 * (y - b0) / abs(b0):+.0f}%", xy=(xb, y + e),
+                if not (np.isnan(y) or np.isnan(b0)):
+                    ax.annotate(change_text(b0, y, metric), xy=(xb, y + e),
                                 xytext=(0, 3), textcoords="offset points", ha="center",
                                 va="bottom", fontsize=8, fontweight="bold",
                                 color=st["color"])
@@ -591,7 +594,8 @@ body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;mar
 max-width:1200px;padding:0 1em;color:#222;line-height:1.4}
 h1{font-size:1.6em}h2{font-size:1.3em;border-bottom:1px solid #ddd;padding-bottom:.2em;
 margin-top:1.6em}h3{font-size:1.1em}
-table{border-collapse:collapse;margin:.6em 0;font-size:.88em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.88em;display:block;max-width:100%;
+overflow-x:auto}
 th,td{border:1px solid #ccc;padding:.25em .55em;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
 tr:nth-child(even) td{background:#fafafa}
@@ -776,6 +780,8 @@ def render_html(run: Run, plots: list[Path]) -> str:
         '<h2 id="parameters">Parameters</h2>', _axes_html(run),
         ("<details><summary>Full resolved config (config.yaml)</summary>"
          f"<pre>{html.escape(run.config_yaml)}</pre></details>"),
+        '<h2 id="tables">Tables (summary.md)</h2>',
+        markdown_to_html(_summary_tables(run.summary_md), heading_shift=1),
         '<h2 id="plots">Plots</h2>',
     ]
     if not plots:
@@ -784,9 +790,7 @@ def render_html(run: Run, plots: list[Path]) -> str:
         parts.append(_figure(p))
     if run.sim_vs_real is not None:
         parts.append(_sim_vs_real_html(run, svr_plot))
-    parts += ['<h2 id="tables">Tables (summary.md)</h2>',
-              markdown_to_html(_summary_tables(run.summary_md), heading_shift=1),
-              f'<h2 id="failed">Failed runs ({n_failed})</h2>', failed,
+    parts += [f'<h2 id="failed">Failed runs ({n_failed})</h2>', failed,
               "</body></html>"]
     return "\n".join(parts) + "\n"
 

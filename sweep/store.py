@@ -1,5 +1,8 @@
 """The point store: content-addressed rows, one per (point hash, replicate), per output root.
 
+A row answers a unit only if it was computed with the unit's seed: the seed derives from the
+root seed, so a run with another `seed=N` finds nothing of this one and computes its own.
+
 Layout under `<output.root>/.store/`: `parts/*.parquet`, append-only, one part per finished
 chunk, each written to a temporary name and renamed into place (a part is whole or absent);
 `manifest.jsonl`, one line per part listing the keys it holds, appended after the rename with
@@ -44,13 +47,13 @@ class PointStore:
         self.dir = Path(root) / ".store"
         self.parts_dir = self.dir / "parts"
         self.manifest_path = self.dir / "manifest.jsonl"
-        self._index: dict[tuple[str, int], tuple[str, str]] | None = None
+        self._index: dict[tuple[str, int], tuple[str, str, int | None]] | None = None
 
     # -- reading ------------------------------------------------------------------------------
-    def index(self) -> dict[tuple[str, int], tuple[str, str]]:
-        """(point hash, replicate) -> (part file name, status), the newest line winning."""
+    def index(self) -> dict[tuple[str, int], tuple[str, str, int | None]]:
+        """(point hash, replicate) -> (part file name, status, seed), the newest line winning."""
         if self._index is None:
-            idx: dict[tuple[str, int], tuple[str, str]] = {}
+            idx: dict[tuple[str, int], tuple[str, str, int | None]] = {}
             if self.manifest_path.exists():
                 for line in self.manifest_path.read_text().splitlines():
                     try:
@@ -59,19 +62,24 @@ class PointStore:
                         continue  # a torn last line from a killed writer
                     if not (self.parts_dir / entry["part"]).exists():
                         continue
-                    for h, r, status in entry["keys"]:
-                        idx[(h, int(r))] = (entry["part"], status)
+                    for h, r, status, *seed in entry["keys"]:
+                        idx[(h, int(r))] = (entry["part"], status, seed[0] if seed else None)
             self._index = idx
         return self._index
 
-    def done(self, keys: Iterable[tuple[str, int]]) -> set[tuple[str, int]]:
-        idx = self.index()
-        return {k for k in keys if idx.get(k, ("", ""))[1] == "ok"}
+    def _has(self, h: str, r: int, seed: int) -> bool:
+        e = self.index().get((h, r))
+        return e is not None and e[2] == seed
 
-    def rows(self, keys: Sequence[tuple[str, int]]) -> pl.LazyFrame:
-        """The stored rows of `keys` (those present), one per key."""
+    def done(self, keys: Iterable[tuple[str, int, int]]) -> set[tuple[str, int, int]]:
+        """The (point hash, replicate, seed) keys stored with status ok and that seed."""
         idx = self.index()
-        wanted = [(h, r, idx[(h, r)][0]) for h, r in keys if (h, r) in idx]
+        return {k for k in keys if self._has(*k) and idx[k[:2]][1] == "ok"}
+
+    def rows(self, keys: Sequence[tuple[str, int, int]]) -> pl.LazyFrame:
+        """The stored rows of `keys` (hash, replicate, seed; those present), one per key."""
+        idx = self.index()
+        wanted = [(h, r, idx[(h, r)][0]) for h, r, seed in keys if self._has(h, r, seed)]
         if not wanted:
             return pl.LazyFrame(schema=STORE_SCHEMA)
         key_frame = pl.LazyFrame({"point_hash": [w[0] for w in wanted],
@@ -104,8 +112,8 @@ class PointStore:
         tmp = self.parts_dir / f".{name}.tmp"
         frame.write_parquet(tmp)
         os.replace(tmp, self.parts_dir / name)
-        entry = {"part": name, "keys": [[r["point_hash"], int(r["replicate"]), r["status"]]
-                                        for r in rows]}
+        entry = {"part": name, "keys": [[r["point_hash"], int(r["replicate"]), r["status"],
+                                         int(r["seed"])] for r in rows]}
         line = (json.dumps(entry, separators=(",", ":")) + "\n").encode()
         fd = os.open(self.manifest_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
@@ -114,5 +122,5 @@ class PointStore:
         finally:
             os.close(fd)
         idx = self.index()
-        for h, r, status in entry["keys"]:
-            idx[(h, r)] = (name, status)
+        for h, r, status, seed in entry["keys"]:
+            idx[(h, r)] = (name, status, seed)

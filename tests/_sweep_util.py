@@ -53,7 +53,7 @@ def manifest_keys(root: Path) -> list[tuple[str, int]]:
             entry = json.loads(line)
         except json.JSONDecodeError:
             continue
-        keys += [(h, r) for h, r, _ in entry["keys"]]
+        keys += [(h, r) for h, r, *_ in entry["keys"]]
     return keys
 
 

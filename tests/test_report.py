@@ -88,14 +88,18 @@ def test_html_is_self_contained_with_every_plot_and_table(copy):
     # Every table of summary.md, with its header cells and rows.
     md = (copy / "summary.md").read_text()
     md_tables = re.findall(r"^\|.*\|\n\|[-|]+\|\n((?:\|.*\|\n?)+)", md, flags=re.MULTILINE)
-    assert len(md_tables) == 2
+    # Per point, policy vs baseline, and the cover letter's table for each of the 4
+    # combinations of threads and memory.high.
+    assert len(md_tables) == 6
     for heading in ("Per point (mean ± 95% CI half-width over replicates)",
-                    "Policy vs baseline"):
+                    "Policy vs baseline", "file_thrash as the series cover letter"):
         assert heading in html
-    for line in md.splitlines():
+    md_lines = md.splitlines()
+    for i, line in enumerate(md_lines):
         if line.startswith("|") and not line.startswith("|---"):
             cells = [c.strip() for c in line.strip("|").split("|")]
-            tag = "th" if "policy" in cells else "td"
+            header = i + 1 < len(md_lines) and md_lines[i + 1].startswith("|---")
+            tag = "th" if header else "td"
             row = "".join(f"<{tag}>{c.replace('`', '')}</{tag}>" for c in cells)
             assert row in html, line
     # The parameters and the failed runs (both replicates of vma_retry, 8 threads, 16 MB).

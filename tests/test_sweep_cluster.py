@@ -70,5 +70,5 @@ def test_ray_address_env_joins_the_cluster(cluster, tmp_path):
 def test_no_address_stays_local_while_a_cluster_runs(cluster, tmp_path):
     """Without ray.address the sweep starts its own embedded Ray, not the running cluster."""
     proc = run_sweep(["+grid=smoke", "backend=synthetic", "grid.axes.workload.threads=[4]",
-                      "grid.seeds=1", "ray.num_cpus=1"], tmp_path, check=True)
+                      "replicates=1", "ray.num_cpus=1"], tmp_path, check=True)
     assert "on local Ray (1 CPUs)" in proc.stderr

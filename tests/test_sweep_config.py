@@ -62,10 +62,15 @@ def test_costs_override():
     assert p.costs.wakeup_latency_ns == 6000
 
 
-@pytest.mark.parametrize("grid", sorted(p.stem for p in (CONF / "grid").glob("*.yaml")))
+GRIDS = sorted(str(p.relative_to(CONF / "grid").with_suffix(""))
+               for p in (CONF / "grid").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("grid", GRIDS)
 def test_every_grid_expands(grid):
+    """Users' grids and the study grids under study/ (each named after its file)."""
     name, points, units = plan(_compose(f"+grid={grid}", "backend=synthetic"))
-    assert name == grid and points and len(units) >= len(points)
+    assert name == grid.rpartition("/")[2] and points and len(units) >= len(points)
 
 
 def test_memcg_grid_is_the_series_job():

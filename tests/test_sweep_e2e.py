@@ -17,7 +17,7 @@ AXES = ["machine.cores", "workload.threads", "workload.file_mb", "memcg.high_mb"
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     root = tmp_path_factory.mktemp("smoke")
-    run_sweep(["+grid=smoke"], root, check=True)
+    run_sweep(["+grid=smoke", "seed=1"], root, check=True)
     return root, latest(root)
 
 
@@ -97,7 +97,7 @@ def test_same_rows_whatever_the_chunking_and_cpus(smoke, tmp_path):
 
 def test_dry_run_plans_and_writes_nothing(tmp_path):
     proc = run_sweep(["+grid=smoke", "sweep.dry_run=true"], tmp_path, check=True)
-    assert "4 points x 2 seeds = 8 runs" in proc.stdout and "8 to compute" in proc.stdout
+    assert "4 points x 2 replicates = 8 runs" in proc.stdout and "8 to compute" in proc.stdout
     assert not tmp_path.joinpath(".store").exists() and not tmp_path.joinpath("smoke").exists()
 
 
@@ -121,7 +121,7 @@ def test_failed_point_is_a_row_and_the_sweep_goes_on(tmp_path):
 def test_point_prints_one_json_row_per_replicate():
     proc = run_point(["machine.cores=2", "workload.threads=4", "workload.file_mb=2",
                       "memcg.high_mb=8", "memcg.max_mb=10", "sim.duration_s=0.2",
-                      "sim.warmup_s=0.05", "sweep.seeds=2"])
+                      "sim.warmup_s=0.05", "replicates=2"])
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert len(rows) == 2
@@ -140,7 +140,7 @@ def test_point_row_equals_the_grid_row(smoke):
                    & (pl.col("replicate") == 0)).row(0, named=True))
     proc = run_point(["machine.cores=2", "workload.threads=4", "workload.file_mb=2",
                       "memcg.high_mb=8", "memcg.max_mb=10", "sim.duration_s=0.2",
-                      "sim.warmup_s=0.05", "sweep.root_seed=1"])
+                      "sim.warmup_s=0.05", "seed=1"])
     assert proc.returncode == 0, proc.stderr
     row = json.loads(proc.stdout.splitlines()[0])
     assert row["seed"] == ref["seed"] and row["point_hash"] == ref["point_hash"]
@@ -151,6 +151,6 @@ def test_point_row_equals_the_grid_row(smoke):
 def test_relative_output_root_and_no_litter_in_cwd(tmp_path):
     """output.root is relative to where the command ran; Hydra leaves nothing else there."""
     proc = run_sweep(["+grid=smoke", "backend=synthetic", "grid.axes.workload.threads=[4]",
-                      "grid.seeds=1"], "out", cwd=tmp_path, check=True)
+                      "replicates=1"], "out", cwd=tmp_path, check=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"], proc.stderr
     assert (tmp_path / "out" / "smoke" / "latest" / "points.parquet").is_file()

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(
 
 def test_kernel_point_runs_through_the_sweep(tmp_path):
     args = ["+grid=real_check", "grid.axes.backend=[kernel]", "grid.axes.workload.threads=[1]",
-            "grid.seeds=1", "grid.axes.sim.duration_s=[1.0]", "grid.axes.sim.warmup_s=[0.2]"]
+            "replicates=1", "grid.axes.sim.duration_s=[1.0]", "grid.axes.sim.warmup_s=[0.2]"]
     proc = run_sweep(args, tmp_path, timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     pts = pl.read_parquet(latest(tmp_path, "real_check") / "points.parquet")

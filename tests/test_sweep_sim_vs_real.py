@@ -97,7 +97,7 @@ def test_backend_axis_writes_sim_vs_real(tmp_path, in_process):
 def test_report_has_the_section_and_plot(tmp_path, in_process):
     pytest.importorskip("matplotlib")
     from sweep.report import SIM_VS_REAL_PLOT, write_report
-    cfg = _cfg(tmp_path, "output.report=false", "grid.seeds=1")
+    cfg = _cfg(tmp_path, "output.report=false", "replicates=1")
     assert app.run_sweep(cfg) == 0
     run = (tmp_path / "real_check" / "latest").resolve()
     html = write_report(run, quiet=True).read_text()
@@ -109,7 +109,7 @@ def test_report_has_the_section_and_plot(tmp_path, in_process):
 
 
 def test_no_sim_vs_real_without_both_backends(tmp_path, in_process):
-    cfg = _cfg(tmp_path, "output.report=false", "grid.axes.backend=[sim]", "grid.seeds=1")
+    cfg = _cfg(tmp_path, "output.report=false", "grid.axes.backend=[sim]", "replicates=1")
     assert app.run_sweep(cfg) == 0
     run = (tmp_path / "real_check" / "latest").resolve()
     assert not (run / "sim_vs_real.csv").exists()

@@ -41,12 +41,12 @@ def test_store_roundtrip_newest_wins_and_failed_is_not_done(tmp_path):
     store = PointStore(tmp_path)
     store.append([{"point_hash": "a", "replicate": 0, "seed": 1, "status": "failed",
                    "error": "boom"}])
-    assert store.done([("a", 0)]) == set()
+    assert store.done([("a", 0, 1)]) == set()
     store.append([{"point_hash": "a", "replicate": 0, "seed": 1, "status": "ok", "rounds": 3,
                    "kernel_release": "6.1"}])
     fresh = PointStore(tmp_path)  # re-read the manifest from disk
-    assert fresh.done([("a", 0), ("a", 1)]) == {("a", 0)}
-    rows = fresh.rows([("a", 0)]).collect()
+    assert fresh.done([("a", 0, 1), ("a", 1, 1)]) == {("a", 0, 1)}
+    rows = fresh.rows([("a", 0, 1)]).collect()
     assert rows.height == 1 and rows["rounds"][0] == 3.0 and rows["status"][0] == "ok"
     assert "kernel_release" in rows["extra_json"][0]
 
@@ -56,7 +56,17 @@ def test_torn_manifest_line_is_ignored(tmp_path):
     store.append([{"point_hash": "a", "replicate": 0, "seed": 1, "status": "ok"}])
     with open(store.manifest_path, "a") as f:
         f.write('{"part": "part-x.parq')
-    assert PointStore(tmp_path).done([("a", 0)]) == {("a", 0)}
+    assert PointStore(tmp_path).done([("a", 0, 1)]) == {("a", 0, 1)}
+
+
+def test_a_row_of_another_seed_is_not_this_units_row(tmp_path):
+    """Another root seed gives the same (point, replicate) another seed: nothing is reused."""
+    store = PointStore(tmp_path)
+    store.append([{"point_hash": "a", "replicate": 0, "seed": 1, "status": "ok", "rounds": 3}])
+    fresh = PointStore(tmp_path)
+    assert fresh.done([("a", 0, 2)]) == set()
+    assert fresh.rows([("a", 0, 2)]).collect().height == 0
+    assert fresh.rows([("a", 0, 1)]).collect().height == 1
 
 
 def test_planner_calibrates_then_packs_to_target():
@@ -86,11 +96,12 @@ def test_new_model_version_misses_the_store(tmp_path, monkeypatch):
     cfg = _cfg(tmp_path)
     _, units = _fill_store(tmp_path, cfg)
     _, _, same = app.plan(cfg)
-    assert PointStore(tmp_path).done([(u.point_hash, u.replicate) for u in same]) \
-        == {(u.point_hash, u.replicate) for u in units}
+    assert PointStore(tmp_path).done([(u.point_hash, u.replicate, u.seed) for u in same]) \
+        == {(u.point_hash, u.replicate, u.seed) for u in units}
     monkeypatch.setattr(core, "MODEL_VERSION", core.MODEL_VERSION + "+1")
     _, _, bumped = app.plan(cfg)
-    assert PointStore(tmp_path).done([(u.point_hash, u.replicate) for u in bumped]) == set()
+    assert PointStore(tmp_path).done([(u.point_hash, u.replicate, u.seed)
+                                      for u in bumped]) == set()
 
 
 @pytest.mark.parametrize("report", [True, False])

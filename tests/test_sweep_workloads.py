@@ -15,7 +15,7 @@ REDUCED = {
     "swapin": ["grid.axes.workload.anon_mb=[2]", "grid.axes.machine.cores=[2]",
                "grid.axes.sim.duration_s=[0.1]"],
     "app_launch": ["grid.axes.workload.threads=[4]", "grid.axes.workload.app_touches=[60]",
-                   "grid.axes.machine.cores=[2]", "grid.seeds=1"],
+                   "grid.axes.machine.cores=[2]", "replicates=1"],
 }
 
 

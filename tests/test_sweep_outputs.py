@@ -1,0 +1,83 @@
+"""What a run directory says: run.json, config.yaml as run, compare.csv without host
+timings, CIs only from three replicates, changes against a near-zero base. No Ray: rows are
+computed in this process on the synthetic backend."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import yaml
+from hydra import compose, initialize_config_dir
+
+import core
+from sweep import app
+from sweep.aggregate import HOST_COLUMNS, _mean_ci, change_text
+from sweep.cli import CONF_DIR
+from sweep.runner import run_chunk
+from sweep.store import PointStore
+
+
+def _run_dir(root, *extra):
+    overrides = ["+grid=smoke", "backend=synthetic", f"output.root={root}", *extra]
+    with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
+        cfg = compose("config", overrides=overrides)
+    name, points, units = app.plan(cfg, overrides=list(extra))
+    by_hash = {p.point_hash: p for p in points}
+    items = [(u.point_hash, by_hash[u.point_hash].params.to_dict(), [(u.replicate, u.seed)])
+             for u in units]
+    rows = run_chunk("synthetic", items)
+    for r in rows:
+        r.update(backend="synthetic", model_version=core.MODEL_VERSION)
+    store = PointStore(root)
+    store.append(rows)
+    return app.write_run_dir(cfg, root, name, points, units, store, n_cached=0)
+
+
+def test_run_json_and_config_as_run(tmp_path):
+    run = _run_dir(tmp_path, "seed=3", "workload.threads=6")
+    info = json.loads((run / "run.json").read_text())
+    assert info["model_version"] == core.MODEL_VERSION and info["root_seed"] == 3
+    assert info["replicates"] == 2 and info["points"] == 2 and info["runs"] == 4
+    assert set(info["packages"]) >= {"ray", "numba", "polars", "hydra-core"}
+    assert info["packages"]["polars"] == pl.__version__
+    assert len(info["git_commit"] or "x" * 40) == 40
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    # The threads axis [4, 8] was replaced by the command line's 6; cores is an axis.
+    assert cfg["grid"]["axes"]["workload.threads"] == [6]
+    assert cfg["grid"]["axes"]["policy.name"] == ["baseline", "vma_retry"]
+    assert cfg["machine"]["cores"] == app.AXIS_MARK
+    assert cfg["workload"]["threads"] == app.AXIS_MARK
+    assert cfg["seed"] == 3
+
+
+def test_compare_leaves_out_host_timings(tmp_path):
+    run = _run_dir(tmp_path)
+    cmp = pl.read_csv(run / "compare.csv")
+    assert not set(HOST_COLUMNS) & set(cmp["metric"].unique().to_list())
+    assert "throughput_rounds_s" in cmp["metric"].to_list()
+    assert "change_abs" in cmp.columns
+
+
+def test_ci_needs_three_replicates(tmp_path):
+    two = pl.read_csv(_run_dir(tmp_path / "a") / "aggregate.csv", infer_schema_length=None)
+    assert two["throughput_rounds_s_ci95"].null_count() == two.height
+    three = pl.read_csv(_run_dir(tmp_path / "b", "replicates=3") / "aggregate.csv",
+                        infer_schema_length=None)
+    assert three["throughput_rounds_s_ci95"].null_count() == 0
+
+
+def test_mean_ci_text():
+    r = {"n_ok": 2, "x_mean": 5.0, "x_ci95": None, "x_min": 4.0, "x_max": 6.0}
+    assert _mean_ci(r, "x") == "5 (4, 6)"
+    r = {"n_ok": 3, "x_mean": 5.0, "x_ci95": 0.5, "x_min": 4.0, "x_max": 6.0}
+    assert _mean_ci(r, "x") == "5 ± 0.5"
+    assert _mean_ci({"n_ok": 1, "x_mean": 5.0}, "x") == "5"
+
+
+def test_change_text_near_zero_base():
+    assert change_text(0.00941, 0.0, "miss_drop_pct") == "-0.00941 pp"
+    assert change_text(45.0, 1.5, "miss_drop_pct") == "-43.5 pp"
+    assert change_text(0.0, 3.0, "retry_io_miss") == "+3"
+    assert change_text(40.0, 80.0, "throughput_rounds_s") == "+100.0%"
+    assert change_text(None, 1.0, "rounds") == "-"
