@@ -36,6 +36,15 @@ THREAD_SIZE_PAGES = 4     # each thread's kernel stack, THREAD_SIZE 16 KiB, acco
 XA_NODE_BYTES = 576       # sizeof(struct xa_node): the page cache's xarray, XA_FLAGS_ACCOUNT
 XA_CHUNK_SLOTS = 64       # XA_CHUNK_SIZE: slots per xarray node
 PTRS_PER_PTE = 512        # pages one PTE table maps; tables are GFP_PGTABLE_USER (accounted)
+# Slab objects charged to the memcg (caches created SLAB_ACCOUNT), in bytes as charged: the
+# slab's per-object size (/sys/kernel/slab/<cache>/slab_size on the 6.18 development guest)
+# plus the obj_cgroup pointer each charged object carries (obj_full_size()).
+OBJCG_PTR_BYTES = 8
+TASK_STRUCT_BYTES = 5888 + OBJCG_PTR_BYTES   # one per thread (task_struct_cachep)
+# One per thread's file: its inode (ext4_inode_cache 1128) and dentry (192), created in the
+# memcg; the struct file (filp 192) and the VMA (vm_area_struct 192) of each round's
+# open and mmap, held for most of the round.
+FILE_OBJS_BYTES = 1128 + 192 + 192 + 192 + 4 * OBJCG_PTR_BYTES
 
 
 _MAP_COST = ("kernel_workloads/map_cost.c on the 2-core 6.18 guest (a cached file mapped 16 MB at "

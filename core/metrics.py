@@ -11,7 +11,7 @@ from __future__ import annotations
 
 # Version of the model's semantics. Bump it whenever a change alters any simulated row, so
 # the sweep's point store (keyed by params + this) recomputes instead of serving stale rows.
-MODEL_VERSION = "4.3.0"
+MODEL_VERSION = "4.4.0"
 
 # ---- vm events (indices into the counters array) ----------------------------------------
 PGFAULT = 0

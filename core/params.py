@@ -236,8 +236,10 @@ class Params:
     def kmem_pages(self) -> int:
         """Kernel memory file_thrash's process charges to its memcg when the run starts,
         besides the page cache, in pages: each thread's kernel stack (THREAD_SIZE,
-        accounted to the memcg) and each file's page-cache xarray nodes (XA_FLAGS_ACCOUNT),
-        which stay allocated while the file's slots hold folios or shadows. Page tables are
+        accounted to the memcg) and task_struct, each file's inode and dentry and the
+        struct file and VMA of its mapping (slab caches created SLAB_ACCOUNT), and each
+        file's page-cache xarray nodes (XA_FLAGS_ACCOUNT), which stay allocated while the
+        file's slots hold folios or shadows. Page tables are
         not here: they are charged at the first fault of each 2 MB range and uncharged at
         munmap (core.mm.pte_alloc_pages, free_pgtables). 0 for other workloads (their
         stacks and xarray nodes are not charged yet)."""
@@ -250,8 +252,11 @@ class Params:
             nodes += level
             if level <= 1:
                 break
-        xa_pages = -(-self.workload.threads * nodes * costs.XA_NODE_BYTES // (PAGE_KB * 1024))
-        return self.workload.threads * costs.THREAD_SIZE_PAGES + xa_pages
+        slab_bytes = self.workload.threads * (nodes * costs.XA_NODE_BYTES
+                                              + costs.TASK_STRUCT_BYTES
+                                              + costs.FILE_OBJS_BYTES)
+        slab_pages = -(-slab_bytes // (PAGE_KB * 1024))
+        return self.workload.threads * costs.THREAD_SIZE_PAGES + slab_pages
 
 
 def _coerce(cls: type, name: str, value: Any) -> Any:

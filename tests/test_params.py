@@ -69,17 +69,20 @@ def test_every_cost_has_a_unit_and_a_reason():
         assert len(reason) >= 20, f"costs.{name} has no physical reason"
 
 
-def test_kmem_pages_counts_stacks_and_xarray_nodes():
+def test_kmem_pages_counts_stacks_slab_objects_and_xarray_nodes():
     """file_thrash's kernel memory charged when the run starts: per thread a 16 KiB kernel
-    stack (4 pages); per file the xarray nodes over its slots (64 per node, 576 bytes
-    each). Page tables are charged by the faults that need them (test_core_fault_retry)."""
+    stack (4 pages) and a task_struct (5,888 + 8 bytes); per file its inode, dentry, struct
+    file and VMA (1,128 + 3 x 192 + 4 x 8 bytes) and the xarray nodes over its slots (64
+    per node, 576 bytes each). Page tables are charged by the faults that need them
+    (test_core_fault_retry)."""
     p = core.Params.from_dict({"workload": {"threads": 2, "file_mb": 1}})
-    # 256 pages: 4 leaf nodes + 1 root = 5 nodes a file, 2 x 5 x 576 = 5,760 bytes = 2 pages
-    assert p.kmem_pages == 2 * 4 + 2
+    # 256 pages: 4 leaf nodes + 1 root = 5 nodes a file; 2 x (5 x 576 + 5,896 + 1,736)
+    # = 21,024 bytes = 6 pages
+    assert p.kmem_pages == 2 * 4 + 6
     seed = core.Params.from_dict({"machine": {"cores": 256},
                                   "workload": {"threads": 500, "file_mb": 16}})
-    # 64 + 1 nodes; 500 x 65 x 576 B = 4,571 pages
-    assert seed.kmem_pages == 500 * 4 + 4571
+    # 64 + 1 nodes; 500 x (65 x 576 + 7,632) B = 22,536,000 B = 5,502 pages
+    assert seed.kmem_pages == 500 * 4 + 5502
     swapin = core.Params.from_dict({"workload": {"name": "swapin"}})
     assert swapin.kmem_pages == 0
     S = build_state(p)
