@@ -9,6 +9,7 @@ import pytest
 from _sweep_util import BACKEND, latest, manifest_keys, metrics_sorted, run_point, run_sweep
 
 from core.metrics import HIST_BUCKET_LABELS, METRIC_COLUMNS
+from sweep.aggregate import HOST_COLUMNS
 
 AXES = ["machine.cores", "workload.threads", "workload.file_mb", "memcg.high_mb",
         "memcg.max_mb", "sim.duration_s", "sim.warmup_s"]
@@ -47,8 +48,10 @@ def test_smoke_writes_every_output(smoke):
     assert agg["policy"].to_list() == ["baseline", "vma_retry"] * 2
 
     cmp = pl.read_csv(run / "compare.csv", infer_schema_length=None)
-    assert cmp.columns == [*AXES, "policy", "metric", "before", "after", "change_pct"]
-    assert cmp.height == 2 * len(METRIC_COLUMNS)  # vma_retry vs baseline at 2 thread counts
+    assert cmp.columns == [*AXES, "policy", "metric", "before", "after", "change_abs",
+                           "change_pct"]
+    # vma_retry vs baseline at 2 thread counts, every metric but the host timings
+    assert cmp.height == 2 * (len(METRIC_COLUMNS) - len(HOST_COLUMNS))
     assert set(cmp["policy"]) == {"vma_retry"}
 
     hist = pl.read_csv(run / "histograms.csv")
