@@ -16,9 +16,10 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 import sweep.config  # noqa: F401  (registers the schemas)
+from sweep import resources
 from sweep.errors import SweepError
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+CONF_DIR = str(resources.CONF_DIR)
 
 
 def _all_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
