@@ -135,8 +135,7 @@ def pin_axes(axes: dict[str, Any], zips: list[list[str]], pinned: dict[str, Any]
 def plan(cfg: DictConfig, overrides: list[str] | None = None,
          ) -> tuple[str, list[Point], list[Unit]]:
     if cfg.get("grid") is None:
-        avail = ", ".join(sorted(p.stem for p in (Path(__file__).parent.parent / "conf" /
-                                                 "grid").glob("*.yaml")))
+        avail = ", ".join(sorted(p.stem for p in (Path(CONF_DIR) / "grid").glob("*.yaml")))
         raise SweepError(f"no grid given: add +grid=<name> (one of {avail})")
     g = cfg.grid
     # `+key=value` slips past the schema (Hydra lets an append add a key); catch it here.

@@ -8,6 +8,7 @@ composed once with Hydra's compose API first, and a failure is translated into t
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -16,9 +17,10 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 import sweep.config  # noqa: F401  (registers the schemas)
+from sweep import resources
 from sweep.errors import SweepError
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+CONF_DIR = str(resources.CONF_DIR)
 
 
 def _all_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
@@ -108,6 +110,12 @@ def precheck(overrides: list[str]) -> None:
 
 
 def run_main(hydra_main: Callable[[], None]) -> None:
+    # Before anything imports Ray, which reads both when it loads: a cluster's token where
+    # there is one (sweep.runner.use_cluster_token), and Ray's C++ warnings kept quiet
+    # (a refused connection is reported as one line by sweep.runner.check_auth).
+    from sweep.runner import use_cluster_token
+    use_cluster_token()
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
     try:
         precheck(sys.argv[1:])
     except SweepError as e:

@@ -21,7 +21,7 @@ import polars as pl
 
 from sweep.aggregate import WORKLOAD_HEADLINE, _fmt, _mean_ci, _row_workload, change_text
 from sweep.errors import SweepError
-from sweep.validity import FILE_COLUMNS, _published, _table
+from sweep.validity import FILE_COLUMNS, PUBLISHED_DIR, _published, _table
 
 
 def _agg(run: Path) -> pl.DataFrame:
@@ -124,8 +124,7 @@ def against_published(run: Path, preset: str) -> str:
     """A run's file_thrash rows per point beside the published rows of `preset`."""
     published = _published(preset)
     if published is None:
-        avail = sorted(p.stem for p in (Path(__file__).resolve().parent.parent / "data" /
-                                        "published").glob("*.csv"))
+        avail = sorted(p.stem for p in PUBLISHED_DIR.glob("*.csv"))
         raise SweepError(f"no published rows for '{preset}' (available: {', '.join(avail)})")
     agg = _agg(run)
     rows = [r for r in agg.iter_rows(named=True) if _row_workload(r) == "file_thrash"]

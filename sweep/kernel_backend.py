@@ -65,13 +65,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.metrics import METRIC_COLUMNS
+from sweep import resources
 
 if TYPE_CHECKING:
     import polars as pl
 
 BACKEND = "kernel"
 KERNEL_RESOURCE = "kernel_runner"
-WORKLOAD_DIR = Path(__file__).resolve().parent.parent / "kernel_workloads"
+WORKLOAD_DIR = resources.WORKLOAD_DIR
 WORKLOADS = ("file_thrash", "swapin")
 CFLAGS = ("-O2", "-pthread")
 PAGE_SIZE = 4096

@@ -22,6 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import core
@@ -91,6 +92,45 @@ def local_cpus() -> int:
         return os.cpu_count() or 1
 
 
+# Where `ray start` (Ray 2.59 and later) leaves the token of a cluster it starts with token
+# authentication, the default for clusters started on this machine.
+TOKEN_FILE = Path.home() / ".ray" / "auth_token"
+
+
+def use_cluster_token() -> None:
+    """A driver joining by address uses a token only with RAY_AUTH_MODE=token (Ray 2.60
+    still defaults to disabled there, while `ray start` enables it): with no mode set and
+    a token at hand (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token), use it."""
+    if os.environ.get("RAY_AUTH_MODE"):
+        return
+    if (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+            or TOKEN_FILE.is_file()):
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
+def check_auth(address: str, timeout_s: float) -> None:
+    """Ask the cluster's GCS one question before ray.init, so that a refused token is one
+    line naming the cause instead of Ray retrying and printing the refusal for a minute."""
+    if address == "auto" or address.startswith("ray://"):
+        return
+    try:
+        from ray._raylet import GcsClient
+        from ray.exceptions import AuthenticationError
+    except ImportError:  # another Ray: ray.init reports what it reports
+        return
+    try:
+        GcsClient(address=address).internal_kv_get(b"faultsim-auth-check", None,
+                                                    timeout=timeout_s)
+    except AuthenticationError:
+        mode = os.environ.get("RAY_AUTH_MODE", "disabled")
+        raise SweepError(
+            f"ray.address={address}: the cluster refused this driver's authentication "
+            f"(RAY_AUTH_MODE={mode}): it runs with token authentication; copy the head's "
+            "~/.ray/auth_token here or set RAY_AUTH_TOKEN to it") from None
+    except Exception:  # noqa: BLE001  anything else: let ray.init say it
+        return
+
+
 def connect(address: str | None, num_cpus: int | None, timeout_s: float,
             backend: str = "sim") -> Cluster:
     """ray.init: embedded local Ray, or join the cluster at `address` / RAY_ADDRESS."""
@@ -113,6 +153,8 @@ def connect(address: str | None, num_cpus: int | None, timeout_s: float,
                  **common)
     else:
         check_address(address, timeout_s)
+        use_cluster_token()
+        check_auth(address, timeout_s)
         try:
             ray.init(address=address, runtime_env=runtime_env, **common)
         except (ConnectionError, TimeoutError, RuntimeError, ValueError) as e:

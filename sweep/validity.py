@@ -14,9 +14,10 @@ from pathlib import Path
 
 import polars as pl
 
+from sweep import resources
 from sweep.errors import SweepError
 
-PUBLISHED_DIR = Path(__file__).resolve().parent.parent / "data" / "published"
+PUBLISHED_DIR = resources.PUBLISHED_DIR
 
 # Per workload: (column title, aggregate metric, scaled to the published duration?)
 FILE_COLUMNS = [
