@@ -224,22 +224,12 @@ def run_sweep(cfg: DictConfig) -> int:
 
     backends = backends_of(points)
     if cfg.sweep.dry_run:
-        n_chunks, minutes, slot_desc = 0, 0.0, []
-        for b in backends:
-            cluster_desc, slots = _cluster_desc(cfg, b, ray_backend(points))
-            planner = ChunkPlanner([u for u in todo if by_hash[u.point_hash].backend == b],
-                                   by_hash, float(cfg.sweep.chunk_target_s), 1, b)
-            n_chunks += planner.estimate_chunks()
-            minutes += planner.pending_cost * planner.rate() / max(slots, 1) / 60
-            slot_desc.append(f"{slots} {b} slots")
-        print(f"{label}: {len(points)} points x {replicates_of(cfg)} replicates = {len(units)} "
-              f"runs; {len(done)} already in {store.dir}; {len(todo)} to compute in about "
-              f"{n_chunks} chunks of ~{cfg.sweep.chunk_target_s:g} s "
-              f"(a rough prior: ~{minutes:.1f} min on {', '.join(slot_desc)}); "
-              f"backend {', '.join(backends)}; {cluster_desc}")
+        print(dry_run_text(cfg, label, points, units, todo, done, store, by_hash))
         return 0
 
     if todo:
+        if any(by_hash[u.point_hash].backend == "sim" for u in todo):
+            compile_once(label)
         cluster = connect(cfg.ray.address, cfg.ray.num_cpus, float(cfg.ray.connect_timeout_s),
                           ray_backend(points))
         where = cluster.address or "local Ray"
@@ -288,6 +278,85 @@ def run_sweep(cfg: DictConfig) -> int:
                   file=sys.stderr)
             status = 1
     return status
+
+
+# Measured on the 2-core development machine: a cold compile of the simulator.
+COMPILE_S = "about 2-3 minutes on one core"
+
+
+def compile_once(label: str) -> None:
+    """Compile the simulator in this process before Ray starts its workers, so that they
+    load it from numba's cache instead of each compiling it at once (core/_jitcache.py
+    keys the cache by core's sources); say so, since nothing else moves meanwhile."""
+    from sweep.backend import jit_cache_warm, warm_simulator
+    if jit_cache_warm():
+        return
+    print(f"{label}: compiling the simulator (first run of this version of core/ on this "
+          f"machine, {COMPILE_S}; cached afterwards)", file=sys.stderr, flush=True)
+    took = warm_simulator()
+    print(f"{label}: compiled in {took:.0f} s", file=sys.stderr, flush=True)
+
+
+# The most points a dry run lists one by one.
+DRY_RUN_ROWS = 60
+
+
+def dry_run_text(cfg: DictConfig, label: str, points: list[Point], units: list[Unit],
+                 todo: list[Unit], done: set, store: PointStore,
+                 by_hash: dict[str, Point]) -> str:
+    """The plan: the points (their varying axes), how many runs are stored, and a time
+    estimate from this machine's measured speed where the store has it."""
+    from sweep.runner import unit_cost
+    backends = backends_of(points)
+    varying = [k for k in points[0].axes if len({repr(p.axes[k]) for p in points}) > 1]
+    head = [*[k for k in varying if k != POLICY_KEY], "policy"]
+    lines = [f"{label}: {len(points)} points x {replicates_of(cfg)} replicates = "
+             f"{len(units)} runs; {len(done)} already in {store.dir}; {len(todo)} to compute",
+             "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for p in points[:DRY_RUN_ROWS]:
+        cells = [str(p.axes[k]) for k in head if k != "policy"] + [p.params.policy.name]
+        lines.append("| " + " | ".join(cells) + " |")
+    if len(points) > DRY_RUN_ROWS:
+        lines.append(f"... and {len(points) - DRY_RUN_ROWS} more points")
+    lines.append("")
+    # Wall seconds per simulated second, per backend, from the stored runs of this output
+    # root; the same points' own runs first.
+    walls = store.measured_walls()
+    for b in backends:
+        mine = [u for u in todo if by_hash[u.point_hash].backend == b]
+        if not mine:
+            continue
+        cluster_desc, slots = _cluster_desc(cfg, b, ray_backend(points))
+        same = [walls[u.point_hash] for u in mine if u.point_hash in walls]
+        rates = [w / unit_cost(by_hash[h].params, b) for h, w in walls.items()
+                 if h in by_hash and by_hash[h].backend == b]
+        what = f"{len(rates)} stored points of this grid"
+        if not rates:
+            rates = [w / c for w, c in store.measured_rates(b)]
+            what = f"{len(rates)} stored runs"
+        if len(same) == len(mine):
+            seconds, basis = sum(same), f"the stored runs of these {len(mine)} points"
+        elif rates:
+            rate = sorted(rates)[len(rates) // 2]
+            seconds = sum(walls.get(u.point_hash) or unit_cost(by_hash[u.point_hash].params, b)
+                          * rate for u in mine)
+            basis = (f"this machine's median speed over {what} (within about 3x: speed "
+                     "varies between workloads)")
+        else:
+            from sweep.runner import PRIOR_DEFAULT, PRIOR_S_PER_COST
+            seconds = sum(unit_cost(by_hash[u.point_hash].params, b) for u in mine) \
+                * PRIOR_S_PER_COST.get(b, PRIOR_DEFAULT)
+            basis = ("a prior of 0.3 wall s per simulated s, nothing measured here yet "
+                     "(within about 3x)")
+        t = seconds / max(slots, 1)
+        took = f"{t:.0f} s" if t < 120 else f"{t / 60:.1f} min"
+        lines.append(f"{b}: {len(mine)} runs, about {took} on {slots} slots ({cluster_desc}), "
+                     f"from {basis}")
+    if any(by_hash[u.point_hash].backend == "sim" for u in todo):
+        from sweep.backend import jit_cache_warm
+        if not jit_cache_warm():
+            lines.append(f"plus compiling the simulator first ({COMPILE_S})")
+    return "\n".join(lines)
 
 
 def _params_json(p: Point) -> str:

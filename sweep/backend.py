@@ -19,6 +19,36 @@ from sweep.errors import SweepError
 Backend = Callable[[core.Params, Sequence[int]], list[dict]]
 
 
+# A marker in numba's cache directory (core/_jitcache.py: one directory per version of
+# core's sources): the simulator has been compiled there and the cache holds it.
+WARM_MARKER = "compiled"
+_warm_in_process = False
+
+
+def jit_cache_warm() -> bool:
+    """Whether this machine's numba cache holds the simulator for this version of core/."""
+    from core import _jitcache
+    return (_jitcache.CACHE_DIR / WARM_MARKER).exists()
+
+
+def warm_simulator() -> float:
+    """Compile (or load from the cache) the simulator in this process with one tiny run,
+    and leave the marker; returns the seconds it took. A jitted function compiles every
+    jitted function it can call, so one run of the engine compiles all of it."""
+    global _warm_in_process
+    import time
+    t0 = time.perf_counter()
+    if not _warm_in_process:
+        tiny = core.Params.from_dict({"machine": {"cores": 1},
+                                      "workload": {"threads": 1, "file_mb": 1},
+                                      "sim": {"duration_s": 0.001, "warmup_s": 0.0}})
+        core.simulate(tiny, 0)
+        _warm_in_process = True
+        from core import _jitcache
+        (_jitcache.CACHE_DIR / WARM_MARKER).touch()
+    return time.perf_counter() - t0
+
+
 def _sim(params: core.Params, seeds: Sequence[int]) -> list[dict]:
     return core.simulate_batch(params, list(seeds))
 

@@ -8,7 +8,6 @@ composed once with Hydra's compose API first, and a failure is translated into t
 from __future__ import annotations
 
 import difflib
-import os
 import re
 import sys
 from collections.abc import Callable
@@ -110,12 +109,10 @@ def precheck(overrides: list[str]) -> None:
 
 
 def run_main(hydra_main: Callable[[], None]) -> None:
-    # Before anything imports Ray, which reads both when it loads: a cluster's token where
-    # there is one (sweep.runner.use_cluster_token), and Ray's C++ warnings kept quiet
-    # (a refused connection is reported as one line by sweep.runner.check_auth).
+    # Before anything imports Ray, which reads it when it loads: a cluster's token where
+    # there is one (sweep.runner.use_cluster_token).
     from sweep.runner import use_cluster_token
     use_cluster_token()
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
     try:
         precheck(sys.argv[1:])
     except SweepError as e:

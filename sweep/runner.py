@@ -34,7 +34,7 @@ from sweep.grid import Point, Unit
 # first window of chunks and the dry run use it. sim: the memcg grid measured 0.3 s per
 # (thread x simulated second) on the 2-CPU development machine (model 2.0.1); kernel: the
 # run's own duration plus compile and setup.
-PRIOR_S_PER_COST = {"sim": 0.3, "kernel": 1.2}
+PRIOR_S_PER_COST = {"sim": 0.3, "kernel": 1.2}  # wall s per simulated / measured s
 PRIOR_DEFAULT = 0.1
 # Longest error message kept in a failed row.
 MAX_ERROR_CHARS = 4000
@@ -43,11 +43,11 @@ FORWARDED_ENV_PREFIX = "SWEEP_SYNTHETIC_"
 
 
 def unit_cost(params: core.Params, backend: str = "sim") -> float:
-    """Relative cost of one replicate: simulated events grow with threads x simulated time;
-    a kernel run takes its wall duration whatever the thread count."""
-    if backend == "kernel":
-        return max(params.sim.duration_s, 1e-3)
-    return max(params.sim.duration_s, 1e-3) * max(params.workload.threads, 1)
+    """Relative cost of one replicate: its simulated (or, on the kernel, measured) seconds.
+    The simulator's events per simulated second hardly grow with threads, its runs being
+    bound by simulated I/O and locks (benchmarks/engine.py, model 4.4.0: 0.13-0.19 wall s
+    per simulated s from 64 to 500 threads of file_thrash, 0.8 for seed_swapin)."""
+    return max(params.sim.duration_s, 1e-3)
 
 
 # -- connecting -----------------------------------------------------------------------------
@@ -183,6 +183,11 @@ def run_chunk(backend_name: str, items: Sequence[tuple[str, dict, list[tuple[int
     except Exception:  # noqa: BLE001  called outside Ray (python -m sweep.point, unit tests)
         node_id = None
     backend = get_backend(backend_name)
+    if backend_name == "sim":
+        # Load (or compile) the simulator before the clock starts: point_wall_s is the
+        # simulation's time, not the process's first-call cost.
+        from sweep.backend import warm_simulator
+        warm_simulator()
     rows: list[dict] = []
     for phash, params_dict, reps in items:
         seeds = [s for _, s in reps]

@@ -81,3 +81,40 @@ def test_change_text_near_zero_base():
     assert change_text(0.0, 3.0, "retry_io_miss") == "+3"
     assert change_text(40.0, 80.0, "throughput_rounds_s") == "+100.0%"
     assert change_text(None, 1.0, "rounds") == "-"
+
+
+def test_compile_is_announced_once(monkeypatch, capsys):
+    from sweep import backend
+    warm = {"v": False}
+    monkeypatch.setattr(backend, "jit_cache_warm", lambda: warm["v"])
+
+    def compile_it():
+        warm["v"] = True
+        return 12.0
+    monkeypatch.setattr(backend, "warm_simulator", compile_it)
+    app.compile_once("sweep x")
+    app.compile_once("sweep x")
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["sweep x: compiling the simulator (first run of this version of core/ on "
+                   f"this machine, {app.COMPILE_S}; cached afterwards)",
+                   "sweep x: compiled in 12 s"]
+
+
+def test_dry_run_lists_the_points_and_estimates_from_stored_runs(tmp_path):
+    _run_dir(tmp_path)  # stores the smoke grid's 8 runs (synthetic rows with a wall time)
+    overrides = ["+grid=smoke", "backend=synthetic", f"output.root={tmp_path}",
+                 "grid.axes.workload.threads=[4,8,16]"]
+    with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
+        cfg = compose("config", overrides=overrides)
+    name, points, units = app.plan(cfg, overrides=overrides[3:])
+    store = PointStore(tmp_path)
+    by_hash = {p.point_hash: p for p in points}
+    done = store.done([(u.point_hash, u.replicate, u.seed) for u in units])
+    todo = [u for u in units if (u.point_hash, u.replicate, u.seed) not in done]
+    text = app.dry_run_text(cfg, "sweep smoke", points, units, todo, done, store, by_hash)
+    lines = text.splitlines()
+    assert lines[0].startswith("sweep smoke: 6 points x 2 replicates = 12 runs; 8 already in")
+    assert "| workload.threads | policy |" in lines
+    assert "| 16 | vma_retry |" in lines
+    assert "synthetic: 4 runs, about" in lines[-1]
+    assert "median speed over 4 stored points of this grid" in lines[-1]

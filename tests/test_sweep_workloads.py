@@ -1,5 +1,5 @@
 """The swapin and app_launch grids end to end at a reduced size: every policy runs, and
-compare.csv / summary.md carry the cover letter's Before / After / Change % tables."""
+compare.csv / summary.md carry the cover letter's Before / After / Change tables."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def test_workload_grid_end_to_end(grid, tmp_path):
     summary = (run / "summary.md").read_text()
     assert "## Cover-letter tables" in summary
     assert "### vma_retry against baseline" in summary
-    assert "| mmap_lock read wait (us) | Before | After | Change % |" in summary
+    assert "| mmap_lock read wait (us) | Before | After | Change |" in summary
     assert "| [1000000,inf) |" in summary
     for m in own:
         assert f"| {m} |" in summary
