@@ -352,6 +352,8 @@ def dry_run_text(cfg: DictConfig, label: str, points: list[Point], units: list[U
         took = f"{t:.0f} s" if t < 120 else f"{t / 60:.1f} min"
         lines.append(f"{b}: {len(mine)} runs, about {took} on {slots} slots ({cluster_desc}), "
                      f"from {basis}")
+    if not todo:
+        lines.append("every run is in the store: nothing to compute")
     if any(by_hash[u.point_hash].backend == "sim" for u in todo):
         from sweep.backend import jit_cache_warm
         if not jit_cache_warm():

@@ -244,7 +244,7 @@ def test_series_loses_less_io_than_baseline(scaled_rows):
 
 
 def test_numba_disable_jit_runs_and_gives_the_same_row():
-    """DESIGN.md: NUMBA_DISABLE_JIT=1 must still run, so a mechanism can be stepped in a
+    """NUMBA_DISABLE_JIT=1 must still run, so a mechanism can be stepped in a
     debugger; it runs the same code, so it must give the same row (RNG draws included)."""
     import json
     import os
