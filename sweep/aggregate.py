@@ -277,6 +277,14 @@ FILE_LETTER = [("Total Rounds", "rounds"), ("Throughput (rounds/s)", "throughput
                ("RETRY_IO_MISS", "retry_io_miss")]
 
 
+def group_rows(rows: list[dict], keys: Sequence[str]) -> dict[tuple, list[dict]]:
+    """Rows grouped by their values of `keys`, groups and rows in first-seen order."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+    return groups
+
+
 def file_thrash_letter(agg: pl.DataFrame, axis_hdr: Sequence[str]) -> list[str]:
     """The cover letter's file_thrash Before/After table, one per combination of the other
     axes: a row per policy (mean ± 95% CI over replicates, as `_mean_ci` shows them)."""
@@ -285,10 +293,7 @@ def file_thrash_letter(agg: pl.DataFrame, axis_hdr: Sequence[str]) -> list[str]:
         return []
     lines = ["## file_thrash as the series cover letter tabulates it", "",
              "Counts over the measured time (after warm-up); mean ± 95% CI half-width.", ""]
-    groups: dict[tuple, list[dict]] = {}
-    for r in rows:
-        groups.setdefault(tuple(r[a] for a in axis_hdr), []).append(r)
-    for key, grp in groups.items():
+    for key, grp in group_rows(rows, axis_hdr).items():
         if axis_hdr:
             lines += ["### " + ", ".join(f"`{a}={v}`" for a, v in zip(axis_hdr, key)), ""]
         lines += ["| Case | " + " | ".join(t for t, _ in FILE_LETTER) + " |",

@@ -19,7 +19,13 @@ from pathlib import Path
 
 import polars as pl
 
-from sweep.aggregate import WORKLOAD_HEADLINE, _fmt, _mean_ci, _row_workload, change_text
+from sweep.aggregate import (
+    WORKLOAD_HEADLINE,
+    _mean_ci,
+    _row_workload,
+    change_text,
+    group_rows,
+)
 from sweep.errors import SweepError
 from sweep.validity import FILE_COLUMNS, PUBLISHED_DIR, _published, _table
 
@@ -135,10 +141,7 @@ def against_published(run: Path, preset: str) -> str:
     lines = [f"# {run} beside the published {preset} rows", "",
              f"Counts (rounds, RETRY_*) of the model are scaled to the published {dur:.0f} s "
              "from each point's measured time.", ""]
-    groups: dict[tuple, list[dict]] = {}
-    for r in rows:
-        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
-    for key, grp in groups.items():
+    for key, grp in group_rows(rows, keys).items():
         if keys:
             lines += ["## " + ", ".join(f"{k}={v}" for k, v in zip(keys, key)), ""]
         lines += _table(grp, FILE_COLUMNS, published, dur)

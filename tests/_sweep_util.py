@@ -73,3 +73,19 @@ def run_point(args: list[str], timeout: float = 240) -> subprocess.CompletedProc
         cmd.append(f"backend={BACKEND}")
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout,
                           check=False)
+
+
+def store_synthetic_rows(root: Path, points, units) -> None:
+    """Compute `units` on the synthetic backend in this process (run_chunk without Ray) and
+    append their rows to the store of `root`."""
+    import core
+    from sweep.runner import run_chunk
+    from sweep.store import PointStore
+
+    by_hash = {p.point_hash: p for p in points}
+    items = [(u.point_hash, by_hash[u.point_hash].params.to_dict(), [(u.replicate, u.seed)])
+             for u in units]
+    rows = run_chunk("synthetic", items)
+    for r in rows:
+        r.update(backend="synthetic", model_version=core.MODEL_VERSION)
+    PointStore(root).append(rows)

@@ -8,13 +8,13 @@ import json
 
 import polars as pl
 import yaml
+from _sweep_util import store_synthetic_rows
 from hydra import compose, initialize_config_dir
 
 import core
 from sweep import app
 from sweep.aggregate import HOST_COLUMNS, _mean_ci, change_text
 from sweep.cli import CONF_DIR
-from sweep.runner import run_chunk
 from sweep.store import PointStore
 
 
@@ -23,15 +23,8 @@ def _run_dir(root, *extra):
     with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
         cfg = compose("config", overrides=overrides)
     name, points, units = app.plan(cfg, overrides=list(extra))
-    by_hash = {p.point_hash: p for p in points}
-    items = [(u.point_hash, by_hash[u.point_hash].params.to_dict(), [(u.replicate, u.seed)])
-             for u in units]
-    rows = run_chunk("synthetic", items)
-    for r in rows:
-        r.update(backend="synthetic", model_version=core.MODEL_VERSION)
-    store = PointStore(root)
-    store.append(rows)
-    return app.write_run_dir(cfg, root, name, points, units, store, n_cached=0)
+    store_synthetic_rows(root, points, units)
+    return app.write_run_dir(cfg, root, name, points, units, PointStore(root), n_cached=0)
 
 
 def test_run_json_and_config_as_run(tmp_path):

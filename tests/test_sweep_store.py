@@ -8,6 +8,7 @@ import types
 
 import polars as pl
 import pytest
+from _sweep_util import store_synthetic_rows
 from hydra import compose, initialize_config_dir
 
 import core
@@ -27,13 +28,7 @@ def _cfg(root, *extra):
 def _fill_store(root, cfg):
     """Compute the grid's rows in this process (run_chunk without Ray) into the store."""
     _, points, units = app.plan(cfg)
-    by_hash = {p.point_hash: p for p in points}
-    items = [(u.point_hash, by_hash[u.point_hash].params.to_dict(), [(u.replicate, u.seed)])
-             for u in units]
-    rows = run_chunk("synthetic", items)
-    for r in rows:
-        r.update(backend="synthetic", model_version=core.MODEL_VERSION)
-    PointStore(root).append(rows)
+    store_synthetic_rows(root, points, units)
     return points, units
 
 
