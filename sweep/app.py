@@ -30,6 +30,7 @@ from sweep.backend import BACKENDS, check_backend
 from sweep.cli import CONF_DIR
 from sweep.config import GridConfig, OutputConfig, RayConfig, SweepConfig
 from sweep.errors import SweepError
+from sweep.limits import check_grid_name, check_memory, check_output_root, default_budget_gb
 from sweep.grid import (
     POLICY_KEY,
     SCENARIO_KEY,
@@ -45,6 +46,8 @@ from sweep.progress import Progress
 from sweep.runner import ChunkPlanner, check_address, compute, connect
 from sweep.store import STORE_SCHEMA, PointStore
 
+# The longest run a grid may ask for without sweep.allow_large.
+MAX_SIM_S = 86_400
 # Written when a run has points on both the sim and the kernel backend.
 SIM_VS_REAL = "sim_vs_real.csv"
 PARAM_GROUPS = ("machine", "workload", "policy", "memcg", "device", "costs", "model", "sim")
@@ -167,17 +170,32 @@ def plan(cfg: DictConfig, overrides: list[str] | None = None,
     base = base_params(cfg)
     keys = command_line_keys(task_overrides() if overrides is None else overrides)
     pinned = {k: base[k.partition(".")[0]][k.partition(".")[2]] for k in keys}
-    axes, zips = pin_axes(axes, zips, pinned, say=lambda m: print(m, file=sys.stderr))
+    notes: list[str] = []  # said once the plan is valid (an error is one line)
+    axes, zips = pin_axes(axes, zips, pinned, say=notes.append)
     excl = OmegaConf.to_container(g.exclude, resolve=True)
     if cfg.backend not in BACKENDS:
         check_backend(cfg.backend)  # the one-line error naming the backends
+    check_grid_name(str(g.name))
+    allow_large = bool(cfg.sweep.allow_large)
     points = expand(base, axes, zips, excl, backend=cfg.backend,
                     scenarios=scenario_params() if SCENARIO_KEY in axes else None,
-                    pinned=pinned)
+                    pinned=pinned, allow_large=allow_large)
+    budget = cfg.sweep.max_point_mem_gb
+    budget = default_budget_gb() if budget is None else float(budget)
+    for p in points:
+        at = ", ".join(f"{k}={v}" for k, v in p.axes.items()) or "the point"
+        if p.backend == "sim":
+            check_memory(p.params, budget, f"point ({at})")
+        if p.params.sim.duration_s > MAX_SIM_S and not allow_large:
+            raise SweepError(f"point ({at}): sim.duration_s={p.params.sim.duration_s:g} is "
+                             f"over a simulated day ({MAX_SIM_S} s): write "
+                             "sweep.allow_large=true if you mean it")
     for b in backends_of(points):
         check_backend(b)
     check_address(cfg.ray.address or os.environ.get("RAY_ADDRESS") or None,
                   float(cfg.ray.connect_timeout_s))
+    for note in notes:
+        print(note, file=sys.stderr)
     return str(g.name), points, units_of(points, replicates, root_seed)
 
 
@@ -213,6 +231,8 @@ def run_sweep(cfg: DictConfig) -> int:
     grid_name, points, units = plan(cfg)
     by_hash = {p.point_hash: p for p in points}
     root = output_root(cfg)
+    if not cfg.sweep.dry_run:
+        check_output_root(root)
     store = PointStore(root)
     keys = [(u.point_hash, u.replicate, u.seed) for u in units]
     done = store.done(keys)
@@ -232,6 +252,12 @@ def run_sweep(cfg: DictConfig) -> int:
             compile_once(label)
         cluster = connect(cfg.ray.address, cfg.ray.num_cpus, float(cfg.ray.connect_timeout_s),
                           ray_backend(points))
+        # ray.init installs its own SIGTERM handler (a stack dump, then exit 1): ours again,
+        # so that a terminated sweep stops like an interrupted one (sweep.cli.guarded).
+        import signal
+
+        from sweep.cli import _on_sigterm
+        signal.signal(signal.SIGTERM, _on_sigterm)
         where = cluster.address or "local Ray"
         print(f"{label}: {len(points)} points, {len(units)} runs, {len(done)} cached, "
               f"{len(todo)} to compute on {where} ({cluster.cpus} CPUs)", file=sys.stderr)
@@ -264,20 +290,25 @@ def run_sweep(cfg: DictConfig) -> int:
         print(f"{label}: all {len(units)} runs already in {store.dir}; nothing to compute",
               file=sys.stderr)
 
-    run_dir = write_run_dir(cfg, root, grid_name, points, units, store, n_cached=len(done))
-    n_failed = pl.read_parquet(run_dir / "points.parquet", columns=["status"]).filter(
-        pl.col("status") != "ok").height
-    print(f"{label}: wrote {run_dir}" + (f" ({n_failed} failed runs)" if n_failed else ""))
-    status = 1 if n_failed else 0
-    if cfg.output.report and importlib.util.find_spec("sweep.report") is not None:
+    report_failed = []
+
+    def report(partial: Path, final: Path) -> None:
+        if not (cfg.output.report and importlib.util.find_spec("sweep.report") is not None):
+            return
         try:
-            importlib.import_module("sweep.report").write_report(run_dir)
+            importlib.import_module("sweep.report").write_report(partial, shown_as=final)
         except Exception:  # noqa: BLE001  a broken report must not hide the results
             traceback.print_exc()
             print("sweep: sweep/report.py failed; results above are complete",
                   file=sys.stderr)
-            status = 1
-    return status
+            report_failed.append(True)
+
+    run_dir = write_run_dir(cfg, root, grid_name, points, units, store, n_cached=len(done),
+                            before_publish=report)
+    n_failed = pl.read_parquet(run_dir / "points.parquet", columns=["status"]).filter(
+        pl.col("status") != "ok").height
+    print(f"{label}: wrote {run_dir}" + (f" ({n_failed} failed runs)" if n_failed else ""))
+    return 1 if n_failed or report_failed else 0
 
 
 # Measured on the 2-core development machine: a cold compile of the simulator.
@@ -450,11 +481,18 @@ def new_run_id() -> str:
 
 
 def write_run_dir(cfg: DictConfig, root: Path, grid_name: str, points: list[Point],
-                  units: list[Unit], store: PointStore, n_cached: int) -> Path:
+                  units: list[Unit], store: PointStore, n_cached: int,
+                  before_publish=None) -> Path:
+    """The run directory, complete or absent: written under a hidden temporary name
+    (`.<run id>.partial`), `before_publish(partial, final)` (the report) run on it, then
+    renamed into place, and `latest` moved last. A leftover `.partial` is an interrupted
+    run's, never a result."""
     axes = axis_columns(points)
     by_hash = {p.point_hash: p for p in points}
     grid_dir = root / grid_name
-    run_dir = grid_dir / new_run_id()
+    run_id = new_run_id()
+    final = grid_dir / run_id
+    run_dir = grid_dir / f".{run_id}.partial"
     run_dir.mkdir(parents=True)
     meta_cols: dict[str, list] = {"point_hash": [], "replicate": []}
     meta_cols.update({a: [] for a in axes})
@@ -493,10 +531,13 @@ def write_run_dir(cfg: DictConfig, root: Path, grid_name: str, points: list[Poin
     (run_dir / "summary.md").write_text(
         agg.summary(run_dir, grid_name, axes, len(points), len(units), n_cached, failed,
                     sim_vs_real=svr))
+    if before_publish is not None:
+        before_publish(run_dir, final)
+    os.rename(run_dir, final)
     latest = grid_dir / "latest"
     tmp = grid_dir / f".latest-{os.getpid()}"
     if tmp.is_symlink():
         tmp.unlink()
-    os.symlink(run_dir.name, tmp)
+    os.symlink(final.name, tmp)
     os.replace(tmp, latest)
-    return run_dir
+    return final

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +37,12 @@ def _one_line(e: BaseException, overrides: list[str]) -> str:
     from hydra import compose, initialize_config_dir
 
     text = str(e).strip()
+    mark = re.search(r'in "([^"]+)", line (\d+), column (\d+)', text)
+    if mark and type(e).__name__.endswith(("ParserError", "ScannerError", "ComposerError",
+                                            "ConstructorError", "YAMLError")):
+        said = [ln.strip() for ln in text.splitlines() if not ln.startswith("  in ")]
+        return (f"{mark.group(1)}:{mark.group(2)}:{mark.group(3)}: invalid YAML: "
+                + "; ".join(ln for ln in said if ln))
     m = re.match(r"Could not override '([^']+)'", text)
     if m:
         key = m.group(1)
@@ -94,13 +101,35 @@ def check_words(overrides: list[str]) -> None:
             raise SweepError(f"write {bare}={val} (no plus: {bare} is a top-level setting)")
 
 
+def _config_dirs(args: list[str]) -> tuple[list[str], list[str]]:
+    """The arguments without Hydra's --config-dir/-cd DIR (an extra config directory),
+    and those directories, so that the precheck composes what Hydra will."""
+    rest, dirs, i = [], [], 0
+    while i < len(args):
+        a = args[i]
+        if a in ("--config-dir", "-cd") and i + 1 < len(args):
+            dirs.append(args[i + 1])
+            i += 2
+            continue
+        if a.startswith("--config-dir="):
+            dirs.append(a.partition("=")[2])
+        else:
+            rest.append(a)
+        i += 1
+    return rest, dirs
+
+
 def precheck(overrides: list[str]) -> None:
     """Compose the config as Hydra will; raise SweepError with one line if it fails."""
     from hydra import compose, initialize_config_dir
 
     check_words(overrides)
+    overrides, extra_dirs = _config_dirs(overrides)
     if any(o.startswith("-") for o in overrides):
         return  # --help, --cfg job ...: Hydra's own modes
+    if extra_dirs:
+        overrides = [*overrides, "hydra.searchpath=[" + ",".join(
+            f"file://{Path(d).resolve()}" for d in extra_dirs) + "]"]
     try:
         with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
             compose("config", overrides=overrides)
@@ -121,17 +150,34 @@ def run_main(hydra_main: Callable[[], None]) -> None:
     hydra_main()
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the driver is so that it stops as it does on Ctrl-C."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
+# Exit statuses: 1 some runs failed, 2 a bad request, 128 + the signal when stopped.
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143
+RESUME_HINT = "finished chunks are in the store; run the same command to resume"
+
+
 def guarded(body: Callable[[DictConfig], int], cfg: DictConfig) -> None:
-    """Run `body`; a SweepError is one line on stderr and exit status 2."""
+    """Run `body`; a SweepError is one line on stderr and exit status 2; Ctrl-C and SIGTERM
+    stop it with the resume hint and 130 or 143 (not 1, which says runs failed)."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         status = body(cfg)
     except SweepError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print("interrupted: finished chunks are in the store; run the same command to resume",
-              file=sys.stderr)
-        sys.exit(130)
+        print(f"interrupted: {RESUME_HINT}", file=sys.stderr)
+        sys.exit(EXIT_SIGINT)
+    except Terminated:
+        print(f"terminated: {RESUME_HINT}", file=sys.stderr)
+        sys.exit(EXIT_SIGTERM)
     if status:
         sys.exit(status)
 

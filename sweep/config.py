@@ -78,6 +78,11 @@ class SweepConfig:
     remeasure: bool = False
     # Seconds between progress lines when stderr is not a terminal.
     progress_interval_s: float = 10.0
+    # The most memory one point's simulator state may take, in GiB (None: a third of this
+    # machine's memory); a point above it is refused before anything runs.
+    max_point_mem_gb: float | None = None
+    # Allow grids of more than 100,000 points and more than a simulated day per run.
+    allow_large: bool = False
 
 
 @dataclass

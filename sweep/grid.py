@@ -23,6 +23,7 @@ import numpy as np
 
 import core
 from sweep.errors import SweepError
+from sweep.limits import LARGE_GRID_POINTS, check_finite
 
 # Column name of the policy axis in every output (it is always present, axis or not).
 POLICY_KEY = "policy.name"
@@ -109,7 +110,7 @@ def expand(base: Mapping[str, Mapping[str, Any]], axes: Mapping[str, Any],
            zip_groups: Sequence[Sequence[str]] = (), exclude: Sequence[Mapping[str, Any]] = (),
            backend: str = "sim",
            scenarios: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
-           pinned: Mapping[str, Any] | None = None,
+           pinned: Mapping[str, Any] | None = None, allow_large: bool = False,
            ) -> list[Point]:
     """All points of a grid, in axis order, validated by `core.Params`.
 
@@ -161,6 +162,15 @@ def expand(base: Mapping[str, Mapping[str, Any]], axes: Mapping[str, Any],
         if not rule_flat:
             raise SweepError(f"grid.exclude[{ri}]: empty rule would exclude every point")
         _check_keys(list(rule_flat), f"grid.exclude[{ri}]")
+    n_points = 1
+    for k, values in flat.items():
+        if k not in zipped:
+            n_points *= len(values)
+    for group in zip_groups:
+        n_points *= len(flat[list(group)[0]])
+    if n_points > LARGE_GRID_POINTS and not allow_large:
+        raise SweepError(f"the grid has {n_points:,} points, over {LARGE_GRID_POINTS:,}: "
+                         "write sweep.allow_large=true if you mean it")
     blocks: list[list[dict[str, Any]]] = []
     seen_groups: set[int] = set()
     for k in flat:
@@ -194,11 +204,12 @@ def expand(base: Mapping[str, Mapping[str, Any]], axes: Mapping[str, Any],
             resolved[BACKEND_KEY] = point_backend
             if any(_matches(rule, resolved) for rule in exclude):
                 continue
+        at = ", ".join(f"{k}={v}" for k, v in values.items())
         try:
             params = core.Params.from_dict(d)
         except core.ParamError as e:
-            at = ", ".join(f"{k}={v}" for k, v in values.items())
             raise SweepError(f"invalid point ({at}): {e}") from None
+        check_finite(params, f"invalid point ({at})")
         h = point_hash(params, point_backend)
         if h in seen:
             continue  # two axis combinations resolving to the same parameters: run once

@@ -31,6 +31,18 @@ CASES = [
     (["+grid=smoke", "+grid.axis=[1]"], "unknown grid key 'grid.axis'; did you mean axes?"),
     (["+grid=smoke", "+machine.corez=4"], "unknown config key 'machine.corez'; did you mean"),
     ([], "no grid given: add +grid=<name>"),
+    (["+grid=smoke", "sim.duration_s=inf"], "sim.duration_s=inf: must be a finite number"),
+    (["+grid=smoke", "sim.duration_s=1e9"], "is over a simulated day"),
+    (["+grid=smoke", "workload.file_mb=100000", "memcg.high_mb=0", "memcg.max_mb=0",
+      "sweep.max_point_mem_gb=1"], "over sweep.max_point_mem_gb=1"),
+    (["+grid=smoke", "grid.axes.workload.threads=[1,2,3,4,5,6,7,8,9,10]",
+      "grid.axes.workload.file_mb=[1,2,3,4,5,6,7,8,9,10]",
+      "+grid.axes.device.ra_kb=[4,8,16,32,64,128,256,512,1024,2048]",
+      "+grid.axes.costs.touch_ns=[1,2,3,4,5,6,7,8,9,10]",
+      "+grid.axes.costs.zero_fill_ns=[1,2,3,4,5,6,7,8,9,10]"],
+     "the grid has 200,000 points, over 100,000: write sweep.allow_large=true"),
+    (["+grid=smoke", "grid.name=/abs/x"], "grid.name='/abs/x': must be a plain name"),
+    (["+grid=smoke", "grid.name=.store"], "grid.name='.store': must be a plain name"),
 ]
 
 
@@ -65,3 +77,14 @@ def test_kernel_backend_needs_a_kernel_runner_node():
     with pytest.raises(SweepError, match="'kernel_runner' resource"):
         compute([], {}, "kernel", Cluster(address="x:1", cpus=4, kernel_runners=0), 1.0, 2, 0,
                 lambda rows: None)
+
+
+@pytest.mark.parametrize("where", ["file", "proc"])
+def test_an_output_root_that_cannot_be_written_is_one_line(tmp_path, where):
+    root = tmp_path / "a-file" if where == "file" else "/proc/faultsim-nope"
+    if where == "file":
+        root.write_text("x")
+    proc = run_sweep(["+grid=smoke", "backend=synthetic"], root, timeout=60)
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"error: output.root={root}: "), proc.stderr

@@ -1,0 +1,104 @@
+"""What a sweep checks before it computes anything, beyond what core.Params validates: that
+its output can be written, that its grid name is a plain name, that every parameter is a
+finite number, that each point fits in memory, and that the grid is not absurdly large.
+Each failure is one SweepError line (exit status 2), raised before Ray starts.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import uuid
+from pathlib import Path
+
+import core
+from sweep.errors import SweepError
+
+# A grid's name is a directory under output.root: a plain name, not a path, not the store.
+GRID_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+RESERVED_NAMES = {".store"}
+# Above this many points a grid needs sweep.allow_large=true.
+LARGE_GRID_POINTS = 100_000
+
+
+def check_grid_name(name: str) -> None:
+    if not GRID_NAME.match(name) or name in RESERVED_NAMES:
+        raise SweepError(f"grid.name={name!r}: must be a plain name (letters, digits, '_', "
+                         "'-', '.'; not a path): it is the results directory under "
+                         "output.root")
+
+
+def check_output_root(root: Path) -> None:
+    """output.root exists or can be made, is a directory, and takes a file."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SweepError(f"output.root={root}: cannot create it ({e.strerror or e})") from None
+    if not root.is_dir():
+        raise SweepError(f"output.root={root}: not a directory")
+    probe = root / f".write-test-{uuid.uuid4().hex}"
+    try:
+        probe.write_bytes(b"x")
+    except OSError as e:
+        raise SweepError(f"output.root={root}: not writable ({e.strerror or e})") from None
+    finally:
+        try:
+            probe.unlink()
+        except OSError:
+            pass
+
+
+def check_finite(params: core.Params, where: str) -> None:
+    """Every numeric parameter a finite number (core.Params checks ranges, not inf/nan)."""
+    for group, values in params.to_dict().items():
+        for key, v in values.items():
+            if isinstance(v, float) and not math.isfinite(v):
+                raise SweepError(f"{where}: {group}.{key}={v}: must be a finite number")
+
+
+def point_bytes(params: core.Params) -> int:
+    """The simulator's arrays for one run of `params`, in bytes, as core.state.make_state
+    allocates them for the workload's builder (core.simulator.build_state)."""
+    from core import state as st
+    from core.simulator import constants
+    k = constants(params)
+    n_threads = int(k[st.K_THREADS])
+    width = int(k[st.K_FILE_PAGES])
+    w = params.workload.name
+    if w == "file_thrash":
+        n_pages, n_files, n_vmas = n_threads * width, n_threads, n_threads
+    elif w == "swapin":
+        n_pages, n_files, n_vmas = width, 1, 1
+    else:
+        from core.workloads.app_launch import N_OBJ
+        n_obj = N_OBJ + params.workload.app_mappers
+        n_pages, n_files, n_vmas = n_obj * width, n_obj, n_obj
+    cores = params.machine.cores
+    cap = 4 * n_threads + 4 * cores + 64
+    n_rq = n_threads * (int(k[st.K_RA_PAGES]) // 2 + 2) + 2 * int(k[st.K_QUEUE_DEPTH]) + 16
+    cells = (n_threads * st.N_T + n_pages * st.N_P
+             + n_vmas * (st.V_PTE0 + width + -(-width // st.PTRS_PER_PTE))
+             + n_files * st.N_FL + cores * (st.C_ACK0 + n_threads) + n_rq * st.N_RQ
+             + cap * 4)
+    return 8 * cells
+
+
+def machine_memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def check_memory(params: core.Params, budget_gb: float, where: str) -> None:
+    need = point_bytes(params)
+    if need > budget_gb * (1 << 30):
+        raise SweepError(f"{where}: needs about {need / (1 << 30):.1f} GiB for the simulator's "
+                         f"state, over sweep.max_point_mem_gb={budget_gb:g} (raise it if this "
+                         "machine can hold it)")
+
+
+def default_budget_gb() -> float:
+    """A third of this machine's memory: two workers may hold a point each at once."""
+    return round(machine_memory_bytes() / 3 / (1 << 30), 1)
