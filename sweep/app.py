@@ -15,6 +15,7 @@ import json
 import os
 import secrets
 import sys
+import time
 import traceback
 from datetime import UTC, datetime
 from pathlib import Path
@@ -237,7 +238,7 @@ def run_sweep(cfg: DictConfig) -> int:
     keys = [(u.point_hash, u.replicate, u.seed) for u in units]
     done = store.done(keys)
     if cfg.sweep.remeasure:
-        # The newer rows supersede the stored ones (the manifest's last entry wins).
+        # The newer rows supersede the stored ones (the index's newest entry wins).
         done = {k for k in done if by_hash[k[0]].backend != "kernel"}
     todo = [u for u in units if (u.point_hash, u.replicate, u.seed) not in done]
     label = f"sweep {grid_name}"
@@ -273,16 +274,43 @@ def run_sweep(cfg: DictConfig) -> int:
             n_failed = sum(r["status"] != "ok" for r in rows)
             progress.update(len(rows) - n_failed, n_failed)
 
-        try:
+        def compute_all(units_now: list[Unit]) -> None:
             # One backend after the other, never side by side: a kernel point measures the
             # whole machine (vmstat is system-wide), so simulations must not share its CPUs.
             for b in backends:
-                mine = [u for u in todo if by_hash[u.point_hash].backend == b]
+                mine = [u for u in units_now if by_hash[u.point_hash].backend == b]
                 if mine:
                     compute(mine, by_hash, b, cluster, float(cfg.sweep.chunk_target_s),
                             int(cfg.sweep.in_flight_per_cpu), int(cfg.ray.max_retries),
                             on_rows)
+
+        def key(u: Unit) -> tuple[str, int, int]:
+            return (u.point_hash, u.replicate, u.seed)
+
+        try:
+            # Runs another sweep on this store is computing are waited for, not computed
+            # twice; if that sweep dies, its runs are taken over.
+            theirs = set(store.claim([key(u) for u in todo]))
+            if theirs:
+                print(f"{label}: {len(theirs)} runs are being computed by another sweep on "
+                      f"this store; waiting for them", file=sys.stderr)
+            compute_all([u for u in todo if key(u) not in theirs])
+            waiting = [u for u in todo if key(u) in theirs]
+            while waiting:
+                store._index = None
+                finished = store.done([key(u) for u in waiting])
+                waiting = [u for u in waiting if key(u) not in finished]
+                still = set(store.claim([key(u) for u in waiting]))
+                taken = [u for u in waiting if key(u) not in still]
+                if taken:
+                    compute_all(taken)
+                if finished:
+                    progress.update(len(finished), 0)
+                waiting = [u for u in waiting if key(u) in still]
+                if waiting:
+                    time.sleep(1.0)
         finally:
+            store.release()
             progress.close()
             import ray
             ray.shutdown()

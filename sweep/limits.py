@@ -30,18 +30,21 @@ def check_grid_name(name: str) -> None:
 
 
 def check_output_root(root: Path) -> None:
-    """output.root exists or can be made, is a directory, and takes a file."""
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise SweepError(f"output.root={root}: cannot create it ({e.strerror or e})") from None
-    if not root.is_dir():
-        raise SweepError(f"output.root={root}: not a directory")
-    probe = root / f".write-test-{uuid.uuid4().hex}"
+    """output.root is a directory that takes a file, or can be made in one that does (it is
+    not created here: a sweep refused later leaves nothing behind)."""
+    existing = root
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        raise SweepError(f"output.root={root}: {existing} is not a directory")
+    probe = existing / f".faultsim-write-test-{uuid.uuid4().hex}"
     try:
         probe.write_bytes(b"x")
     except OSError as e:
-        raise SweepError(f"output.root={root}: not writable ({e.strerror or e})") from None
+        raise SweepError(f"output.root={root}: {existing} is not writable "
+                         f"({e.strerror or e})") from None
     finally:
         try:
             probe.unlink()

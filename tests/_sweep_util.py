@@ -44,17 +44,22 @@ def latest(root: Path, grid: str = "smoke") -> Path:
 
 
 def manifest_keys(root: Path) -> list[tuple[str, int]]:
-    keys = []
-    path = root / ".store" / "manifest.jsonl"
+    """Every (point hash, replicate) the store of `root` has committed, in commit order
+    (its index.sqlite's entries; read-only, so a running sweep is not disturbed)."""
+    import sqlite3
+
+    path = root / ".store" / "index.sqlite"
     if not path.exists():
-        return keys
-    for line in path.read_text().splitlines():
+        return []
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
         try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        keys += [(h, r) for h, r, *_ in entry["keys"]]
-    return keys
+            return [(h, int(r)) for h, r in
+                    db.execute("SELECT point_hash, replicate FROM entries ORDER BY id")]
+        finally:
+            db.close()
+    except sqlite3.OperationalError:
+        return []  # created but not yet initialised
 
 
 def metrics_sorted(run_dir: Path) -> pl.DataFrame:

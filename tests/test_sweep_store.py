@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.machinery
+import os
 import sys
 import types
 
@@ -16,6 +17,7 @@ from sweep import app
 from sweep.cli import CONF_DIR
 from sweep.grid import expand, units_of
 from sweep.runner import ChunkPlanner, run_chunk
+from sweep.errors import SweepError
 from sweep.store import PointStore
 
 
@@ -46,12 +48,30 @@ def test_store_roundtrip_newest_wins_and_failed_is_not_done(tmp_path):
     assert "kernel_release" in rows["extra_json"][0]
 
 
-def test_torn_manifest_line_is_ignored(tmp_path):
+def test_a_dead_writers_temporary_file_is_removed(tmp_path):
     store = PointStore(tmp_path)
     store.append([{"point_hash": "a", "replicate": 0, "seed": 1, "status": "ok"}])
-    with open(store.manifest_path, "a") as f:
-        f.write('{"part": "part-x.parq')
-    assert PointStore(tmp_path).done([("a", 0, 1)]) == {("a", 0, 1)}
+    dead = store.parts_dir / ".part-x.parquet.999999999.tmp"   # no such pid
+    mine = store.parts_dir / f".part-y.parquet.{os.getpid()}.tmp"
+    dead.write_bytes(b"half")
+    mine.write_bytes(b"half")
+    fresh = PointStore(tmp_path)
+    assert fresh.done([("a", 0, 1)]) == {("a", 0, 1)}
+    assert not dead.exists() and mine.exists()
+
+
+def test_a_full_disk_is_one_line_with_what_was_saved(tmp_path, monkeypatch):
+    store = PointStore(tmp_path)
+    store.append([{"point_hash": "a", "replicate": 0, "seed": 1, "status": "ok"}])
+
+    def full(self, path, *a, **k):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", full)
+    with pytest.raises(SweepError, match=r"No space left on device\): 1 rows are saved there; "
+                                         "free space .* run the same command to resume"):
+        store.append([{"point_hash": "b", "replicate": 0, "seed": 1, "status": "ok"}])
+    assert not list(store.parts_dir.glob(".*.tmp"))
+    assert PointStore(tmp_path).done([("a", 0, 1), ("b", 0, 1)]) == {("a", 0, 1)}
 
 
 def test_a_row_of_another_seed_is_not_this_units_row(tmp_path):
@@ -106,11 +126,13 @@ def test_report_hook_called_when_present_and_enabled(tmp_path, monkeypatch, repo
     calls = []
     mod = types.ModuleType("sweep.report")
     mod.__spec__ = importlib.machinery.ModuleSpec("sweep.report", loader=None)
-    mod.write_report = lambda run_dir: calls.append(run_dir)
+    mod.write_report = lambda run_dir, shown_as: calls.append((run_dir, shown_as))
     monkeypatch.setitem(sys.modules, "sweep.report", mod)
     assert app.run_sweep(cfg) == 0  # everything cached: no Ray needed
     run_dir = (tmp_path / "smoke" / "latest").resolve()
-    assert calls == ([run_dir] if report else [])
+    # The report is made in the run directory before it is published under its name.
+    partial = run_dir.parent / f".{run_dir.name}.partial"
+    assert calls == ([(partial, run_dir)] if report else [])
     assert pl.read_parquet(run_dir / "points.parquet").height == 8
 
 
