@@ -171,6 +171,35 @@ def change_text(before: float | None, after: float | None, metric: str) -> str:
     return f"{100.0 * (after - before) / abs(before):+.1f}%"
 
 
+# A replicate that made no progress after warm-up: no round completed (file_thrash, swapin's
+# swap-in rounds) or, for app_launch, the launch never finished. Null when the run failed.
+STALLED = (pl.when(pl.col("status") != "ok").then(None)
+           .when(pl.col("swapin_rounds").is_not_null()).then(pl.col("swapin_rounds") == 0)
+           .when(pl.col("rounds").is_not_null()).then(pl.col("rounds") == 0)
+           .otherwise(pl.col("launch_ms").is_null()))
+
+
+def _stalled_warning(run_dir: Path, axis_hdr: Sequence[str]) -> list[str]:
+    """A warning naming the points where some replicate made no progress at all."""
+    path = run_dir / "points.parquet"
+    if not path.exists():
+        return []
+    pts = pl.read_parquet(path)
+    if "stalled" not in pts.columns:
+        return []
+    stalled = pts.filter(pl.col("stalled").fill_null(False))
+    if stalled.height == 0:
+        return []
+    out = [f"**Warning: {stalled.height} replicate(s) made no progress.** No thread "
+           "completed a round after warm-up (or the launch did not finish): the point is "
+           "stalled (a livelock, or far too short a run). Column `stalled`.", ""]
+    for r in stalled.unique(subset=[*axis_hdr, "policy"], maintain_order=True).iter_rows(
+            named=True):
+        at = ", ".join(f"{a}={r[a]}" for a in [*axis_hdr, "policy"])
+        out.append(f"- {at}")
+    return [*out, ""]
+
+
 def _short_run_warning(agg: pl.DataFrame, axis_hdr: Sequence[str]) -> list[str]:
     """A warning naming the points where some replicate ran too short for stable rates
     (core.metrics.MIN_ROUNDS_PER_THREAD; for app_launch, a launch that did not finish)."""
@@ -222,6 +251,7 @@ def summary(run_dir: Path, grid_name: str, axes: Sequence[str], n_points: int,
             cells += [_mean_ci(r, m) for m in headline]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+    lines += _stalled_warning(run_dir, axis_hdr)
     lines += _short_run_warning(agg, axis_hdr)
     if "file_thrash" in workloads:
         lines += file_thrash_letter(agg, axis_hdr)

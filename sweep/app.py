@@ -539,7 +539,9 @@ def write_run_dir(cfg: DictConfig, root: Path, grid_name: str, points: list[Poin
     points_path = run_dir / "points.parquet"
     (meta.join(stored, on=["point_hash", "replicate"], how="left")
      .with_columns(pl.col("status").fill_null("missing"))
-     .select([*axes, "policy", "seed", "replicate", "point_hash", *METRIC_COLUMNS, *tail])
+     .with_columns(stalled=agg.STALLED)
+     .select([*axes, "policy", "seed", "replicate", "point_hash", *METRIC_COLUMNS, *tail,
+              "stalled"])
      .pipe(agg._sorted, axes, ["point_hash", "replicate"])
      .collect()
      .write_parquet(points_path))

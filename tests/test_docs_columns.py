@@ -29,7 +29,7 @@ AXIS = "workload.threads"  # a stand-in grid axis
 NON_METRIC_COLUMNS = {
     "points.parquet": ["<axis>", "policy", "seed", "replicate", "point_hash", "status",
                        "error_type", "error", "node_id", "point_wall_s", "point_cpu_s",
-                       "backend", "model_version", "params_json", "extra_json"],
+                       "backend", "model_version", "params_json", "extra_json", "stalled"],
     "extra_json": ["kernel_release", "lru", "read_ahead_kb", "cores_used", "params_ignored",
                    "memcg_path", "pgpgin_pages", "loadavg_1m_before", "vmstat_delta",
                    "kmem_peak_mb"],
@@ -99,7 +99,8 @@ def _own_columns(frame: pl.DataFrame) -> list[str]:
 def test_documented_columns_are_the_written_ones(points_path):
     """NON_METRIC_COLUMNS against the code: a renamed or added column fails here."""
     # points.parquet (sweep.app.write_run_dir): the axes, policy, then STORE_SCHEMA.
-    written = ["<axis>", "policy", *(c for c in STORE_SCHEMA if c not in METRIC_COLUMNS)]
+    written = ["<axis>", "policy", *(c for c in STORE_SCHEMA if c not in METRIC_COLUMNS),
+               "stalled"]
     assert sorted(NON_METRIC_COLUMNS["points.parquet"]) == sorted(written)
     # extra_json holds the kernel backend's columns that are not STORE_SCHEMA columns.
     extra = [c for c in EXTRA_COLUMNS if c not in STORE_SCHEMA]

@@ -111,3 +111,22 @@ def test_dry_run_lists_the_points_and_estimates_from_stored_runs(tmp_path):
     assert "| 16 | vma_retry |" in lines
     assert "synthetic: 4 runs, about" in lines[-1]
     assert "median speed over 4 stored points of this grid" in lines[-1]
+
+
+def test_a_point_that_makes_no_progress_is_stalled(tmp_path):
+    from sweep.aggregate import STALLED, _stalled_warning
+    pts = pl.DataFrame({
+        "workload.threads": [8, 8, 16, 16, 4, 4],
+        "policy": ["baseline", "vma_retry", "baseline", "baseline", "baseline", "baseline"],
+        "status": ["ok", "ok", "ok", "failed", "ok", "ok"],
+        "rounds": [0.0, 5.0, None, None, None, None],          # file_thrash
+        "swapin_rounds": [None, None, 0.0, None, None, None],  # swapin
+        "launch_ms": [None, None, None, None, None, 250.0],    # app_launch
+    }).with_columns(stalled=STALLED)
+    assert pts["stalled"].to_list() == [True, False, True, None, True, False]
+    pts.write_parquet(tmp_path / "points.parquet")
+    warning = _stalled_warning(tmp_path, ["workload.threads"])
+    assert warning[0].startswith("**Warning: 3 replicate(s) made no progress.**")
+    assert warning[2:5] == ["- workload.threads=8, policy=baseline",
+                            "- workload.threads=16, policy=baseline",
+                            "- workload.threads=4, policy=baseline"]
