@@ -331,8 +331,16 @@ def run_sweep(cfg: DictConfig) -> int:
                   file=sys.stderr)
             report_failed.append(True)
 
-    run_dir = write_run_dir(cfg, root, grid_name, points, units, store, n_cached=len(done),
-                            before_publish=report)
+    try:
+        run_dir = write_run_dir(cfg, root, grid_name, points, units, store,
+                                n_cached=len(done), before_publish=report)
+    except OSError as e:
+        import shutil
+        for partial in (root / grid_name).glob(".*.partial"):
+            shutil.rmtree(partial, ignore_errors=True)
+        raise SweepError(f"cannot write the run directory under {root / grid_name} "
+                         f"({e.strerror or e}): every computed row is in {store.dir}; free "
+                         "space and run the same command to write it") from None
     n_failed = pl.read_parquet(run_dir / "points.parquet", columns=["status"]).filter(
         pl.col("status") != "ok").height
     print(f"{label}: wrote {run_dir}" + (f" ({n_failed} failed runs)" if n_failed else ""))

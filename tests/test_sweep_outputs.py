@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import polars as pl
+import pytest
 import yaml
 from _sweep_util import store_synthetic_rows
 from hydra import compose, initialize_config_dir
@@ -15,6 +16,7 @@ import core
 from sweep import app
 from sweep.aggregate import HOST_COLUMNS, _mean_ci, change_text
 from sweep.cli import CONF_DIR
+from sweep.errors import SweepError
 from sweep.store import PointStore
 
 
@@ -130,3 +132,21 @@ def test_a_point_that_makes_no_progress_is_stalled(tmp_path):
     assert warning[2:5] == ["- workload.threads=8, policy=baseline",
                             "- workload.threads=16, policy=baseline",
                             "- workload.threads=4, policy=baseline"]
+
+
+def test_a_run_directory_that_cannot_be_written_leaves_nothing(tmp_path, monkeypatch):
+    from sweep import aggregate
+    cfg_root = tmp_path
+    _run_dir(cfg_root)  # fills the store
+    with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
+        cfg = compose("config", overrides=["+grid=smoke", "backend=synthetic",
+                                            f"output.root={cfg_root}"])
+
+    def full(*a, **k):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(aggregate, "histograms", full)
+    before = sorted(p.name for p in (cfg_root / "smoke").iterdir())
+    with pytest.raises(SweepError, match=r"No space left on device\): every computed row is "
+                                         "in .*; free space and run the same command"):
+        app.run_sweep(cfg)
+    assert sorted(p.name for p in (cfg_root / "smoke").iterdir()) == before
