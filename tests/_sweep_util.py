@@ -43,7 +43,7 @@ def latest(root: Path, grid: str = "smoke") -> Path:
     return (root / grid / "latest").resolve()
 
 
-def manifest_keys(root: Path) -> list[tuple[str, int]]:
+def stored_keys(root: Path) -> list[tuple[str, int]]:
     """Every (point hash, replicate) the store of `root` has committed, in commit order
     (its index.sqlite's entries; read-only, so a running sweep is not disturbed)."""
     import sqlite3

@@ -13,7 +13,7 @@ import time
 
 import polars as pl
 import pytest
-from _sweep_util import REPO, latest, manifest_keys, run_sweep
+from _sweep_util import REPO, latest, stored_keys, run_sweep
 
 ray_cluster_utils = pytest.importorskip("ray.cluster_utils")
 
@@ -50,7 +50,7 @@ def test_sweep_spreads_over_nodes_and_survives_a_lost_node(cluster, tmp_path):
     sweep = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while len(manifest_keys(root)) < 2 and time.monotonic() < deadline:
+    while len(stored_keys(root)) < 2 and time.monotonic() < deadline:
         assert sweep.poll() is None, sweep.communicate()
         time.sleep(0.05)
     c.remove_node(workers[1])

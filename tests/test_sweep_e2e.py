@@ -6,7 +6,7 @@ import json
 
 import polars as pl
 import pytest
-from _sweep_util import BACKEND, latest, manifest_keys, metrics_sorted, run_point, run_sweep
+from _sweep_util import BACKEND, latest, stored_keys, metrics_sorted, run_point, run_sweep
 
 from core.metrics import HIST_BUCKET_LABELS, METRIC_COLUMNS
 from sweep.aggregate import HOST_COLUMNS
@@ -66,10 +66,10 @@ def test_smoke_writes_every_output(smoke):
 
 def test_rerun_computes_nothing(smoke, tmp_path):
     root, first = smoke
-    before = manifest_keys(root)
+    before = stored_keys(root)
     proc = run_sweep(["+grid=smoke"], root, check=True)
     assert "nothing to compute" in proc.stderr
-    assert manifest_keys(root) == before
+    assert stored_keys(root) == before
     second = latest(root)
     assert second != first
     assert metrics_sorted(second).equals(metrics_sorted(first))
@@ -77,9 +77,9 @@ def test_rerun_computes_nothing(smoke, tmp_path):
 
 def test_extending_an_axis_computes_only_new_points(smoke):
     root, _ = smoke
-    before = set(manifest_keys(root))
+    before = set(stored_keys(root))
     proc = run_sweep(["+grid=smoke", "grid.axes.workload.threads=[4,8,6]"], root, check=True)
-    after = manifest_keys(root)
+    after = stored_keys(root)
     new = [k for k in after if k not in before]
     # One new thread count x 2 policies x 2 seeds, each computed once.
     assert len(new) == 4 and len(set(new)) == 4
@@ -116,9 +116,9 @@ def test_failed_point_is_a_row_and_the_sweep_goes_on(tmp_path):
     assert "synthetic failure" in failed["error"][0]
     assert "SyntheticFailure" in (run / "summary.md").read_text()
     # A rerun retries the failed point only.
-    before = len(manifest_keys(tmp_path))
+    before = len(stored_keys(tmp_path))
     proc = run_sweep(["+grid=smoke", "backend=synthetic"], tmp_path, check=True)
-    assert len(manifest_keys(tmp_path)) == before + 2
+    assert len(stored_keys(tmp_path)) == before + 2
 
 
 def test_point_prints_one_json_row_per_replicate():

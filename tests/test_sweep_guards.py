@@ -10,7 +10,7 @@ import sys
 import time
 
 import polars as pl
-from _sweep_util import REPO, latest, manifest_keys, metrics_sorted, run_sweep
+from _sweep_util import REPO, latest, stored_keys, metrics_sorted, run_sweep
 
 ARGS = ["+grid=smoke", "backend=synthetic", "grid.axes.workload.threads=[4,5,6,7,8,9]",
         "sweep.chunk_target_s=0.5"]
@@ -24,7 +24,7 @@ def test_sigterm_stops_cleanly_and_the_rerun_resumes(tmp_path):
                             cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while len(manifest_keys(root)) < 2 and time.monotonic() < deadline:
+    while len(stored_keys(root)) < 2 and time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
@@ -33,7 +33,7 @@ def test_sigterm_stops_cleanly_and_the_rerun_resumes(tmp_path):
     assert err.strip().splitlines()[-1] == ("terminated: finished chunks are in the store; "
                                             "run the same command to resume")
     assert not (root / "smoke").exists()  # no run directory, not even a partial one
-    stored = len(manifest_keys(root))
+    stored = len(stored_keys(root))
     assert 0 < stored < 24
     done = run_sweep(ARGS, root, check=True)
     assert f"{stored} cached, {24 - stored} to compute" in done.stderr

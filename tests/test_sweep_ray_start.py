@@ -38,12 +38,12 @@ def _group_alive(pgid: int) -> bool:
 
 def _stop_group(proc: subprocess.Popen) -> None:
     """SIGTERM to the head's process group (ray start --block, its GCS, raylet and workers),
-    SIGKILL what is left after 30 s; then nothing of the group may remain."""
+    SIGKILL what is left after 5 s; then nothing of the group may remain."""
     os.killpg(proc.pid, signal.SIGTERM)
-    for sig in (None, signal.SIGKILL):
+    for sig, grace in ((None, 5), (signal.SIGKILL, 30)):
         if sig is not None and _group_alive(proc.pid):
             os.killpg(proc.pid, sig)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + grace
         while _group_alive(proc.pid) and time.monotonic() < deadline:
             proc.poll()
             time.sleep(0.2)

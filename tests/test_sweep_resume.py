@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from _sweep_util import BACKEND, REPO, latest, manifest_keys, metrics_sorted, run_sweep
+from _sweep_util import BACKEND, REPO, latest, stored_keys, metrics_sorted, run_sweep
 
 # 6 thread counts x 2 policies x 2 seeds = 24 runs; small chunks so parts land one by one.
 ARGS = ["+grid=smoke", "grid.axes.workload.threads=[4,5,6,7,8,9]", "sweep.chunk_target_s=0.3",
@@ -25,7 +25,7 @@ def test_resume_after_sigkill(tmp_path):
                             stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 180
-        while len(manifest_keys(root)) < 4 and time.monotonic() < deadline:
+        while len(stored_keys(root)) < 4 and time.monotonic() < deadline:
             assert proc.poll() is None, "the sweep ended before it could be killed"
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
@@ -36,14 +36,14 @@ def test_resume_after_sigkill(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    done_before = manifest_keys(root)
+    done_before = stored_keys(root)
     assert 4 <= len(done_before) < 24, "kill came too late to test a resume"
     assert not (root / "smoke").exists()
 
     rerun = run_sweep(ARGS, root, env=ENV, check=True)
     assert f"{len(set(done_before))} cached, {24 - len(set(done_before))} to compute" \
         in rerun.stderr
-    keys = manifest_keys(root)
+    keys = stored_keys(root)
     assert len(keys) == len(set(keys)) == 24, "a run was computed twice"
 
     clean = tmp_path / "clean"

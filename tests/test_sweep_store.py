@@ -41,7 +41,7 @@ def test_store_roundtrip_newest_wins_and_failed_is_not_done(tmp_path):
     assert store.done([("a", 0, 1)]) == set()
     store.append([{"point_hash": "a", "replicate": 0, "seed": 1, "status": "ok", "rounds": 3,
                    "kernel_release": "6.1"}])
-    fresh = PointStore(tmp_path)  # re-read the manifest from disk
+    fresh = PointStore(tmp_path)  # re-read the index from disk
     assert fresh.done([("a", 0, 1), ("a", 1, 1)]) == {("a", 0, 1)}
     rows = fresh.rows([("a", 0, 1)]).collect()
     assert rows.height == 1 and rows["rounds"][0] == 3.0 and rows["status"][0] == "ok"

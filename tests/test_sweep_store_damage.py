@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from _sweep_util import REPO, latest, manifest_keys, metrics_sorted, run_sweep
+from _sweep_util import REPO, latest, stored_keys, metrics_sorted, run_sweep
 
 ARGS = ["+grid=smoke", "backend=synthetic"]
 
@@ -46,7 +46,7 @@ def test_damaged_parts_are_quarantined_and_recomputed(tmp_path, reference):
     for path, how in zip(parts, ["truncated", "garbage", "bitflip"]):
         _damage(path, how)
     parts[3].write_bytes(original)   # replaced by another valid part of the same store
-    before = len(manifest_keys(tmp_path))
+    before = len(stored_keys(tmp_path))
     proc = run_sweep(args, tmp_path, check=True)
     warn = [ln for ln in proc.stderr.splitlines() if ln.startswith("store: ")]
     assert len(warn) == 4, proc.stderr
@@ -54,7 +54,7 @@ def test_damaged_parts_are_quarantined_and_recomputed(tmp_path, reference):
         assert sum(path.name in w for w in warn) == 1
         assert (tmp_path / ".store" / "quarantine" / path.name).is_file()
     # Their rows left the index with them and were computed again into new parts.
-    assert len(manifest_keys(tmp_path)) == before and " to compute on " in proc.stderr
+    assert len(stored_keys(tmp_path)) == before and " to compute on " in proc.stderr
     assert metrics_sorted(latest(tmp_path)).equals(reference)
     again = run_sweep(args, tmp_path, check=True)        # and now nothing is wrong
     assert "nothing to compute" in again.stderr and "store: " not in again.stderr
@@ -80,7 +80,7 @@ def test_two_sweeps_at_once_compute_each_run_once(tmp_path, reference):
     out_a, err_a = a.communicate(timeout=300)
     out_b, err_b = b.communicate(timeout=300)
     assert a.returncode == 0 and b.returncode == 0, err_a + err_b
-    keys = manifest_keys(tmp_path)
+    keys = stored_keys(tmp_path)
     assert len(keys) == 8 and len(set(keys)) == 8        # each of the 8 runs committed once
     runs = sorted(p for p in (tmp_path / "smoke").iterdir() if p.name != "latest")
     assert len(runs) == 2
