@@ -158,8 +158,9 @@ def _on_sigterm(signum, frame) -> None:
     raise Terminated()
 
 
-# Exit statuses: 1 some runs failed, 2 a bad request, 128 + the signal when stopped.
-EXIT_SIGINT, EXIT_SIGTERM = 130, 143
+# Exit statuses: 1 some runs failed, 2 a bad request, 3 the cluster was lost, 128 + the
+# signal when stopped.
+EXIT_CLUSTER_LOST, EXIT_SIGINT, EXIT_SIGTERM = 3, 130, 143
 RESUME_HINT = "finished chunks are in the store; run the same command to resume"
 
 
@@ -167,8 +168,12 @@ def guarded(body: Callable[[DictConfig], int], cfg: DictConfig) -> None:
     """Run `body`; a SweepError is one line on stderr and exit status 2; Ctrl-C and SIGTERM
     stop it with the resume hint and 130 or 143 (not 1, which says runs failed)."""
     signal.signal(signal.SIGTERM, _on_sigterm)
+    from sweep.runner import ClusterLost
     try:
         status = body(cfg)
+    except ClusterLost as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(EXIT_CLUSTER_LOST)
     except SweepError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

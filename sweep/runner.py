@@ -288,6 +288,41 @@ class ChunkPlanner:
             if self.pending else 0
 
 
+class ClusterLost(SweepError):
+    """The cluster's head stopped answering mid-sweep (exit status 3)."""
+
+
+class HeadWatch:
+    """Checks every few seconds that the head's GCS port still accepts connections; after
+    LOST_AFTER_S without it the sweep stops with one line, instead of Ray retrying for a
+    minute and ending the driver with its own error."""
+    EVERY_S = 2.0
+    LOST_AFTER_S = 10.0
+
+    def __init__(self, address: str):
+        host, _, port = address.rpartition(":")
+        self.address = address
+        self.target = (host.strip("[]"), int(port)) if port.isdigit() else None
+        self.last = time.monotonic()
+        self.down_since: float | None = None
+
+    def check(self) -> None:
+        now = time.monotonic()
+        if self.target is None or now - self.last < self.EVERY_S:
+            return
+        self.last = now
+        try:
+            with socket.create_connection(self.target, timeout=1.0):
+                self.down_since = None
+        except OSError:
+            self.down_since = self.down_since or now
+            if now - self.down_since >= self.LOST_AFTER_S:
+                raise ClusterLost(f"ray.address={self.address}: the cluster's head stopped "
+                                  f"answering {now - self.down_since:.0f} s ago; finished "
+                                  "chunks are in the store: restart the cluster and run the "
+                                  "same command to resume") from None
+
+
 def compute(units: Sequence[Unit], points: dict[str, Point], backend: str,
             cluster: Cluster, chunk_target_s: float, in_flight_per_cpu: int,
             max_retries: int, on_rows: Callable[[list[dict]], None]) -> None:
@@ -321,10 +356,13 @@ def compute(units: Sequence[Unit], points: dict[str, Point], backend: str,
                               [(u.replicate, u.seed)]))
         in_flight[task.remote(backend, items)] = (chunk, time.monotonic())
 
+    watch = HeadWatch(cluster.address) if cluster.address else None
     while planner.pending or in_flight:
         while planner.pending and len(in_flight) < window:
             submit()
         ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
+        if watch is not None:
+            watch.check()
         for ref in ready:
             chunk, _t = in_flight.pop(ref)
             try:

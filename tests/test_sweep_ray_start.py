@@ -12,12 +12,13 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
 import polars as pl
 import pytest
-from _sweep_util import latest, run_sweep
+from _sweep_util import REPO, latest, run_sweep, stored_keys
 
 RAY = shutil.which("ray")
 
@@ -39,7 +40,8 @@ def _group_alive(pgid: int) -> bool:
 def _stop_group(proc: subprocess.Popen) -> None:
     """SIGTERM to the head's process group (ray start --block, its GCS, raylet and workers),
     SIGKILL what is left after 5 s; then nothing of the group may remain."""
-    os.killpg(proc.pid, signal.SIGTERM)
+    if _group_alive(proc.pid):
+        os.killpg(proc.pid, signal.SIGTERM)
     for sig, grace in ((None, 5), (signal.SIGKILL, 30)):
         if sig is not None and _group_alive(proc.pid):
             os.killpg(proc.pid, sig)
@@ -83,7 +85,7 @@ def head(tmp_path_factory):
     time.sleep(3)  # the raylet registers after the GCS listens
     assert "Token authentication is enabled" in (tmp_path / "head.log").read_text()
     try:
-        yield f"127.0.0.1:{port}", env
+        yield f"127.0.0.1:{port}", env, proc
     finally:
         _stop_group(proc)
         log.close()
@@ -91,7 +93,7 @@ def head(tmp_path_factory):
 
 
 def test_a_sweep_joins_a_ray_start_head(head, tmp_path):
-    address, env = head
+    address, env, _ = head
     proc = run_sweep(["+grid=smoke", "backend=synthetic", f"ray.address={address}"],
                      tmp_path / "out", env={"HOME": env["HOME"]}, check=True)
     assert f"on {address} (1 CPUs)" in proc.stderr
@@ -100,7 +102,7 @@ def test_a_sweep_joins_a_ray_start_head(head, tmp_path):
 
 
 def test_a_refused_token_is_one_line(head, tmp_path):
-    address, env = head
+    address, env, _ = head
     proc = run_sweep(["+grid=smoke", "backend=synthetic", f"ray.address={address}"],
                      tmp_path / "out", env={"HOME": env["HOME"], "RAY_AUTH_MODE": "disabled"})
     assert proc.returncode == 2
@@ -108,3 +110,29 @@ def test_a_refused_token_is_one_line(head, tmp_path):
     assert last.startswith(f"error: ray.address={address}: the cluster refused"), proc.stderr
     assert "auth_token" in last
     assert not (tmp_path / "out").exists()
+
+
+def test_a_head_lost_mid_sweep_is_one_line_and_status_3(head, tmp_path):
+    """Last in this module: it kills the head. The sweep stops within about 10 s of the
+    head going away, with the resume hint, instead of Ray's own error a minute later."""
+    address, env, proc = head
+    root = tmp_path / "out"
+    sweep_env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {
+        "HOME": env["HOME"], "SWEEP_SYNTHETIC_WORK_S": "0.5"}
+    sweep = subprocess.Popen([sys.executable, "-m", "sweep", "+grid=smoke",
+                              "backend=synthetic", "grid.axes.workload.threads=[4,5,6,7,8,9]",
+                              "sweep.chunk_target_s=0.5", f"ray.address={address}",
+                              f"output.root={root}"], cwd=REPO, env=sweep_env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(stored_keys(root)) < 2 and time.monotonic() < deadline:
+        assert sweep.poll() is None, sweep.communicate()
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    t0 = time.monotonic()
+    out, err = sweep.communicate(timeout=120)
+    assert sweep.returncode == 3, err
+    assert time.monotonic() - t0 < 45
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"error: ray.address={address}: the cluster's head stopped "
+                           "answering") and "run the same command to resume" in last
