@@ -8,7 +8,7 @@ workload, policy, memcg, device, costs, model, sim); the dotted axis keys of a g
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -191,7 +191,10 @@ class Params:
         return cls(**groups)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
-        return dataclasses.asdict(self)
+        # Every field of every group is a scalar: a shallow copy is dataclasses.asdict's
+        # result, without its deep copy of each value (a sweep builds one per point).
+        return {g: {name: getattr(sub, name) for name in _field_names(type(sub))}
+                for g in _field_names(Params) for sub in (getattr(self, g),)}
 
     def with_(self, **dotted: Any) -> Params:
         """Copy with dotted overrides: p.with_(**{'machine.cores': 8})."""
@@ -259,18 +262,36 @@ class Params:
         return self.workload.threads * costs.THREAD_SIZE_PAGES + slab_pages
 
 
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
+
+_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
+
+
+@functools.cache
+def _field_specs(cls: type) -> dict[str, tuple[str, type | None]]:
+    """Field name -> (type name, the Python type it must be, None if any)."""
+    out = {}
+    for f in fields(cls):
+        tname = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        out[f.name] = (tname, _TYPES.get(tname))
+    return out
+
+
 def _coerce(cls: type, name: str, value: Any) -> Any:
     """Accept ints for float fields (YAML writes 3000 for 3000.0); reject the wrong type."""
-    ftype = {f.name: f.type for f in fields(cls)}[name]
-    group = cls.__name__.replace("Params", "").lower()
-    tname = ftype if isinstance(ftype, str) else getattr(ftype, "__name__", str(ftype))
+    tname, expect = _field_specs(cls)[name]
+    if type(value) is expect:
+        return value
     if tname == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if tname == "int" and isinstance(value, float) and value.is_integer():
         return int(value)
-    expect = {"int": int, "float": float, "bool": bool, "str": str}.get(tname)
     if expect is not None and (not isinstance(value, expect)
                                or (expect is int and isinstance(value, bool))):
+        group = cls.__name__.replace("Params", "").lower()
         raise ParamError(f"{group}.{name}", value, f"must be of type {tname}")
     return value
 

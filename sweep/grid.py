@@ -82,9 +82,11 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
-def point_hash(params: core.Params, backend: str) -> str:
-    ident = {"params": params.to_dict(), "model_version": core.MODEL_VERSION,
-             "backend": backend}
+def point_hash(params: core.Params, backend: str,
+               params_dict: dict[str, dict[str, Any]] | None = None) -> str:
+    """`params_dict`: params.to_dict() where the caller has it already."""
+    ident = {"params": params_dict if params_dict is not None else params.to_dict(),
+             "model_version": core.MODEL_VERSION, "backend": backend}
     return hashlib.sha256(canonical_json(ident).encode()).hexdigest()
 
 
@@ -209,8 +211,9 @@ def expand(base: Mapping[str, Mapping[str, Any]], axes: Mapping[str, Any],
             params = core.Params.from_dict(d)
         except core.ParamError as e:
             raise SweepError(f"invalid point ({at}): {e}") from None
-        check_finite(params, f"invalid point ({at})")
-        h = point_hash(params, point_backend)
+        as_dict = params.to_dict()
+        check_finite(as_dict, f"invalid point ({at})")
+        h = point_hash(params, point_backend, as_dict)
         if h in seen:
             continue  # two axis combinations resolving to the same parameters: run once
         seen.add(h)

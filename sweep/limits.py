@@ -52,9 +52,11 @@ def check_output_root(root: Path) -> None:
             pass
 
 
-def check_finite(params: core.Params, where: str) -> None:
-    """Every numeric parameter a finite number (core.Params checks ranges, not inf/nan)."""
-    for group, values in params.to_dict().items():
+def check_finite(params: core.Params | dict, where: str) -> None:
+    """Every numeric parameter a finite number (core.Params checks ranges, not inf/nan);
+    `params` may be given as its to_dict()."""
+    as_dict = params if isinstance(params, dict) else params.to_dict()
+    for group, values in as_dict.items():
         for key, v in values.items():
             if isinstance(v, float) and not math.isfinite(v):
                 raise SweepError(f"{where}: {group}.{key}={v}: must be a finite number")
