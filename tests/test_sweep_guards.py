@@ -10,7 +10,12 @@ import sys
 import time
 
 import polars as pl
-from _sweep_util import REPO, latest, stored_keys, metrics_sorted, run_sweep
+from _sweep_util import REPO, latest, metrics_sorted, run_sweep, store_synthetic_rows, stored_keys
+from hydra import compose, initialize_config_dir
+
+from sweep import app
+from sweep.cli import CONF_DIR
+from sweep.store import PointStore
 
 ARGS = ["+grid=smoke", "backend=synthetic", "grid.axes.workload.threads=[4,5,6,7,8,9]",
         "sweep.chunk_target_s=0.5"]
@@ -39,9 +44,14 @@ def test_sigterm_stops_cleanly_and_the_rerun_resumes(tmp_path):
     assert f"{stored} cached, {24 - stored} to compute" in done.stderr
     pts = pl.read_parquet(latest(root) / "points.parquet")
     assert pts.height == 24 and set(pts["status"]) == {"ok"}
-    # The same rows as a sweep never interrupted.
-    run_sweep(ARGS, tmp_path / "clean", check=True)
-    assert metrics_sorted(latest(root)).equals(metrics_sorted(latest(tmp_path / "clean")))
+    # The same rows as a sweep never interrupted (computed here, without Ray).
+    with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
+        cfg = compose("config", overrides=[*ARGS, f"output.root={tmp_path / 'clean'}"])
+    name, points, units = app.plan(cfg, overrides=[])
+    store_synthetic_rows(tmp_path / "clean", points, units)
+    clean = app.write_run_dir(cfg, tmp_path / "clean", name, points, units,
+                              PointStore(tmp_path / "clean"), n_cached=0)
+    assert metrics_sorted(latest(root)).equals(metrics_sorted(clean))
 
 
 def test_a_run_directory_is_published_whole(tmp_path):
