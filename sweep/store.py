@@ -263,42 +263,6 @@ class PointStore:
             out.append((wall, cost))
         return out
 
-    def _ok_rows(self, columns: list[str]) -> pl.DataFrame:
-        idx = self.index()
-        frames = []
-        for part in sorted({e[0] for e in idx.values() if e[1] == "ok"}):
-            try:  # for estimates only: a part that does not read is skipped, not quarantined
-                frames.append(pl.read_parquet(self.parts_dir / part, columns=columns))
-            except Exception:  # noqa: BLE001
-                continue
-        if not frames:
-            return pl.DataFrame(schema={c: STORE_SCHEMA[c] for c in columns})
-        return (pl.concat(frames, how="vertical_relaxed")
-                .filter((pl.col("status") == "ok") & pl.col("point_wall_s").is_not_null()))
-
-    def measured_walls(self) -> dict[str, float]:
-        """Point hash -> median wall seconds of its stored ok replicates (for estimates)."""
-        rows = self._ok_rows(["point_hash", "status", "point_wall_s"])
-        if rows.height == 0:
-            return {}
-        med = rows.group_by("point_hash").agg(pl.col("point_wall_s").median())
-        return dict(zip(med["point_hash"], med["point_wall_s"], strict=True))
-
-    def measured_rates(self, backend: str) -> list[tuple[float, float]]:
-        """(wall seconds, cost) of every stored ok run of `backend`, the cost being its
-        simulated (or measured) seconds, as sweep.runner.unit_cost."""
-        rows = self._ok_rows(["backend", "status", "point_wall_s", "params_json"])
-        rows = rows.filter(pl.col("backend") == backend)
-        out = []
-        for wall, pj in zip(rows["point_wall_s"], rows["params_json"], strict=True):
-            try:
-                d = json.loads(pj)
-                cost = max(float(d["sim"]["duration_s"]), 1e-3)
-            except (TypeError, ValueError, KeyError):
-                continue
-            out.append((wall, cost))
-        return out
-
     # -- claims: two sweeps on one store ------------------------------------------------------
     def claim(self, keys: Sequence[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
         """Claim `keys` for this sweep; returns those another live sweep holds (on this host,
