@@ -127,7 +127,8 @@ def plot_changes(rows: list[dict], out: Path) -> list[Path]:
 
 
 def against_published(run: Path, preset: str) -> str:
-    """A run's file_thrash rows per point beside the published rows of `preset`."""
+    """A run's file_thrash rows per point beside the published rows of `preset`; in a run
+    over presets (a `scenario` axis), each preset's own published rows where it has any."""
     published = _published(preset)
     if published is None:
         avail = sorted(p.stem for p in PUBLISHED_DIR.glob("*.csv"))
@@ -144,7 +145,10 @@ def against_published(run: Path, preset: str) -> str:
     for key, grp in group_rows(rows, keys).items():
         if keys:
             lines += ["## " + ", ".join(f"{k}={v}" for k, v in zip(keys, key)), ""]
-        lines += _table(grp, FILE_COLUMNS, published, dur)
+        # A run over presets holds each against its own published rows where it has any.
+        own = _published(str(grp[0]["scenario"])) if "scenario" in grp[0] else None
+        lines += _table(grp, FILE_COLUMNS, own if own is not None else published,
+                        float(own["duration_s"][0]) if own is not None else dur)
         lines.append("")
     return "\n".join(lines)
 
