@@ -53,6 +53,15 @@ def _t975(n: pl.Expr) -> pl.Expr:
     return n.replace_strict(table, default=1.96, return_dtype=pl.Float64)
 
 
+def read_aggregate(path: Path) -> pl.DataFrame:
+    """aggregate.csv with every statistic a float: a statistic null in every row (the ci95
+    of points with fewer than three replicates) reads back as text otherwise."""
+    agg = pl.read_csv(path, infer_schema_length=None)
+    stats = [c for c in agg.columns if c.endswith(tuple(f"_{s}" for s in STATS))
+             and agg[c].dtype == pl.String]
+    return agg.with_columns(pl.col(stats).cast(pl.Float64, strict=False)) if stats else agg
+
+
 def _policy_order() -> pl.Expr:
     return pl.col("policy").replace_strict(
         {p: i for i, p in enumerate(core.POLICIES)}, default=len(core.POLICIES),
@@ -184,9 +193,9 @@ def _stalled_warning(run_dir: Path, axis_hdr: Sequence[str]) -> list[str]:
     path = run_dir / "points.parquet"
     if not path.exists():
         return []
-    pts = pl.read_parquet(path)
-    if "stalled" not in pts.columns:
+    if "stalled" not in pl.read_parquet_schema(path):
         return []
+    pts = pl.read_parquet(path, columns=[*axis_hdr, "policy", "stalled"])
     stalled = pts.filter(pl.col("stalled").fill_null(False))
     if stalled.height == 0:
         return []
@@ -205,8 +214,7 @@ def _short_run_warning(agg: pl.DataFrame, axis_hdr: Sequence[str]) -> list[str]:
     (core.metrics.MIN_ROUNDS_PER_THREAD; for app_launch, a launch that did not finish)."""
     if "short_run_max" not in agg.columns:
         return []
-    # A column null in every row (a backend without rounds) reads back as text.
-    short = agg.filter(pl.col("short_run_max").cast(pl.Float64, strict=False) > 0)
+    short = agg.filter(pl.col("short_run_max") > 0)
     if short.height == 0:
         return []
     warning = (f"**Warning: {short.height} point(s) ran too short.** In at least one "
@@ -225,7 +233,7 @@ def _short_run_warning(agg: pl.DataFrame, axis_hdr: Sequence[str]) -> list[str]:
 def summary(run_dir: Path, grid_name: str, axes: Sequence[str], n_points: int,
             n_units: int, n_cached: int, failed: pl.DataFrame,
             sim_vs_real: pl.DataFrame | None = None) -> str:
-    agg = pl.read_csv(run_dir / "aggregate.csv", infer_schema_length=None)
+    agg = read_aggregate(run_dir / "aggregate.csv")
     cmp = pl.read_csv(run_dir / "compare.csv", infer_schema_length=None)
     lines = [f"# Sweep `{grid_name}`", "",
              (f"{n_points} points x replicates = {n_units} rows ({n_cached} from the store, "

@@ -14,6 +14,7 @@ import importlib.util
 import json
 import os
 import secrets
+import shutil
 import sys
 import time
 import traceback
@@ -30,6 +31,7 @@ from sweep import aggregate as agg
 from sweep.backend import BACKENDS, check_backend
 from sweep.cli import CONF_DIR
 from sweep.config import GridConfig, OutputConfig, RayConfig, SweepConfig
+from sweep import resources
 from sweep.errors import SweepError
 from sweep.limits import check_grid_name, check_memory, check_output_root, default_budget_gb
 from sweep.grid import (
@@ -44,7 +46,7 @@ from sweep.grid import (
     valid_keys,
 )
 from sweep.progress import Progress
-from sweep.runner import ChunkPlanner, check_address, compute, connect
+from sweep.runner import check_address, compute, connect
 from sweep.store import STORE_SCHEMA, PointStore
 
 # The longest run a grid may ask for without sweep.allow_large.
@@ -235,12 +237,11 @@ def run_sweep(cfg: DictConfig) -> int:
     if not cfg.sweep.dry_run:
         check_output_root(root)
     store = PointStore(root)
-    keys = [(u.point_hash, u.replicate, u.seed) for u in units]
-    done = store.done(keys)
+    done = store.done([u.key for u in units])
     if cfg.sweep.remeasure:
         # The newer rows supersede the stored ones (the index's newest entry wins).
         done = {k for k in done if by_hash[k[0]].backend != "kernel"}
-    todo = [u for u in units if (u.point_hash, u.replicate, u.seed) not in done]
+    todo = [u for u in units if u.key not in done]
     label = f"sweep {grid_name}"
 
     backends = backends_of(points)
@@ -284,29 +285,26 @@ def run_sweep(cfg: DictConfig) -> int:
                             int(cfg.sweep.in_flight_per_cpu), int(cfg.ray.max_retries),
                             on_rows)
 
-        def key(u: Unit) -> tuple[str, int, int]:
-            return (u.point_hash, u.replicate, u.seed)
-
         try:
             # Runs another sweep on this store is computing are waited for, not computed
             # twice; if that sweep dies, its runs are taken over.
-            theirs = set(store.claim([key(u) for u in todo]))
+            theirs = set(store.claim([u.key for u in todo]))
             if theirs:
                 print(f"{label}: {len(theirs)} runs are being computed by another sweep on "
                       f"this store; waiting for them", file=sys.stderr)
-            compute_all([u for u in todo if key(u) not in theirs])
-            waiting = [u for u in todo if key(u) in theirs]
+            compute_all([u for u in todo if u.key not in theirs])
+            waiting = [u for u in todo if u.key in theirs]
             while waiting:
-                store._index = None
-                finished = store.done([key(u) for u in waiting])
-                waiting = [u for u in waiting if key(u) not in finished]
-                still = set(store.claim([key(u) for u in waiting]))
-                taken = [u for u in waiting if key(u) not in still]
+                store.refresh()
+                finished = store.done([u.key for u in waiting])
+                waiting = [u for u in waiting if u.key not in finished]
+                still = set(store.claim([u.key for u in waiting]))
+                taken = [u for u in waiting if u.key not in still]
                 if taken:
                     compute_all(taken)
                 if finished:
                     progress.update(len(finished), 0)
-                waiting = [u for u in waiting if key(u) in still]
+                waiting = [u for u in waiting if u.key in still]
                 if waiting:
                     time.sleep(1.0)
         finally:
@@ -335,9 +333,6 @@ def run_sweep(cfg: DictConfig) -> int:
         run_dir = write_run_dir(cfg, root, grid_name, points, units, store,
                                 n_cached=len(done), before_publish=report)
     except OSError as e:
-        import shutil
-        for partial in (root / grid_name).glob(".*.partial"):
-            shutil.rmtree(partial, ignore_errors=True)
         raise SweepError(f"cannot write the run directory under {root / grid_name} "
                          f"({e.strerror or e}): every computed row is in {store.dir}; free "
                          "space and run the same command to write it") from None
@@ -411,10 +406,10 @@ def dry_run_text(cfg: DictConfig, label: str, points: list[Point], units: list[U
                      "varies between workloads)")
         else:
             from sweep.runner import PRIOR_DEFAULT, PRIOR_S_PER_COST
-            seconds = sum(unit_cost(by_hash[u.point_hash].params, b) for u in mine) \
-                * PRIOR_S_PER_COST.get(b, PRIOR_DEFAULT)
-            basis = ("a prior of 0.3 wall s per simulated s, nothing measured here yet "
-                     "(within about 3x)")
+            prior = PRIOR_S_PER_COST.get(b, PRIOR_DEFAULT)
+            seconds = sum(unit_cost(by_hash[u.point_hash].params, b) for u in mine) * prior
+            basis = (f"a prior of {prior:g} wall s per simulated s, nothing measured here "
+                     "yet (within about 3x)")
         t = seconds / max(slots, 1)
         took = f"{t:.0f} s" if t < 120 else f"{t / 60:.1f} min"
         lines.append(f"{b}: {len(mine)} runs, about {took} on {slots} slots ({cluster_desc}), "
@@ -482,11 +477,9 @@ def run_info(cfg: DictConfig, grid_name: str, n_points: int, n_units: int,
     import subprocess
     from importlib import metadata
 
-    repo = Path(__file__).resolve().parent.parent
-
     def git(*args: str) -> str | None:
         try:
-            out = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True,
+            out = subprocess.run(["git", *args], cwd=resources.SOURCE_ROOT, capture_output=True, text=True,
                                  timeout=10, check=True).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return None
@@ -521,15 +514,36 @@ def write_run_dir(cfg: DictConfig, root: Path, grid_name: str, points: list[Poin
                   before_publish=None) -> Path:
     """The run directory, complete or absent: written under a hidden temporary name
     (`.<run id>.partial`), `before_publish(partial, final)` (the report) run on it, then
-    renamed into place, and `latest` moved last. A leftover `.partial` is an interrupted
-    run's, never a result."""
-    axes = axis_columns(points)
-    by_hash = {p.point_hash: p for p in points}
+    renamed into place, and `latest` moved last. If writing fails (OSError), this run's
+    partial directory is removed and the error raised; a leftover `.partial` is an
+    interrupted run's, never a result."""
     grid_dir = root / grid_name
     run_id = new_run_id()
     final = grid_dir / run_id
     run_dir = grid_dir / f".{run_id}.partial"
     run_dir.mkdir(parents=True)
+    try:
+        _write_run_files(cfg, run_dir, grid_name, points, units, store, n_cached)
+        if before_publish is not None:
+            before_publish(run_dir, final)
+        os.rename(run_dir, final)
+    except OSError:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    latest = grid_dir / "latest"
+    tmp = grid_dir / f".latest-{os.getpid()}"
+    if tmp.is_symlink():
+        tmp.unlink()
+    os.symlink(final.name, tmp)
+    os.replace(tmp, latest)
+    return final
+
+
+def _write_run_files(cfg: DictConfig, run_dir: Path, grid_name: str, points: list[Point],
+                     units: list[Unit], store: PointStore, n_cached: int) -> None:
+    """Every file of a run directory (but the report) into `run_dir`."""
+    axes = axis_columns(points)
+    by_hash = {p.point_hash: p for p in points}
     meta_cols: dict[str, list] = {"point_hash": [], "replicate": []}
     meta_cols.update({a: [] for a in axes})
     meta_cols["policy"] = []
@@ -541,7 +555,7 @@ def write_run_dir(cfg: DictConfig, root: Path, grid_name: str, points: list[Poin
             meta_cols[a].append(p.axes[a])
         meta_cols["policy"].append(p.params.policy.name)
     meta = pl.LazyFrame(meta_cols, strict=False).with_columns(pl.col("replicate").cast(pl.Int64))
-    stored = store.rows([(u.point_hash, u.replicate, u.seed) for u in units])
+    stored = store.rows([u.key for u in units])
     tail = [c for c in STORE_SCHEMA if c not in ("point_hash", "replicate", "seed")
             and c not in METRIC_COLUMNS and c not in axes]
     points_path = run_dir / "points.parquet"
@@ -569,13 +583,3 @@ def write_run_dir(cfg: DictConfig, root: Path, grid_name: str, points: list[Poin
     (run_dir / "summary.md").write_text(
         agg.summary(run_dir, grid_name, axes, len(points), len(units), n_cached, failed,
                     sim_vs_real=svr))
-    if before_publish is not None:
-        before_publish(run_dir, final)
-    os.rename(run_dir, final)
-    latest = grid_dir / "latest"
-    tmp = grid_dir / f".latest-{os.getpid()}"
-    if tmp.is_symlink():
-        tmp.unlink()
-    os.symlink(final.name, tmp)
-    os.replace(tmp, latest)
-    return final

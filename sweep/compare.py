@@ -25,6 +25,7 @@ from sweep.aggregate import (
     _row_workload,
     change_text,
     group_rows,
+    read_aggregate,
 )
 from sweep.errors import SweepError
 from sweep.validity import FILE_COLUMNS, PUBLISHED_DIR, _published, _table
@@ -34,10 +35,7 @@ def _agg(run: Path) -> pl.DataFrame:
     path = run / "aggregate.csv"
     if not path.is_file():
         raise SweepError(f"{run}: not a run directory (no aggregate.csv)")
-    agg = pl.read_csv(path, infer_schema_length=None)
-    stats = [c for c in agg.columns if c.endswith(("_mean", "_std", "_ci95", "_min", "_max"))
-             and agg[c].dtype == pl.String]
-    return agg.with_columns(pl.col(stats).cast(pl.Float64, strict=False)) if stats else agg
+    return read_aggregate(path)
 
 
 def _keys(agg: pl.DataFrame) -> list[str]:

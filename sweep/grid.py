@@ -53,6 +53,11 @@ class Unit:
     replicate: int
     seed: int
 
+    @property
+    def key(self) -> tuple[str, int, int]:
+        """How the store knows this unit's row: (point hash, replicate, seed)."""
+        return (self.point_hash, self.replicate, self.seed)
+
 
 def valid_keys() -> list[str]:
     """Every dotted parameter key a grid axis may name."""

@@ -3,8 +3,8 @@
 One JSON object per replicate and line: the backend's row, the point's parameters as
 flattened dotted keys, seed, replicate and point_hash. Replicates: `replicates=N` (1 by
 default); their seeds derive from the root seed `seed=N` exactly as a grid's do, so a row
-here equals the grid's row for the same point, root seed and replicate. Same config tree as `python -m sweep`, no grid, no
-Ray, no store.
+here equals the grid's row for the same point, root seed and replicate. Same config tree
+as `python -m sweep`, no grid, no Ray, no store.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from pathlib import Path
 import polars as pl
 
 import core
-from sweep.aggregate import change_text
+from sweep.aggregate import change_text, read_aggregate
 
 SIM_VS_REAL = "sim_vs_real.csv"
 # Plot of the "Simulated vs measured" section (shown there, not among the other plots).
@@ -117,13 +117,8 @@ def load_run(run_dir: Path | str) -> Run:
     if not isinstance(cfg, dict):
         raise ReportError(f"{run_dir / 'config.yaml'}: corrupt (not a mapping)")
     summary_md = _read(run_dir, "summary.md", lambda p: p.read_text())
-    agg = _read(run_dir, "aggregate.csv", lambda p: pl.read_csv(p, infer_schema_length=None))
+    agg = _read(run_dir, "aggregate.csv", read_aggregate)
     _need(agg, run_dir / "aggregate.csv", ["policy", "n_ok", "throughput_rounds_s_mean"])
-    # A statistic that is null everywhere (ci95 of one replicate) reads back as strings.
-    stat_cols = [c for c in agg.columns if c.endswith(("_mean", "_std", "_ci95", "_min", "_max"))
-                 and agg[c].dtype == pl.String]
-    if stat_cols:
-        agg = agg.with_columns(pl.col(stat_cols).cast(pl.Float64, strict=False))
     hist = _read(run_dir, "histograms.csv", lambda p: pl.read_csv(p, infer_schema_length=None))
     _need(hist, run_dir / "histograms.csv",
           ["policy", "lock", "bucket", "bucket_label", "count_mean"])

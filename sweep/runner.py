@@ -30,11 +30,12 @@ from core.metrics import METRIC_COLUMNS
 from sweep.errors import SweepError
 from sweep.grid import Point, Unit
 
-# Seconds of one replicate per unit of `unit_cost` before anything is measured; only the
-# first window of chunks and the dry run use it. sim: the memcg grid measured 0.3 s per
-# (thread x simulated second) on the 2-CPU development machine (model 2.0.1); kernel: the
-# run's own duration plus compile and setup.
-PRIOR_S_PER_COST = {"sim": 0.3, "kernel": 1.2}  # wall s per simulated / measured s
+# Wall seconds of one replicate per unit of `unit_cost` (a simulated or measured second)
+# before anything is measured; only the first window of chunks and the dry run use it.
+# sim: the main job's 1-second points take about 0.3 s each on the 2-CPU development
+# machine (benchmarks/engine.py's presets run at 0.13-0.8); kernel: the run's own duration
+# plus compile and setup.
+PRIOR_S_PER_COST = {"sim": 0.3, "kernel": 1.2}
 PRIOR_DEFAULT = 0.1
 # Longest error message kept in a failed row.
 MAX_ERROR_CHARS = 4000
@@ -58,13 +59,20 @@ class Cluster:
     kernel_runners: int
 
 
-def _check_reachable(address: str, timeout_s: float) -> None:
+def _host_port(address: str) -> tuple[str, int] | None:
+    """(host, port) of a `host:port` GCS address (brackets of an IPv6 host dropped)."""
     host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
+    return (host.strip("[]"), int(port)) if sep and port.isdigit() else None
+
+
+def _check_reachable(address: str, timeout_s: float) -> None:
+    target = _host_port(address)
+    if target is None:
         raise SweepError(f"ray.address={address!r}: expected host:port (the GCS address that "
                          "`ray start --head` prints), 'auto' or ray://host:port")
+    host, port = target
     try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+        with socket.create_connection(target, timeout=timeout_s):
             pass
     except OSError as e:
         reason = e.strerror or type(e).__name__
@@ -281,12 +289,6 @@ class ChunkPlanner:
         self.pending_cost -= self.cost(u)
         return u
 
-    def estimate_chunks(self) -> int:
-        """Chunks the plan would use at the prior rate (for the dry run)."""
-        total = self.pending_cost * self.rate()
-        return max(1, min(len(self.pending), round(total / self.target_s) or 1)) \
-            if self.pending else 0
-
 
 class ClusterLost(SweepError):
     """The cluster's head stopped answering mid-sweep (exit status 3)."""
@@ -300,9 +302,8 @@ class HeadWatch:
     LOST_AFTER_S = 10.0
 
     def __init__(self, address: str):
-        host, _, port = address.rpartition(":")
         self.address = address
-        self.target = (host.strip("[]"), int(port)) if port.isdigit() else None
+        self.target = _host_port(address)
         self.last = time.monotonic()
         self.down_since: float | None = None
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import socket
@@ -117,11 +118,6 @@ class PointStore:
             self._clean_temporary_files()
         return self._db
 
-    def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-
     def _clean_temporary_files(self) -> None:
         """Remove `.part-*.<pid>.tmp` files whose writer is gone (a killed driver's)."""
         for tmp in self.parts_dir.glob(".part-*.tmp"):
@@ -132,6 +128,10 @@ class PointStore:
             if pid < 0 or not _pid_alive(pid):
                 with contextlib.suppress(OSError):
                     tmp.unlink()
+
+    def refresh(self) -> None:
+        """Read the index again on next use (another sweep may have committed since)."""
+        self._index = None
 
     def index(self) -> dict[tuple[str, int], tuple[str, str, int | None]]:
         """(point hash, replicate) -> (part file name, status, seed), the newest entry
@@ -167,8 +167,9 @@ class PointStore:
             reason = "not in the index"
         else:
             try:
-                if path.stat().st_size != row[1]:
-                    reason = f"{path.stat().st_size} bytes, {row[1]} committed"
+                size = path.stat().st_size
+                if size != row[1]:
+                    reason = f"{size} bytes, {row[1]} committed"
                 elif _sha256(path) != row[0]:
                     reason = "its checksum differs from the committed one"
             except OSError as e:
@@ -189,7 +190,7 @@ class PointStore:
         with self.db():
             self.db().execute("DELETE FROM entries WHERE part = ?", (part,))
             self.db().execute("DELETE FROM parts WHERE name = ?", (part,))
-        self._index = None
+        self.refresh()
         print(f"store: {path} is damaged ({reason}); moved to {self.quarantine_dir}/, its "
               f"{n} rows will be computed again", file=sys.stderr, flush=True)
 
@@ -197,19 +198,22 @@ class PointStore:
         e = self.index().get((h, r))
         return e is not None and e[2] == seed
 
+    def _verify_parts(self, keys: Sequence[tuple[str, int, int]]) -> None:
+        """Check every part holding one of `keys` (quarantining the damaged ones)."""
+        for part in sorted({self.index()[k[:2]][0] for k in keys if self._has(*k)}):
+            self.verify(part)
+
     def done(self, keys: Iterable[tuple[str, int, int]]) -> set[tuple[str, int, int]]:
         """The (point hash, replicate, seed) keys stored with status ok and that seed, in
         parts whose checksum holds (a damaged part is quarantined first)."""
         keys = list(keys)
-        for part in sorted({self.index()[k[:2]][0] for k in keys if self._has(*k)}):
-            self.verify(part)
+        self._verify_parts(keys)
         idx = self.index()
         return {k for k in keys if self._has(*k) and idx[k[:2]][1] == "ok"}
 
     def rows(self, keys: Sequence[tuple[str, int, int]]) -> pl.LazyFrame:
         """The stored rows of `keys` (hash, replicate, seed; those present), one per key."""
-        for part in sorted({self.index()[k[:2]][0] for k in keys if self._has(*k)}):
-            self.verify(part)
+        self._verify_parts(keys)
         idx = self.index()
         wanted = [(h, r, idx[(h, r)][0]) for h, r, seed in keys if self._has(h, r, seed)]
         if not wanted:
@@ -306,11 +310,15 @@ class PointStore:
         tmp = self.parts_dir / f".{name}.{os.getpid()}.tmp"
         final = self.parts_dir / name
         try:
-            frame.write_parquet(tmp)
-            with open(tmp, "rb") as f:
+            buf = io.BytesIO()
+            frame.write_parquet(buf)
+            data = buf.getvalue()
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, final)
-            digest, size = _sha256(final), final.stat().st_size
+            digest, size = hashlib.sha256(data).hexdigest(), len(data)
             entries = [(name, r["point_hash"], int(r["replicate"]), int(r["seed"]),
                         r["status"]) for r in rows]
             with db:
@@ -319,15 +327,15 @@ class PointStore:
                 db.executemany("INSERT INTO entries(part, point_hash, replicate, seed, status) "
                                "VALUES (?, ?, ?, ?, ?)", entries)
         except (OSError, sqlite3.Error) as e:
+            # The transaction is the try's last step: failing anywhere, the part is not in
+            # the index, so its file (under either name) goes.
             for path in (tmp, final):
                 with contextlib.suppress(OSError):
-                    if path == tmp or not self.db().execute(
-                            "SELECT 1 FROM parts WHERE name = ?", (name,)).fetchone():
-                        path.unlink()
-            saved = len(self.entries())
-            raise SweepError(f"cannot write the store at {self.dir} ({getattr(e, 'strerror', None) or e}): "
-                             f"{saved} rows are saved there; free space or fix the directory "
-                             "and run the same command to resume") from None
+                    path.unlink()
+            reason = getattr(e, "strerror", None) or e
+            raise SweepError(f"cannot write the store at {self.dir} ({reason}): "
+                             f"{len(self.entries())} rows are saved there; free space or fix "
+                             "the directory and run the same command to resume") from None
         self._verified.add(name)
         idx = self.index()
         for _, h, r, seed, status in entries:

@@ -15,6 +15,7 @@ from pathlib import Path
 import polars as pl
 
 from sweep import resources
+from sweep.aggregate import read_aggregate
 from sweep.errors import SweepError
 
 PUBLISHED_DIR = resources.PUBLISHED_DIR
@@ -115,7 +116,7 @@ def validity_tables(run_dir: Path) -> str:
     agg_path = run_dir / "aggregate.csv"
     if not agg_path.exists():
         raise SweepError(f"{agg_path}: missing (run `python -m sweep +grid=validity` first)")
-    agg = pl.read_csv(agg_path, infer_schema_length=None)
+    agg = read_aggregate(agg_path)
     if "scenario" not in agg.columns:
         raise SweepError(f"{run_dir}: not a run over presets (no `scenario` axis)")
     lines = []

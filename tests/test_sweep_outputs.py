@@ -104,8 +104,8 @@ def test_dry_run_lists_the_points_and_estimates_from_stored_runs(tmp_path):
     name, points, units = app.plan(cfg, overrides=overrides[3:])
     store = PointStore(tmp_path)
     by_hash = {p.point_hash: p for p in points}
-    done = store.done([(u.point_hash, u.replicate, u.seed) for u in units])
-    todo = [u for u in units if (u.point_hash, u.replicate, u.seed) not in done]
+    done = store.done([u.key for u in units])
+    todo = [u for u in units if u.key not in done]
     text = app.dry_run_text(cfg, "sweep smoke", points, units, todo, done, store, by_hash)
     lines = text.splitlines()
     assert lines[0].startswith("sweep smoke: 6 points x 2 replicates = 12 runs; 8 already in")

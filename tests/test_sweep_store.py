@@ -111,12 +111,11 @@ def test_new_model_version_misses_the_store(tmp_path, monkeypatch):
     cfg = _cfg(tmp_path)
     _, units = _fill_store(tmp_path, cfg)
     _, _, same = app.plan(cfg)
-    assert PointStore(tmp_path).done([(u.point_hash, u.replicate, u.seed) for u in same]) \
-        == {(u.point_hash, u.replicate, u.seed) for u in units}
+    assert PointStore(tmp_path).done([u.key for u in same]) \
+        == {u.key for u in units}
     monkeypatch.setattr(core, "MODEL_VERSION", core.MODEL_VERSION + "+1")
     _, _, bumped = app.plan(cfg)
-    assert PointStore(tmp_path).done([(u.point_hash, u.replicate, u.seed)
-                                      for u in bumped]) == set()
+    assert PointStore(tmp_path).done([u.key for u in bumped]) == set()
 
 
 @pytest.mark.parametrize("report", [True, False])
