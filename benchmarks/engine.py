@@ -2,11 +2,20 @@
 
 Runs the presets of conf/scenario/ as they ship (seed_thrash, seed_thrash_small,
 seed_swapin, app_launch) under baseline and vma_retry, each for `--duration` simulated
-seconds (warm-up a quarter of it; app_launch ends when the launch does). Compilation is
-excluded (a tiny run first loads or builds the cache); the figures cover the whole
-simulated time, warm-up included. Peak RSS is the process's maximum resident set so far.
+seconds (warm-up a quarter of it; app_launch ends when the launch does), `--repeat` times.
+Compilation is excluded (a tiny run first loads or builds the cache); the figures cover the
+whole simulated time, warm-up included.
 
-    python benchmarks/engine.py [--duration 20] [--only seed_thrash]
+- events/s: the engine's own rate, events over the time of the event loop (the row's
+  `events_per_s`); building the point's arrays is not events.
+- sim-s/wall-s: simulated seconds over the wall time of the whole point, arrays built and
+  row read included: what a user waits for. `build` is the arrays' part of it (on a
+  fresh VM the first touch of a few hundred MB can take 0.5 s; later, about 0.1 s).
+- Each figure is the median of the repeats, with their range: one run of this 2-CPU VM
+  varies by up to 20 % from the next (the same code, minutes apart).
+- Peak RSS is the process's maximum resident set so far.
+
+    python benchmarks/engine.py [--duration 20] [--repeat 3] [--only seed_thrash]
 """
 
 from __future__ import annotations
@@ -14,15 +23,20 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import statistics
 import time
 
+import numpy as np
+
 import core
+from core.engine import run
+from core.simulator import build_state, row_from_state
 from sweep.app import scenario_params
 
 PRESETS = ("seed_thrash", "seed_thrash_small", "seed_swapin", "app_launch")
 
 
-def measure(name: str, base: dict, policy: str, duration: float) -> None:
+def measure(name: str, base: dict, policy: str, duration: float, repeat: int) -> None:
     sim = {"duration_s": duration, "warmup_s": duration / 4}
     if name == "app_launch":
         sim = {}
@@ -30,21 +44,36 @@ def measure(name: str, base: dict, policy: str, duration: float) -> None:
     d["policy"] = {"name": policy}
     d.setdefault("sim", {}).update(sim)
     p = core.Params.from_dict(d)
-    t0 = time.perf_counter()
-    row = core.simulate(p, 1)
-    wall = time.perf_counter() - t0
-    simulated = row["sim_time_s"] + p.sim.warmup_s
-    if name == "app_launch":
-        simulated = row["launch_ms"] / 1e3 if row["launch_ms"] else p.sim.duration_s
+    rates, speeds, builds = [], [], []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        S = build_state(p)
+        t1 = time.perf_counter()
+        run(S, np.int64(1))
+        t2 = time.perf_counter()
+        row = row_from_state(p, S, t2 - t1)
+        wall = time.perf_counter() - t0
+        del S
+        simulated = row["sim_time_s"] + p.sim.warmup_s
+        if name == "app_launch":
+            simulated = row["launch_ms"] / 1e3 if row["launch_ms"] else p.sim.duration_s
+        rates.append(row["events"] / (t2 - t1))
+        speeds.append(simulated / wall)
+        builds.append(t1 - t0)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{name:18s} {policy:10s} sim {simulated:7.2f} s  wall {wall:7.2f} s  "
-          f"events {row['events']:>11,d}  events/s {row['events'] / wall:>10,.0f}  "
-          f"sim-s/wall-s {simulated / wall:6.2f}  peak RSS {rss_mb:6.0f} MB", flush=True)
+
+    def fig(xs, fmt):
+        return f"{fmt(statistics.median(xs))} ({fmt(min(xs))}-{fmt(max(xs))})"
+    print(f"{name:18s} {policy:10s} sim {simulated:6.2f} s  events {row['events']:>11,d}  "
+          f"events/s {fig(rates, lambda x: f'{x / 1e6:.2f} M')}  "
+          f"sim-s/wall-s {fig(speeds, lambda x: f'{x:.2f}')}  "
+          f"build {fig(builds, lambda x: f'{x:.2f} s')}  peak RSS {rss_mb:.0f} MB", flush=True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=float, default=20.0)
+    ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--only", choices=PRESETS)
     args = ap.parse_args()
     try:
@@ -59,7 +88,7 @@ def main() -> None:
         if args.only and args.only != name:
             continue
         for policy in ("baseline", "vma_retry"):
-            measure(name, presets[name], policy, args.duration)
+            measure(name, presets[name], policy, args.duration, args.repeat)
 
 
 if __name__ == "__main__":
