@@ -139,10 +139,33 @@ def check_auth(address: str, timeout_s: float) -> None:
         return
 
 
+def ray_messages_to_stderr() -> None:
+    """Ray's driver prints what it hears from the cluster's error channel (a task retried
+    because its node died, a worker killed for memory) to stdout, as "(raylet) ..." lines
+    from a thread ray.init starts (ray._private.worker.listen_error_messages; no setting
+    turns it off, log_to_driver only covers the workers' own output). stdout is the sweep's:
+    those lines go to stderr, with the rest of Ray's messages. If this Ray has no such
+    function (a private API), its lines stay where Ray puts them."""
+    try:
+        from ray._private import worker
+    except ImportError:
+        return
+    orig = getattr(worker, "print_to_stdstream", None)
+    if orig is None or getattr(orig, "sweep_to_stderr", False):
+        return
+
+    def to_stderr(data: dict, ignore_prefix: bool) -> None:
+        orig({**data, "is_err": True}, ignore_prefix)
+    to_stderr.sweep_to_stderr = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = to_stderr
+
+
 def connect(address: str | None, num_cpus: int | None, timeout_s: float,
             backend: str = "sim") -> Cluster:
     """ray.init: embedded local Ray, or join the cluster at `address` / RAY_ADDRESS."""
     import ray
+
+    ray_messages_to_stderr()
 
     address = address or os.environ.get("RAY_ADDRESS") or None
     env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIX)}

@@ -1,4 +1,5 @@
-"""The sweep joins a multi-node Ray cluster by address and survives losing a worker node.
+"""The sweep joins a multi-node Ray cluster by address and survives losing a worker node,
+with stdout left to the sweep's own lines.
 
 `ray.cluster_utils.Cluster` starts a head and two worker nodes on loopback, each a separate
 raylet: Ray schedules across them as across machines.
@@ -56,6 +57,8 @@ def test_sweep_spreads_over_nodes_and_survives_a_lost_node(cluster, tmp_path):
     c.remove_node(workers[1])
     out, err = sweep.communicate(timeout=240)
     assert sweep.returncode == 0, out + err
+    # stdout is the sweep's own: Ray's "(raylet) Task run_chunk failed ..." goes to stderr.
+    assert [ln.split(":")[0] for ln in out.splitlines()] == ["report", "sweep smoke"], out
     pts = pl.read_parquet(latest(root) / "points.parquet")
     assert pts.height == 24 and set(pts["status"]) == {"ok"}
 
