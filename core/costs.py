@@ -213,6 +213,10 @@ class Costs:
         "mprotect_fixup on one VMA: vma_modify (split/merge), change_protection "
         "of its mapped PTEs in a few PMDs, flush")
 
+    def __post_init__(self) -> None:
+        from core.params import check_costs   # params imports this module
+        check_costs(self)
+
 
 def cost_reasons() -> dict[str, tuple[str, str]]:
     """(unit, reason) of every cost field, for docs and the reason test."""

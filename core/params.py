@@ -71,6 +71,9 @@ class MachineParams:
     wakeup_sigma: float = 0.3
     cost_sigma: float = 0.3
 
+    def __post_init__(self) -> None:
+        check_machine(self)
+
 
 @dataclass(frozen=True)
 class WorkloadParams:
@@ -95,10 +98,16 @@ class WorkloadParams:
     app_map_kb: int = 1024          # size each mapper maps and unmaps per cycle
     app_work_us: float = 20.0       # CPU work between two accesses of a trace
 
+    def __post_init__(self) -> None:
+        check_workload(self)
+
 
 @dataclass(frozen=True)
 class PolicyParams:
     name: str = "baseline"
+
+    def __post_init__(self) -> None:
+        check_policy(self)
 
 
 @dataclass(frozen=True)
@@ -107,6 +116,9 @@ class MemcgParams:
     high_mb: int = 0
     max_mb: int = 0
     swap_max_mb: int = 0
+
+    def __post_init__(self) -> None:
+        check_memcg(self)
 
 
 @dataclass(frozen=True)
@@ -127,6 +139,9 @@ class DeviceParams:
     swap: str = "zram"
     # swapin_readahead window on `disk`: 1 << vm.page-cluster (3 by default).
     swap_ra_pages: int = 8
+
+    def __post_init__(self) -> None:
+        check_device(self)
 
 
 @dataclass(frozen=True)
@@ -153,6 +168,9 @@ class SimParams:
     # Safety net against a run that never ends; hitting it is reported, not hidden.
     max_events: int = 2_000_000_000
 
+    def __post_init__(self) -> None:
+        check_sim(self)
+
 
 @dataclass(frozen=True)
 class Params:
@@ -166,7 +184,7 @@ class Params:
     sim: SimParams = field(default_factory=SimParams)
 
     def __post_init__(self) -> None:
-        validate(self)
+        check_across(self)       # each group checked itself when it was built
 
     # -- conversions ---------------------------------------------------------------------
     @classmethod
@@ -175,15 +193,7 @@ class Params:
         d = dict(d or {})
         groups = {}
         for f in fields(cls):
-            sub = d.pop(f.name, None) or {}
-            sub_cls = f.default_factory  # type: ignore[misc]
-            names = {g.name for g in fields(sub_cls)}
-            unknown = set(sub) - names
-            if unknown:
-                k = min(unknown)
-                raise ParamError(f"{f.name}.{k}", sub[k],
-                                 f"unknown key; valid keys: {', '.join(sorted(names))}")
-            groups[f.name] = sub_cls(**{k: _coerce(sub_cls, k, v) for k, v in sub.items()})
+            groups[f.name] = build_group(f.name, d.pop(f.name, None) or {})
         if d:
             k = min(d)
             raise ParamError(k, d[k], "unknown group; valid groups: "
@@ -193,8 +203,7 @@ class Params:
     def to_dict(self) -> dict[str, dict[str, Any]]:
         # Every field of every group is a scalar: a shallow copy is dataclasses.asdict's
         # result, without its deep copy of each value (a sweep builds one per point).
-        return {g: {name: getattr(sub, name) for name in _field_names(type(sub))}
-                for g in _field_names(Params) for sub in (getattr(self, g),)}
+        return {g: group_dict(getattr(self, g)) for g in _field_names(Params)}
 
     def with_(self, **dotted: Any) -> Params:
         """Copy with dotted overrides: p.with_(**{'machine.cores': 8})."""
@@ -262,6 +271,33 @@ class Params:
         return self.workload.threads * costs.THREAD_SIZE_PAGES + slab_pages
 
 
+def group_class(group: str) -> type:
+    """The dataclass of one group of Params ('machine' -> MachineParams)."""
+    return _group_classes()[group]
+
+
+@functools.cache
+def _group_classes() -> dict[str, type]:
+    return {f.name: f.default_factory for f in fields(Params)}  # type: ignore[misc]
+
+
+def group_dict(sub: Any) -> dict[str, Any]:
+    """One group's values by field name (a shallow copy: every field is a scalar)."""
+    return {name: getattr(sub, name) for name in _field_names(type(sub))}
+
+
+def build_group(group: str, sub: dict[str, Any]) -> Any:
+    """One group of Params from its dict (missing keys take their defaults), its values
+    coerced and checked; unknown keys raise."""
+    sub_cls = group_class(group)
+    specs = _field_specs(sub_cls)
+    for k in sub:
+        if k not in specs:
+            raise ParamError(f"{group}.{k}", sub[k],
+                             f"unknown key; valid keys: {', '.join(sorted(specs))}")
+    return sub_cls(**{k: _coerce(sub_cls, k, v) for k, v in sub.items()})
+
+
 @functools.cache
 def _field_names(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in fields(cls))
@@ -302,8 +338,21 @@ def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
 
 
 def validate(p: Params) -> None:
-    """Raise ParamError for the first value outside its range (docs/model.md)."""
-    m, w, mc, d, s = p.machine, p.workload, p.memcg, p.device, p.sim
+    """Raise ParamError for the first value outside its range (docs/model.md): every
+    group's own checks, then those across groups. A group checks itself when it is built
+    (`__post_init__`) and Params checks across groups when it is built, so any Params is
+    valid; this runs all of them again."""
+    check_machine(p.machine)
+    check_workload(p.workload)
+    check_policy(p.policy)
+    check_memcg(p.memcg)
+    check_device(p.device)
+    check_sim(p.sim)
+    check_costs(p.costs)
+    check_across(p)
+
+
+def check_machine(m: MachineParams) -> None:
     _check(1 <= m.cores <= 4096, "machine.cores", m.cores, "allowed 1..4096")
     _check(m.pinning in PINNINGS, "machine.pinning", m.pinning, f"one of {PINNINGS}")
     _check(m.sched_slice_us > 0, "machine.sched_slice_us", m.sched_slice_us, "must be > 0")
@@ -314,6 +363,9 @@ def validate(p: Params) -> None:
     _check(m.noise_sleep_us > 0, "machine.noise_sleep_us", m.noise_sleep_us, "must be > 0")
     _check(0 <= m.wakeup_sigma <= 2, "machine.wakeup_sigma", m.wakeup_sigma, "allowed 0..2")
     _check(0 <= m.cost_sigma <= 2, "machine.cost_sigma", m.cost_sigma, "allowed 0..2")
+
+
+def check_workload(w: WorkloadParams) -> None:
     _check(w.name in WORKLOADS, "workload.name", w.name, f"one of {WORKLOADS}")
     _check(1 <= w.threads <= 100_000, "workload.threads", w.threads, "allowed 1..100000")
     _check(w.file_mb >= 1, "workload.file_mb", w.file_mb, "must be >= 1")
@@ -338,6 +390,53 @@ def validate(p: Params) -> None:
            "must be > 0")
     _check(4 <= w.app_map_kb <= 65536 and w.app_map_kb % 4 == 0, "workload.app_map_kb",
            w.app_map_kb, "a multiple of 4 in 4..65536")
+
+
+def check_policy(pol: PolicyParams) -> None:
+    _check(pol.name in POLICIES, "policy.name", pol.name, f"one of {POLICIES}")
+
+
+def check_memcg(mc: MemcgParams) -> None:
+    _check(mc.high_mb >= 0, "memcg.high_mb", mc.high_mb, "must be >= 0 (0 = no limit)")
+    _check(mc.max_mb >= 0, "memcg.max_mb", mc.max_mb, "must be >= 0 (0 = no limit)")
+    _check(mc.swap_max_mb >= 0, "memcg.swap_max_mb", mc.swap_max_mb, "must be >= 0")
+    if mc.max_mb and mc.high_mb:
+        _check(mc.max_mb >= mc.high_mb, "memcg.max_mb", mc.max_mb,
+               f"must be >= memcg.high_mb ({mc.high_mb})")
+
+
+def check_device(d: DeviceParams) -> None:
+    _check(d.swap in SWAP_DEVICES, "device.swap", d.swap, f"one of {SWAP_DEVICES}")
+    _check(1 <= d.swap_ra_pages <= 256, "device.swap_ra_pages", d.swap_ra_pages,
+           "allowed 1..256")
+    _check(d.io_median_us >= 0, "device.io_median_us", d.io_median_us, "must be >= 0")
+    _check(d.io_sigma >= 0, "device.io_sigma", d.io_sigma, "must be >= 0")
+    _check(1 <= d.queue_depth <= 65536, "device.queue_depth", d.queue_depth,
+           "allowed 1..65536")
+    _check(4 <= d.ra_kb <= 16384 and d.ra_kb % 4 == 0, "device.ra_kb", d.ra_kb,
+           "a multiple of 4 in 4..16384")
+
+
+def check_sim(s: SimParams) -> None:
+    _check(s.duration_s > 0, "sim.duration_s", s.duration_s, "must be > 0")
+    _check(s.warmup_s >= 0, "sim.warmup_s", s.warmup_s, "must be >= 0")
+    _check(s.max_events >= 1, "sim.max_events", s.max_events, "must be >= 1")
+
+
+def check_costs(c: Costs) -> None:
+    for name in _field_names(Costs):
+        v = getattr(c, name)
+        _check(isinstance(v, int) and not isinstance(v, bool) and v >= 0, f"costs.{name}", v,
+               "must be an integer >= 0")
+    _check(1 <= c.lru_add_batch <= FOLIO_BATCH_SIZE, "costs.lru_add_batch",
+           c.lru_add_batch, f"must be 1..{FOLIO_BATCH_SIZE} (FOLIO_BATCH_SIZE)")
+    _check(c.aging_walk_chunk_pages >= 1, "costs.aging_walk_chunk_pages",
+           c.aging_walk_chunk_pages, "must be >= 1")
+
+
+def check_across(p: Params) -> None:
+    """The checks that read more than one group."""
+    m, w, mc = p.machine, p.workload, p.memcg
     if w.name == "app_launch" and (mc.max_mb or mc.high_mb):
         # The warm page cache is charged to the app's memcg at the start: it must fit.
         warm = sum(mb * (w.app_cached_pct if c < 0 else c) // 100
@@ -352,16 +451,6 @@ def validate(p: Params) -> None:
         _check(mc.swap_max_mb == 0, "memcg.swap_max_mb", mc.swap_max_mb,
                f"must be 0 when {w.name} runs under a memory limit (reclaim of anon "
                "memory by memcg pressure is not modelled; MADV_PAGEOUT is)")
-    _check(d.swap in SWAP_DEVICES, "device.swap", d.swap, f"one of {SWAP_DEVICES}")
-    _check(1 <= d.swap_ra_pages <= 256, "device.swap_ra_pages", d.swap_ra_pages,
-           "allowed 1..256")
-    _check(p.policy.name in POLICIES, "policy.name", p.policy.name, f"one of {POLICIES}")
-    _check(mc.high_mb >= 0, "memcg.high_mb", mc.high_mb, "must be >= 0 (0 = no limit)")
-    _check(mc.max_mb >= 0, "memcg.max_mb", mc.max_mb, "must be >= 0 (0 = no limit)")
-    _check(mc.swap_max_mb >= 0, "memcg.swap_max_mb", mc.swap_max_mb, "must be >= 0")
-    if mc.max_mb and mc.high_mb:
-        _check(mc.max_mb >= mc.high_mb, "memcg.max_mb", mc.max_mb,
-               f"must be >= memcg.high_mb ({mc.high_mb})")
     if mc.max_mb:
         # Reclaim needs room for every CPU's charge stock and in-flight readahead windows,
         # and for the kernel memory charged when the run starts.
@@ -370,20 +459,3 @@ def validate(p: Params) -> None:
         _check(mc.max_mb >= floor_mb, "memcg.max_mb", mc.max_mb,
                f"must be >= {floor_mb} MB for {m.cores} cores and {kmem_mb} MB of kernel "
                f"memory (charge stocks alone are 64 pages per CPU)")
-    _check(d.io_median_us >= 0, "device.io_median_us", d.io_median_us, "must be >= 0")
-    _check(d.io_sigma >= 0, "device.io_sigma", d.io_sigma, "must be >= 0")
-    _check(1 <= d.queue_depth <= 65536, "device.queue_depth", d.queue_depth,
-           "allowed 1..65536")
-    _check(4 <= d.ra_kb <= 16384 and d.ra_kb % 4 == 0, "device.ra_kb", d.ra_kb,
-           "a multiple of 4 in 4..16384")
-    _check(s.duration_s > 0, "sim.duration_s", s.duration_s, "must be > 0")
-    _check(s.warmup_s >= 0, "sim.warmup_s", s.warmup_s, "must be >= 0")
-    _check(s.max_events >= 1, "sim.max_events", s.max_events, "must be >= 1")
-    for f in fields(p.costs):
-        v = getattr(p.costs, f.name)
-        _check(isinstance(v, int) and not isinstance(v, bool) and v >= 0, f"costs.{f.name}", v,
-               "must be an integer >= 0")
-    _check(1 <= p.costs.lru_add_batch <= FOLIO_BATCH_SIZE, "costs.lru_add_batch",
-           p.costs.lru_add_batch, f"must be 1..{FOLIO_BATCH_SIZE} (FOLIO_BATCH_SIZE)")
-    _check(p.costs.aging_walk_chunk_pages >= 1, "costs.aging_walk_chunk_pages",
-           p.costs.aging_walk_chunk_pages, "must be >= 1")

@@ -33,7 +33,13 @@ from sweep.cli import CONF_DIR
 from sweep.config import GridConfig, OutputConfig, RayConfig, SweepConfig
 from sweep import resources
 from sweep.errors import SweepError
-from sweep.limits import check_grid_name, check_memory, check_output_root, default_budget_gb
+from sweep.limits import (
+    check_grid_name,
+    check_memory,
+    check_output_root,
+    default_budget_gb,
+    point_bytes,
+)
 from sweep.grid import (
     POLICY_KEY,
     SCENARIO_KEY,
@@ -185,12 +191,13 @@ def plan(cfg: DictConfig, overrides: list[str] | None = None,
                     pinned=pinned, allow_large=allow_large)
     budget = cfg.sweep.max_point_mem_gb
     budget = default_budget_gb() if budget is None else float(budget)
+    def where(p: Point) -> str:
+        return "point (" + (", ".join(f"{k}={v}" for k, v in p.axes.items()) or "the point") + ")"
     for p in points:
-        at = ", ".join(f"{k}={v}" for k, v in p.axes.items()) or "the point"
-        if p.backend == "sim":
-            check_memory(p.params, budget, f"point ({at})")
+        if p.backend == "sim" and point_bytes(p.params) > budget * (1 << 30):
+            check_memory(p.params, budget, where(p))
         if p.params.sim.duration_s > MAX_SIM_S and not allow_large:
-            raise SweepError(f"point ({at}): sim.duration_s={p.params.sim.duration_s:g} is "
+            raise SweepError(f"{where(p)}: sim.duration_s={p.params.sim.duration_s:g} is "
                              f"over a simulated day ({MAX_SIM_S} s): write "
                              "sweep.allow_large=true if you mean it")
     for b in backends_of(points):
@@ -370,7 +377,7 @@ def dry_run_text(cfg: DictConfig, label: str, points: list[Point], units: list[U
     estimate from this machine's measured speed where the store has it."""
     from sweep.runner import unit_cost
     backends = backends_of(points)
-    varying = [k for k in points[0].axes if len({repr(p.axes[k]) for p in points}) > 1]
+    varying = [k for k in points[0].axes if len({p.axes[k] for p in points}) > 1]
     head = [*[k for k in varying if k != POLICY_KEY], "policy"]
     lines = [f"{label}: {len(points)} points x {replicates_of(cfg)} replicates = "
              f"{len(units)} runs; {len(done)} already in {store.dir}; {len(todo)} to compute",

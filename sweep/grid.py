@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 import core
+from core.params import build_group, group_dict
 from sweep.errors import SweepError
 from sweep.limits import LARGE_GRID_POINTS, check_finite
 
@@ -99,6 +100,84 @@ def replicate_seed(root_seed: int, phash: str, replicate: int) -> int:
     """A 63-bit seed (fits int64 everywhere) for replicate `replicate` of a point."""
     ss = np.random.SeedSequence(root_seed, spawn_key=(int(phash, 16), replicate))
     return int(ss.generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+# numpy's SeedSequence (numpy/random/bit_generator.pyx), for replicate_seeds.
+_INIT_A, _MULT_A, _INIT_B, _MULT_B = 0x43B0D7E5, 0x931E8875, 0x8B51F9DD, 0x58F38DED
+_MIX_MULT_L, _MIX_MULT_R, _XSHIFT, _POOL = 0xCA01F9DD, 0x4973F715, 16, 4
+
+
+def _words(n: int) -> list[int]:
+    """A non-negative int as uint32 words, lowest first ([0] for 0): _int_to_uint32_array."""
+    out = [n & 0xFFFFFFFF]
+    n >>= 32
+    while n:
+        out.append(n & 0xFFFFFFFF)
+        n >>= 32
+    return out
+
+
+def replicate_seeds(root_seed: int, keys: Sequence[tuple[str, int]]) -> list[int]:
+    """replicate_seed of many (point hash, replicate) pairs at once, bit for bit: numpy's
+    SeedSequence(root_seed, spawn_key=(hash, replicate)).generate_state(1, uint64) >> 1,
+    its mixing done on arrays of units instead of one object per unit (a 300,000-point
+    plan spent 9 s building SeedSequences). The hash constant advances with the number
+    of words mixed, not their values, so the units are grouped by their entropy's length
+    (a hash with high zero words is shorter)."""
+    root = _words(root_seed)
+    root += [0] * (_POOL - len(root))      # padded when there is a spawn key (numpy 1.19)
+    out = [0] * len(keys)
+    if not keys:
+        return out
+    # The hash as uint32 words, lowest first, without its high zero words (at least one).
+    hw = np.frombuffer(b"".join(bytes.fromhex(h) for h, _ in keys), dtype=">u4"
+                       ).reshape(-1, 8)[:, ::-1].astype(np.uint32)
+    nonzero = hw != 0
+    n_words = np.where(nonzero.any(axis=1), 8 - np.argmax(nonzero[:, ::-1], axis=1), 1)
+    reps = [r for _, r in keys]
+    small = np.array([r < 2**32 for r in reps])
+    for i in np.flatnonzero(~small):       # a replicate number of two words: one by one
+        out[i] = replicate_seed(root_seed, keys[i][0], reps[i])
+    rep_words = np.array([r if r < 2**32 else 0 for r in reps], dtype=np.uint32)
+    for nw in np.unique(n_words[small]):
+        idx = np.flatnonzero(small & (n_words == nw))
+        ent = np.concatenate([np.tile(np.array(root, dtype=np.uint32), (len(idx), 1)),
+                              hw[idx, :nw], rep_words[idx, None]], axis=1)
+        n = ent.shape[1]
+        hc = _INIT_A
+
+        def hashmix(v: np.ndarray) -> np.ndarray:
+            nonlocal hc
+            v = v ^ np.uint32(hc)
+            hc = (hc * _MULT_A) & 0xFFFFFFFF
+            v = v * np.uint32(hc)
+            return v ^ (v >> np.uint32(_XSHIFT))
+
+        def mix(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+            r = np.uint32(_MIX_MULT_L) * x - np.uint32(_MIX_MULT_R) * y
+            return r ^ (r >> np.uint32(_XSHIFT))
+
+        pool = [hashmix(ent[:, i]) for i in range(_POOL)]     # n >= _POOL always
+        for src in range(_POOL):
+            for dst in range(_POOL):
+                if src != dst:
+                    pool[dst] = mix(pool[dst], hashmix(pool[src]))
+        for src in range(_POOL, n):
+            for dst in range(_POOL):
+                pool[dst] = mix(pool[dst], hashmix(ent[:, src]))
+        # generate_state(1, uint64): two uint32 words from the pool, low word first.
+        hb = _INIT_B
+        words = []
+        for i in range(2):
+            v = pool[i] ^ np.uint32(hb)
+            hb = (hb * _MULT_B) & 0xFFFFFFFF
+            v = v * np.uint32(hb)
+            words.append(v ^ (v >> np.uint32(_XSHIFT)))
+        seeds = (words[0].astype(np.uint64) | (words[1].astype(np.uint64) << np.uint64(32))
+                 ) >> np.uint64(1)
+        for i, seed in zip(idx.tolist(), seeds.tolist()):
+            out[i] = seed
+    return out
 
 
 def _set(d: dict[str, dict[str, Any]], key: str, value: Any) -> None:
@@ -190,35 +269,75 @@ def expand(base: Mapping[str, Mapping[str, Any]], axes: Mapping[str, Any],
             blocks.append([dict(zip(group, vals)) for vals in zip(*(flat[g] for g in group))])
         else:
             blocks.append([{k: v} for v in flat[k]])
+    # A point's groups are built once per distinct set of values: most of a large grid's
+    # points share most of their groups (300,000 points of six axes have a few dozen
+    # distinct groups), so each group is coerced, checked, checked finite and written as
+    # canonical JSON once, and a point costs its cross-group checks and its hash.
+    group_names = sorted(base)             # sorted: the canonical JSON's order
+    axis_keys = [k for k in flat if k not in (BACKEND_KEY, SCENARIO_KEY)]
+    # An axis of one value is a constant: it joins the group's fixed values, not its key.
+    axes_of = {g: [(k, k.partition(".")[2]) for k in axis_keys
+                   if k.partition(".")[0] == g and len(flat[k]) > 1] for g in group_names}
+    const_of = {g: [(k.partition(".")[2], flat[k][0]) for k in axis_keys
+                    if k.partition(".")[0] == g and len(flat[k]) == 1] for g in group_names}
+    pinned_of = {g: [(k.partition(".")[2], v) for k, v in (pinned or {}).items()
+                     if k.partition(".")[0] == g] for g in group_names}
+    scenario_groups = {g for name in flat.get(SCENARIO_KEY, ()) for g in scenarios[name]}
+    varying = [g for g in group_names if axes_of[g] or g in scenario_groups]
+    # key: (the scenario if it sets this group, the group's axis values)
+    keys: dict[str, tuple] = {g: (None,) for g in group_names}
+    raw_cache: dict[str, dict[tuple, dict[str, Any]]] = {g: {} for g in group_names}
+    built_cache: dict[str, dict[tuple, tuple[Any, str]]] = {g: {} for g in group_names}
+    json_of = {x: canonical_json(x) for x in (core.MODEL_VERSION, backend, *group_names)}
     points: list[Point] = []
     seen: set[str] = set()
     for combo in itertools.product(*blocks):
         values: dict[str, Any] = {}
         for part in combo:
             values.update(part)
-        d = {g: dict(sub) for g, sub in base.items()}
         point_backend = values.get(BACKEND_KEY, backend)
-        if SCENARIO_KEY in values:
-            for g, sub in scenarios[values[SCENARIO_KEY]].items():
-                d[g].update(sub)
-        for k, v in values.items():
-            if k not in (BACKEND_KEY, SCENARIO_KEY):
-                _set(d, k, v)
-        for k, v in (pinned or {}).items():
-            _set(d, k, v)
+        scen = values.get(SCENARIO_KEY)
+        for g in varying:
+            sc = scenarios[scen].get(g) if scen is not None else None
+            keys[g] = (scen if sc else None, *[values[k] for k, _ in axes_of[g]])
+        for g in group_names:
+            if keys[g] not in raw_cache[g]:
+                sub = dict(base[g])
+                if scen is not None and scenarios[scen].get(g):
+                    sub.update(scenarios[scen][g])
+                for name, v in const_of[g]:
+                    sub[name] = v
+                for k, name in axes_of[g]:
+                    sub[name] = values[k]
+                for name, v in pinned_of[g]:
+                    sub[name] = v
+                raw_cache[g][keys[g]] = sub
         if exclude:
-            resolved = {f"{g}.{k}": v for g, sub in d.items() for k, v in sub.items()}
+            resolved = {f"{g}.{k}": v for g in group_names
+                        for k, v in raw_cache[g][keys[g]].items()}
             resolved[BACKEND_KEY] = point_backend
             if any(_matches(rule, resolved) for rule in exclude):
                 continue
-        at = ", ".join(f"{k}={v}" for k, v in values.items())
+        groups, frags = {}, []
         try:
-            params = core.Params.from_dict(d)
+            for g in group_names:
+                entry = built_cache[g].get(keys[g])
+                if entry is None:
+                    inst = build_group(g, raw_cache[g][keys[g]])
+                    as_dict = group_dict(inst)
+                    check_finite({g: as_dict}, f"invalid point ({_at(values)})")
+                    entry = built_cache[g][keys[g]] = (inst, canonical_json(as_dict))
+                groups[g] = entry[0]
+                frags.append(f"{json_of[g]}:{entry[1]}")
+            params = core.Params(**groups)
         except core.ParamError as e:
-            raise SweepError(f"invalid point ({at}): {e}") from None
-        as_dict = params.to_dict()
-        check_finite(as_dict, f"invalid point ({at})")
-        h = point_hash(params, point_backend, as_dict)
+            raise SweepError(f"invalid point ({_at(values)}): {e}") from None
+        # point_hash's canonical JSON, put together from the groups' (keys sorted).
+        if point_backend not in json_of:
+            json_of[point_backend] = canonical_json(point_backend)
+        ident = (f'{{"backend":{json_of[point_backend]},"model_version":'
+                 f'{json_of[core.MODEL_VERSION]},"params":{{{",".join(frags)}}}}}')
+        h = hashlib.sha256(ident.encode()).hexdigest()
         if h in seen:
             continue  # two axis combinations resolving to the same parameters: run once
         seen.add(h)
@@ -227,6 +346,10 @@ def expand(base: Mapping[str, Mapping[str, Any]], axes: Mapping[str, Any],
     if not points:
         raise SweepError("grid.exclude removes every point of the grid")
     return points
+
+
+def _at(values: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in values.items())
 
 
 def _matches(rule: Mapping[str, Any], values: Mapping[str, Any]) -> bool:
@@ -240,6 +363,6 @@ def _matches(rule: Mapping[str, Any], values: Mapping[str, Any]) -> bool:
 
 
 def units_of(points: Sequence[Point], seeds: int, root_seed: int) -> list[Unit]:
-    return [Unit(p.point_hash, r, replicate_seed(root_seed, p.point_hash, r))
-            for p in points for r in range(seeds)]
+    keys = [(p.point_hash, r) for p in points for r in range(seeds)]
+    return [Unit(h, r, s) for (h, r), s in zip(keys, replicate_seeds(root_seed, keys))]
 

@@ -64,12 +64,12 @@ def check_finite(params: core.Params | dict, where: str) -> None:
 
 def point_bytes(params: core.Params) -> int:
     """The simulator's arrays for one run of `params`, in bytes, as core.state.make_state
-    allocates them for the workload's builder (core.simulator.build_state)."""
+    allocates them for the workload's builder (core.simulator.build_state), from the
+    values core.simulator.constants gives it (K_THREADS, K_FILE_PAGES, K_RA_PAGES,
+    K_QUEUE_DEPTH)."""
     from core import state as st
-    from core.simulator import constants
-    k = constants(params)
-    n_threads = int(k[st.K_THREADS])
-    width = int(k[st.K_FILE_PAGES])
+    n_threads = params.workload.threads
+    width = params.file_pages
     w = params.workload.name
     if w == "file_thrash":
         n_pages, n_files, n_vmas = n_threads * width, n_threads, n_threads
@@ -81,7 +81,7 @@ def point_bytes(params: core.Params) -> int:
         n_pages, n_files, n_vmas = n_obj * width, n_obj, n_obj
     cores = params.machine.cores
     cap = 4 * n_threads + 4 * cores + 64
-    n_rq = n_threads * (int(k[st.K_RA_PAGES]) // 2 + 2) + 2 * int(k[st.K_QUEUE_DEPTH]) + 16
+    n_rq = n_threads * (params.ra_pages // 2 + 2) + 2 * params.device.queue_depth + 16
     cells = (n_threads * st.N_T + n_pages * st.N_P
              + n_vmas * (st.V_PTE0 + width + -(-width // st.PTRS_PER_PTE))
              + n_files * st.N_FL + cores * (st.C_ACK0 + n_threads) + n_rq * st.N_RQ

@@ -15,6 +15,8 @@ What the store guarantees, each with a test (tests/test_sweep_store.py):
   damaged, truncated, replaced or unreadable part is moved to `.store/quarantine/`, one
   line on stderr names it, and its rows count as not computed, so the same run computes
   them again; a file in `parts/` the index does not know is never read;
+- a writer killed inside its index transaction leaves the index as it was (the part
+  unknown and never read, its runs not done): the store's form of a torn manifest line;
 - temporary files of writers that are gone are removed on the next start;
 - two sweeps on one store at once compute each run once: a sweep claims the runs it is
   about to compute, and waits for the runs another live sweep has claimed;

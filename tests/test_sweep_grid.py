@@ -6,7 +6,10 @@ import pytest
 
 import core
 from sweep.errors import SweepError
-from sweep.grid import expand, point_hash, replicate_seed, units_of
+import hashlib
+
+from sweep.app import scenario_params
+from sweep.grid import expand, point_hash, replicate_seed, replicate_seeds, units_of
 
 BASE = core.Params(machine=core.MachineParams(cores=4),
                    workload=core.WorkloadParams(threads=8, file_mb=4)).to_dict()
@@ -48,6 +51,39 @@ def test_hash_is_stable_and_covers_model_version_and_backend(monkeypatch):
     assert point_hash(p, "sim") != h
     seed = replicate_seed(0, h, 0)
     assert 0 <= seed < 2**63 and seed == replicate_seed(0, h, 0) != replicate_seed(1, h, 0)
+
+
+def test_a_plans_hashes_and_seeds_are_the_reference_ones():
+    """expand builds each point's canonical JSON from cached groups and units_of mixes the
+    seeds on arrays: both must give what point_hash and numpy's SeedSequence give, or a
+    store's rows would no longer be found."""
+    pts = expand(BASE, {"scenario": ["seed_thrash", "app_launch"], "backend": ["sim", "kernel"],
+                        "workload.threads": [4, 16], "machine.cores": [2],
+                        "memcg.high_mb": [0, 256], "memcg.max_mb": [0, 300]},
+                 [["memcg.high_mb", "memcg.max_mb"]], scenarios=scenario_params(),
+                 pinned={"sim.duration_s": 0.5})
+    assert len(pts) == 16
+    for p in pts:
+        assert p.point_hash == point_hash(core.Params.from_dict(p.params.to_dict()), p.backend)
+        assert p.params.sim.duration_s == 0.5 and p.params.machine.cores == 2
+    # Hashes with high zero words (shorter entropy), replicate numbers of two words, and
+    # root seeds of one to five words.
+    keys = [(hashlib.sha256(str(i).encode()).hexdigest(), i % 3) for i in range(200)]
+    keys += [("0" * 9 + keys[0][0][9:], 1), ("0" * 64, 0), ("0" * 63 + "5", 2),
+             (keys[1][0], 2**32 + 3)]
+    for root in (0, 7, 2**40 + 7, 2**130 + 1):
+        assert replicate_seeds(root, keys) == [replicate_seed(root, h, r) for h, r in keys]
+    assert [u.seed for u in units_of(pts, 2, 5)] == [
+        replicate_seed(5, p.point_hash, r) for p in pts for r in range(2)]
+
+
+def test_a_group_checks_itself_and_params_checks_across_groups():
+    with pytest.raises(core.ParamError, match="memcg.max_mb=10: must be >= memcg.high_mb"):
+        core.MemcgParams(high_mb=20, max_mb=10)
+    with pytest.raises(core.ParamError, match="costs.touch_ns=-1"):
+        core.Costs(touch_ns=-1)
+    with pytest.raises(core.ParamError, match="memcg.max_mb=8: must be >= .* MB for 64 cores"):
+        core.Params(machine=core.MachineParams(cores=64), memcg=core.MemcgParams(max_mb=8))
 
 
 def test_axis_given_as_dotted_or_nested_is_the_same():

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import importlib.machinery
 import os
+import subprocess
 import sys
 import types
 
 import polars as pl
 import pytest
-from _sweep_util import store_synthetic_rows
+from _sweep_util import REPO, store_synthetic_rows
 from hydra import compose, initialize_config_dir
 
 import core
@@ -46,6 +47,33 @@ def test_store_roundtrip_newest_wins_and_failed_is_not_done(tmp_path):
     rows = fresh.rows([("a", 0, 1)]).collect()
     assert rows.height == 1 and rows["rounds"][0] == 3.0 and rows["status"][0] == "ok"
     assert "kernel_release" in rows["extra_json"][0]
+
+
+def test_a_writer_killed_inside_its_index_transaction_leaves_no_torn_entry(tmp_path):
+    """The store's form of a torn manifest line: a writer dies after its part's rename,
+    with the part's row and half its entries inserted but not committed. The next store
+    sees the index as it was before (the part unknown, its runs not done) and writes on."""
+    store = PointStore(tmp_path)
+    store.append([{"point_hash": "a", "replicate": 0, "seed": 1, "status": "ok"}])
+    script = f"""
+import os, sys
+sys.path.insert(0, {str(REPO)!r})
+from sweep.store import PointStore
+db = PointStore({str(tmp_path)!r}).db()
+(PointStore({str(tmp_path)!r}).parts_dir / "part-torn.parquet").write_bytes(b"PAR1 rows")
+db.execute("BEGIN")
+db.execute("INSERT INTO parts VALUES ('part-torn.parquet', 'x', 9, 0)")
+db.execute("INSERT INTO entries(part, point_hash, replicate, seed, status) "
+           "VALUES ('part-torn.parquet', 'b', 0, 1, 'ok')")
+os._exit(9)
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 9, proc.stderr
+    fresh = PointStore(tmp_path)
+    assert fresh.entries() == [("a", 0)]
+    assert fresh.done([("a", 0, 1), ("b", 0, 1)]) == {("a", 0, 1)}
+    fresh.append([{"point_hash": "b", "replicate": 0, "seed": 1, "status": "ok"}])
+    assert PointStore(tmp_path).done([("b", 0, 1)]) == {("b", 0, 1)}
 
 
 def test_a_dead_writers_temporary_file_is_removed(tmp_path):
