@@ -34,6 +34,7 @@ from sweep.config import GridConfig, OutputConfig, RayConfig, SweepConfig
 from sweep import resources
 from sweep.errors import SweepError
 from sweep.limits import (
+    check_free_space,
     check_grid_name,
     check_memory,
     check_output_root,
@@ -252,6 +253,8 @@ def run_sweep(cfg: DictConfig) -> int:
     label = f"sweep {grid_name}"
 
     backends = backends_of(points)
+    if not cfg.sweep.dry_run:
+        check_free_space(root, len(todo), len(units))
     if cfg.sweep.dry_run:
         print(dry_run_text(cfg, label, points, units, todo, done, store, by_hash))
         return 0

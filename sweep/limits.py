@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import shutil
 import uuid
 from pathlib import Path
 
@@ -50,6 +51,35 @@ def check_output_root(root: Path) -> None:
             probe.unlink()
         except OSError:
             pass
+
+
+# What a run's row takes on disk, measured with the smoke grid (8 runs in 4 chunks): its
+# store part's share, 15 KB (a part is mostly its ~200-column schema, so fewer rows per
+# chunk cost more each), and its run directory's, 9 KB; the report and plots besides.
+STORE_BYTES_PER_RUN = 16 * 1024
+RUN_DIR_BYTES_PER_RUN = 10 * 1024
+RUN_DIR_FIXED_BYTES = 5 << 20
+
+
+def needed_bytes(runs_to_compute: int, runs_in_grid: int) -> int:
+    """Disk a sweep is expected to write: the new rows' parts, and a run directory
+    holding every run of the grid."""
+    return (runs_to_compute * STORE_BYTES_PER_RUN + runs_in_grid * RUN_DIR_BYTES_PER_RUN
+            + RUN_DIR_FIXED_BYTES)
+
+
+def check_free_space(root: Path, runs_to_compute: int, runs_in_grid: int) -> None:
+    """Refuse before computing when output.root's file system cannot hold the expected
+    output (an estimate, from needed_bytes)."""
+    existing = root
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    need = needed_bytes(runs_to_compute, runs_in_grid)
+    free = shutil.disk_usage(existing).free
+    if free < need:
+        raise SweepError(f"output.root={root}: about {need / (1 << 20):,.0f} MB are needed "
+                         f"for {runs_to_compute:,} new runs and the run directory, "
+                         f"{free / (1 << 20):,.0f} MB are free on {existing}")
 
 
 def check_finite(params: core.Params | dict, where: str) -> None:

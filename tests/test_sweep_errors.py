@@ -88,3 +88,29 @@ def test_an_output_root_that_cannot_be_written_is_one_line(tmp_path, where):
     assert proc.returncode == 2
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith(f"error: output.root={root}: "), proc.stderr
+
+
+def test_an_output_root_without_room_is_refused_before_computing(tmp_path, monkeypatch):
+    """The expected output (store parts and the run directory, estimated per run) must fit
+    the file system's free space; the check runs before Ray starts, and writes nothing."""
+    import collections
+    import shutil
+
+    from hydra import compose, initialize_config_dir
+
+    from sweep import app, limits
+    from sweep.cli import CONF_DIR
+    from sweep.errors import SweepError
+
+    root = tmp_path / "out"
+    with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
+        cfg = compose("config", overrides=["+grid=smoke", "backend=synthetic",
+                                            f"output.root={root}"])
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(1 << 30, 1 << 30, 1 << 20))
+    monkeypatch.setattr(app, "connect", lambda *a, **k: pytest.fail("Ray was started"))
+    with pytest.raises(SweepError, match=r"output.root=.*: about 5 MB are needed for 8 new "
+                                         r"runs and the run directory, 1 MB are free on"):
+        app.run_sweep(cfg)
+    assert not root.exists()
+    assert limits.needed_bytes(0, 8) < limits.needed_bytes(8, 8)
