@@ -39,7 +39,6 @@ from sweep.limits import (
     check_memory,
     check_output_root,
     default_budget_gb,
-    point_bytes,
 )
 from sweep.grid import (
     POLICY_KEY,
@@ -192,11 +191,12 @@ def plan(cfg: DictConfig, overrides: list[str] | None = None,
                     pinned=pinned, allow_large=allow_large)
     budget = cfg.sweep.max_point_mem_gb
     budget = default_budget_gb() if budget is None else float(budget)
+
     def where(p: Point) -> str:
         return "point (" + (", ".join(f"{k}={v}" for k, v in p.axes.items()) or "the point") + ")"
     for p in points:
-        if p.backend == "sim" and point_bytes(p.params) > budget * (1 << 30):
-            check_memory(p.params, budget, where(p))
+        if p.backend == "sim":
+            check_memory(p.params, budget, lambda: where(p))
         if p.params.sim.duration_s > MAX_SIM_S and not allow_large:
             raise SweepError(f"{where(p)}: sim.duration_s={p.params.sim.duration_s:g} is "
                              f"over a simulated day ({MAX_SIM_S} s): write "
@@ -253,11 +253,10 @@ def run_sweep(cfg: DictConfig) -> int:
     label = f"sweep {grid_name}"
 
     backends = backends_of(points)
-    if not cfg.sweep.dry_run:
-        check_free_space(root, len(todo), len(units))
     if cfg.sweep.dry_run:
         print(dry_run_text(cfg, label, points, units, todo, done, store, by_hash))
         return 0
+    check_free_space(root, len(todo), len(units))
 
     if todo:
         if any(by_hash[u.point_hash].backend == "sim" for u in todo):

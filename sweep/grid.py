@@ -88,12 +88,21 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
-def point_hash(params: core.Params, backend: str,
-               params_dict: dict[str, dict[str, Any]] | None = None) -> str:
-    """`params_dict`: params.to_dict() where the caller has it already."""
-    ident = {"params": params_dict if params_dict is not None else params.to_dict(),
-             "model_version": core.MODEL_VERSION, "backend": backend}
-    return hashlib.sha256(canonical_json(ident).encode()).hexdigest()
+def point_hash(params: core.Params, backend: str) -> str:
+    """sha256 of the canonical JSON of {backend, model_version, params}."""
+    d = params.to_dict()
+    groups = sorted(d)
+    return hash_of_groups(backend, [canonical_json(d[g]) for g in groups], groups)
+
+
+def hash_of_groups(backend: str, group_json: Sequence[str], groups: Sequence[str]) -> str:
+    """point_hash from each group's canonical JSON (`groups` sorted, `group_json` in that
+    order): the canonical JSON of the whole, put together without writing it again (a
+    group's name is a Python identifier: quoting it is its JSON)."""
+    params = ",".join(f'"{g}":{j}' for g, j in zip(groups, group_json))
+    ident = (f'{{"backend":{canonical_json(backend)},"model_version":'
+             f'{canonical_json(core.MODEL_VERSION)},"params":{{{params}}}}}')
+    return hashlib.sha256(ident.encode()).hexdigest()
 
 
 def replicate_seed(root_seed: int, phash: str, replicate: int) -> int:
@@ -178,11 +187,6 @@ def replicate_seeds(root_seed: int, keys: Sequence[tuple[str, int]]) -> list[int
         for i, seed in zip(idx.tolist(), seeds.tolist()):
             out[i] = seed
     return out
-
-
-def _set(d: dict[str, dict[str, Any]], key: str, value: Any) -> None:
-    group, _, name = key.partition(".")
-    d[group][name] = value
 
 
 def _check_keys(keys: Sequence[str], where: str) -> None:
@@ -288,7 +292,6 @@ def expand(base: Mapping[str, Mapping[str, Any]], axes: Mapping[str, Any],
     keys: dict[str, tuple] = {g: (None,) for g in group_names}
     raw_cache: dict[str, dict[tuple, dict[str, Any]]] = {g: {} for g in group_names}
     built_cache: dict[str, dict[tuple, tuple[Any, str]]] = {g: {} for g in group_names}
-    json_of = {x: canonical_json(x) for x in (core.MODEL_VERSION, backend, *group_names)}
     points: list[Point] = []
     seen: set[str] = set()
     for combo in itertools.product(*blocks):
@@ -328,16 +331,11 @@ def expand(base: Mapping[str, Mapping[str, Any]], axes: Mapping[str, Any],
                     check_finite({g: as_dict}, f"invalid point ({_at(values)})")
                     entry = built_cache[g][keys[g]] = (inst, canonical_json(as_dict))
                 groups[g] = entry[0]
-                frags.append(f"{json_of[g]}:{entry[1]}")
+                frags.append(entry[1])
             params = core.Params(**groups)
         except core.ParamError as e:
             raise SweepError(f"invalid point ({_at(values)}): {e}") from None
-        # point_hash's canonical JSON, put together from the groups' (keys sorted).
-        if point_backend not in json_of:
-            json_of[point_backend] = canonical_json(point_backend)
-        ident = (f'{{"backend":{json_of[point_backend]},"model_version":'
-                 f'{json_of[core.MODEL_VERSION]},"params":{{{",".join(frags)}}}}}')
-        h = hashlib.sha256(ident.encode()).hexdigest()
+        h = hash_of_groups(point_backend, frags, group_names)
         if h in seen:
             continue  # two axis combinations resolving to the same parameters: run once
         seen.add(h)

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import core
@@ -30,14 +31,18 @@ def check_grid_name(name: str) -> None:
                          "output.root")
 
 
+def _existing_ancestor(root: Path) -> Path:
+    """root, or its nearest ancestor that exists (where it would be created)."""
+    existing = root
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    return existing
+
+
 def check_output_root(root: Path) -> None:
     """output.root is a directory that takes a file, or can be made in one that does (it is
     not created here: a sweep refused later leaves nothing behind)."""
-    existing = root
-    while not existing.exists():
-        if existing.parent == existing:
-            break
-        existing = existing.parent
+    existing = _existing_ancestor(root)
     if not existing.is_dir():
         raise SweepError(f"output.root={root}: {existing} is not a directory")
     probe = existing / f".faultsim-write-test-{uuid.uuid4().hex}"
@@ -71,9 +76,7 @@ def needed_bytes(runs_to_compute: int, runs_in_grid: int) -> int:
 def check_free_space(root: Path, runs_to_compute: int, runs_in_grid: int) -> None:
     """Refuse before computing when output.root's file system cannot hold the expected
     output (an estimate, from needed_bytes)."""
-    existing = root
-    while not existing.exists() and existing.parent != existing:
-        existing = existing.parent
+    existing = _existing_ancestor(root)
     need = needed_bytes(runs_to_compute, runs_in_grid)
     free = shutil.disk_usage(existing).free
     if free < need:
@@ -126,10 +129,12 @@ def machine_memory_bytes() -> int:
         return 8 << 30
 
 
-def check_memory(params: core.Params, budget_gb: float, where: str) -> None:
+def check_memory(params: core.Params, budget_gb: float, where: Callable[[], str]) -> None:
+    """`where()` names the point in the error (built only then: a plan checks every
+    point)."""
     need = point_bytes(params)
     if need > budget_gb * (1 << 30):
-        raise SweepError(f"{where}: needs about {need / (1 << 30):.1f} GiB for the simulator's "
+        raise SweepError(f"{where()}: needs about {need / (1 << 30):.1f} GiB for the simulator's "
                          f"state, over sweep.max_point_mem_gb={budget_gb:g} (raise it if this "
                          "machine can hold it)")
 
