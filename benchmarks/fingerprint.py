@@ -2,7 +2,8 @@
 
 Simulates a fixed set of short points (every shipped preset under the three policies of the
 series, two seeds each, plus the main job's smallest point) and prints one SHA-256 per row
-over its model columns (host columns such as wall time left out). Save the fingerprints
+over its model columns (host columns such as wall time left out, and columns that are None
+in it, so that a column added for another workload leaves the fingerprint alone). Save the fingerprints
 before a change that should not alter the model, check them after:
 
     python benchmarks/fingerprint.py --save /tmp/before.json
@@ -46,7 +47,7 @@ def points() -> list[tuple[str, dict]]:
 
 
 def fingerprint(row: dict) -> str:
-    model = {k: v for k, v in row.items() if k not in HOST_COLUMNS}
+    model = {k: v for k, v in row.items() if k not in HOST_COLUMNS and v is not None}
     return hashlib.sha256(json.dumps(model, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

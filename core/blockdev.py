@@ -1,9 +1,19 @@
-"""The block device: lognormal latency, per-page transfer, bounded queue depth.
+"""The block device: lognormal latency with an optional heavy tail, per-page transfer,
+bounded queue depth, and blk-throttle in front of it for one throttled cgroup.
 
 A request covers a run of contiguous folios of one file (what read_pages submits).
-Its service time is a lognormal draw (median `io_median_us`, shape `io_sigma`) plus the
-transfer of its pages plus completion handling; at most `queue_depth` requests are in
-flight, later ones wait in FIFO order. On completion every folio of the run becomes
+Its service time is a lognormal draw (median `io_median_us`, shape `io_sigma`), or with
+probability `io_tail_pct` a Pareto draw (scale `io_tail_us`, shape `io_tail_alpha`: the
+multi-millisecond stalls of flash under background writeback and garbage collection),
+plus the transfer of its pages plus completion handling; at most `queue_depth` requests
+are in flight, later ones wait in FIFO order.
+
+blk-throttle (block/blk-throttle.c, io.max `rbps`/`riops`): a read submitted by a thread of
+the throttled group (T_BLKCG = 1) waits in the group's FIFO until its budget allows it:
+blk_throtl_bio -> tg_may_dispatch, dispatched by the group's pending timer. The budget is
+modelled as a token bucket one throtl_slice deep (DFL_THROTL_SLICE, HZ/10 = 100 ms): an idle
+group may send a slice's worth at once, as tg_within_bps_limit's slice rounding allows, then
+bytes/rbps (or 1/riops, whichever is longer) per request. On completion every folio of the run becomes
 uptodate and is unlocked (handing its lock to a waiter, if any): end_buffer_async_read /
 mpage_end_io -> folio_end_read. A write (swap-out to `disk`) ends the folios' writeback
 (folio_end_writeback); the submitter does not wait for it.
@@ -18,6 +28,7 @@ from core.pagecache import folios_end_read
 from core.sched import block, fifo_append, wake
 from core.state import (
     EV_IO_DONE,
+    EV_THROTL,
     G_COUNTERS,
     G_IO_FREE,
     G_IO_INFLIGHT,
@@ -27,11 +38,18 @@ from core.state import (
     G_IO_WAIT_HEAD,
     G_IO_WAIT_TAIL,
     G_NOW,
+    G_THROTL_NEXT,
     K_IO_COMPLETE,
     K_IO_MEDIAN_NS,
     K_IO_SIGMA_PPM,
+    K_IO_TAIL_ALPHA_PPM,
+    K_IO_TAIL_NS,
+    K_IO_TAIL_PPM,
     K_IO_XFER,
     K_QUEUE_DEPTH,
+    K_THROTL_BPS,
+    K_THROTL_IOPS,
+    K_THROTL_SLICE_NS,
     P_FLAGS,
     PG_WRITEBACK,
     RQ_FIRST,
@@ -39,6 +57,7 @@ from core.state import (
     RQ_NEXT,
     RQ_OWNER,
     RQ_WRITE,
+    T_BLKCG,
     T_PC,
     T_WAIT_NEXT,
     TT_FOLIO,
@@ -50,7 +69,11 @@ def _service_ns(S, n):
     median = S.k[K_IO_MEDIAN_NS]
     sigma = S.k[K_IO_SIGMA_PPM] / 1e6
     lat = median
-    if sigma > 0.0 and median > 0:
+    if S.k[K_IO_TAIL_PPM] > 0 and np.random.randint(0, 1_000_000) < S.k[K_IO_TAIL_PPM]:
+        # Pareto: P(lat > x) = (tail_ns / x) ** alpha for x >= tail_ns.
+        u = 1.0 - np.random.random()                  # (0, 1]
+        lat = int(S.k[K_IO_TAIL_NS] * u ** (-1e6 / S.k[K_IO_TAIL_ALPHA_PPM]))
+    elif sigma > 0.0 and median > 0:
         lat = int(median * np.exp(sigma * np.random.standard_normal()))
     return lat + n * S.k[K_IO_XFER] + S.k[K_IO_COMPLETE]
 
@@ -99,6 +122,34 @@ def _submit(S, first, n, owner, write):
     S.rq[slot, RQ_OWNER] = owner
     S.rq[slot, RQ_WRITE] = write
     S.rq[slot, RQ_NEXT] = -1
+    if not write and owner >= 0 and S.t[owner, T_BLKCG] == 1 \
+            and (S.k[K_THROTL_BPS] > 0 or S.k[K_THROTL_IOPS] > 0):
+        at = blk_throtl_bio(S, n)
+        if at > S.g[G_NOW]:
+            schedule(S, at, EV_THROTL, slot)
+            return
+    throtl_dispatch(S, slot)
+
+
+@njit(cache=True)
+def blk_throtl_bio(S, n):
+    """The throttled group's next read of n pages: when its budget allows it (ns). The
+    group's budget is spent up to G_THROTL_NEXT; credit accrues from then on but never
+    more than one throtl_slice of it (an idle group's first bios go at once)."""
+    cost = 0
+    if S.k[K_THROTL_BPS] > 0:
+        cost = n * 4096 * 1_000_000_000 // S.k[K_THROTL_BPS]
+    if S.k[K_THROTL_IOPS] > 0:
+        cost = max(cost, 1_000_000_000 // S.k[K_THROTL_IOPS])
+    now = S.g[G_NOW]
+    spent = max(S.g[G_THROTL_NEXT], now - S.k[K_THROTL_SLICE_NS]) + cost
+    S.g[G_THROTL_NEXT] = spent
+    return max(now, spent)
+
+
+@njit(cache=True)
+def throtl_dispatch(S, slot):
+    """The request goes to the device: started if a slot is free, else queued FIFO."""
     if S.g[G_IO_INFLIGHT] < S.k[K_QUEUE_DEPTH]:
         _start(S, slot)
     else:

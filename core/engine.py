@@ -12,9 +12,9 @@ from numba import carray, njit, types
 from numba.extending import intrinsic
 
 from core import fault, lru, madvise, memcg, mm, readahead, swap, vmscan
-from core.blockdev import io_done
+from core.blockdev import io_done, throtl_dispatch
 from core.evq import pop, schedule
-from core.metrics import N_COUNTERS, PEAK_USAGE_PAGES, VMA_WRITER_WAIT_MAX_NS
+from core.metrics import FORK_NS_MAX, N_COUNTERS, PEAK_USAGE_PAGES, VMA_WRITER_WAIT_MAX_NS
 from core.pagecache import folio_relock
 from core.rwsem import rwsem_relock_write
 from core.sched import account_flush, make_runnable, noise_event, thread_event_prologue
@@ -23,6 +23,7 @@ from core.state import (
     EV_IO_DONE,
     EV_NOISE,
     EV_THREAD,
+    EV_THROTL,
     EV_TIME,
     EV_WARMUP,
     G_COUNTERS,
@@ -51,6 +52,7 @@ from core.state import (
     K_TICK_PERIOD_NS,
     K_WARMUP_NS,
     LAT_BINS,
+    N_HISTS,
     PC_RETURN,
     T_FOLIO_RELOCK,
     T_PC,
@@ -61,7 +63,7 @@ from core.state import (
     T_WARM_ROUNDS,
     State,
 )
-from core.workloads import app_launch, file_thrash, swapin
+from core.workloads import app_launch, file_thrash, fork_stall, swapin
 
 
 @njit(cache=True, _nrt=False, inline="always")
@@ -86,8 +88,10 @@ def thread_step(S, tid):
                 go = file_thrash.step(S, tid, pc)
             elif pc < 140:
                 go = swapin.step(S, tid, pc)
-            else:
+            elif pc < 160:
                 go = app_launch.step(S, tid, pc)
+            else:
+                go = fork_stall.step(S, tid, pc)
         elif group == 2:
             go = fault.step(S, tid, pc)
         elif group == 3:
@@ -117,13 +121,14 @@ def _warmup_snapshot(S):
     account_flush(S)
     # Maxima restart at the end of warm-up; sums are differenced at the end.
     S.g[G_COUNTERS + VMA_WRITER_WAIT_MAX_NS] = 0
+    S.g[G_COUNTERS + FORK_NS_MAX] = 0
     S.g[G_PEAK_USAGE] = S.g[G_USAGE]
     for i in range(N_COUNTERS):
         S.g[G_WARM_COUNTERS + i] = S.g[G_COUNTERS + i]
     for i in range(8):
         S.g[G_WARM_HIST + i] = S.g[G_HIST_READ + i]
         S.g[G_WARM_HIST + 8 + i] = S.g[G_HIST_WRITE + i]
-    for i in range(3 * LAT_BINS):               # G_LAT_HIST, G_RETRY_HIST, G_AGE_HIST
+    for i in range(N_HISTS * LAT_BINS):         # G_LAT_HIST .. G_BG_LAT_HIST
         S.g[G_LAT_HIST + i] = 0
     for tid in range(S.k[K_THREADS]):
         S.t[tid, T_WARM_ROUNDS] = S.t[tid, T_ROUNDS]
@@ -212,6 +217,8 @@ def _run(S, seed, drain):
             noise_event(S, ident)
         elif kind == EV_WARMUP:
             _warmup_snapshot(S)
+        elif kind == EV_THROTL:
+            throtl_dispatch(S, ident)
         if events >= max_events:
             S.g[G_STOP] = 1
             break

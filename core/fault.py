@@ -34,7 +34,9 @@ Policies: `baseline` (v6.18), `vma_retry` (patches 1-3: VM_FAULT_RETRY_VMA, the 
 an I/O wait goes back to the VMA lock), `vma_retry_uptodate` (patches 4-5: an uptodate
 folio clears FAULT_FLAG_ALLOW_RETRY before the folio-lock wait), `retry_hard` (every retry
 back to the VMA lock except the hard cases, which file read faults never hit),
-`hold_vma_io` (never drop the VMA lock for I/O), `mmap_lock_only` (before 6.4).
+`hold_vma_io` (never drop the VMA lock for I/O), `mmap_lock_only` (before 6.4),
+`hold_file_vma_io` (the review's "approach 3": file faults keep the VMA lock across I/O,
+anonymous ones drop it and retry under it as `vma_retry` does).
 """
 
 from numba import njit
@@ -84,6 +86,7 @@ from core.state import (
     FAULT_FLAG_VMA_LOCK,
     FL_ANON,
     FL_MMAP_MISS,
+    G_BG_LAT_HIST,
     G_COUNTERS,
     G_LAT_HIST,
     G_NOW,
@@ -106,11 +109,13 @@ from core.state import (
     PG_PRESENT,
     PG_READAHEAD,
     PG_UPTODATE,
+    POL_HOLD_FILE_VMA_IO,
     POL_HOLD_VMA_IO,
     POL_MMAP_LOCK_ONLY,
     POL_RETRY_HARD,
     POL_VMA_RETRY,
     POL_VMA_RETRY_UPTODATE,
+    ROLE_BG,
     SW_FAULT,
     T_C_OK,
     T_F_DROP_NS,
@@ -122,6 +127,7 @@ from core.state import (
     T_F_START,
     T_FILE,
     T_PC,
+    T_ROLE,
     T_VMA,
     VM_FAULT_MAJOR,
     VM_FAULT_RETRY,
@@ -157,13 +163,15 @@ def release_fault_lock(S, tid):
 @njit(cache=True)
 def maybe_unlock_mmap_for_io(S, tid):
     """Drop the fault lock for I/O only on a first try (ALLOW_RETRY without TRIED);
-    `hold_vma_io` never drops the VMA lock."""
+    `hold_vma_io` and `hold_file_vma_io` never drop the VMA lock of a file fault."""
     if S.t[tid, T_F_FPIN]:
         return
     fl = S.t[tid, T_F_FLAGS]
     if not (fl & FAULT_FLAG_ALLOW_RETRY) or (fl & FAULT_FLAG_TRIED):
         return
-    if S.k[K_POLICY] == POL_HOLD_VMA_IO and S.t[tid, T_F_LOCK] == LOCK_VMA:
+    policy = S.k[K_POLICY]
+    if (policy == POL_HOLD_VMA_IO or policy == POL_HOLD_FILE_VMA_IO) \
+            and S.t[tid, T_F_LOCK] == LOCK_VMA:
         return
     release_fault_lock(S, tid)
     S.t[tid, T_F_FPIN] = 1
@@ -171,7 +179,10 @@ def maybe_unlock_mmap_for_io(S, tid):
 
 @njit(cache=True)
 def _record_latency(S, tid):
-    hist_add(S, G_LAT_HIST, S.g[G_NOW] - S.t[tid, T_F_START])
+    """Fault latency, entry to return; fork_stall's background threads in a histogram of
+    their own, so that fault_latency_* are the foreground's."""
+    base = G_BG_LAT_HIST if S.t[tid, T_ROLE] == ROLE_BG else G_LAT_HIST
+    hist_add(S, base, S.g[G_NOW] - S.t[tid, T_F_START])
 
 
 @njit(cache=True)
@@ -195,13 +206,16 @@ def fault_return_retry(S, tid, retry_by_vma_lock):
     The series' policies set VM_FAULT_RETRY_VMA only where their patches do
     (`retry_by_vma_lock`, and only under the VMA lock); `retry_hard` (the May 2026 draft)
     marks every retry taken under the VMA lock, since file and swap faults never meet its
-    hard cases. The arch step F_OUT_RETRY routes on the bit alone."""
+    hard cases. `hold_file_vma_io` ("approach 3" of the review) retries anonymous faults
+    under the VMA lock as the series does (its file faults never drop the lock). The arch
+    step F_OUT_RETRY routes on the bit alone."""
     ret = VM_FAULT_RETRY
     if S.t[tid, T_F_FLAGS] & FAULT_FLAG_VMA_LOCK:
         policy = S.k[K_POLICY]
         if policy == POL_RETRY_HARD or (
                 retry_by_vma_lock
-                and (policy == POL_VMA_RETRY or policy == POL_VMA_RETRY_UPTODATE)):
+                and (policy == POL_VMA_RETRY or policy == POL_VMA_RETRY_UPTODATE
+                     or policy == POL_HOLD_FILE_VMA_IO)):
             ret |= VM_FAULT_RETRY_VMA
     S.t[tid, T_F_RET] |= ret
     S.t[tid, T_PC] = F_OUT_RETRY

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 # Version of the model's semantics. Bump it whenever a change alters any simulated row, so
 # the sweep's point store (keyed by params + this) recomputes instead of serving stale rows.
-MODEL_VERSION = "4.4.0"
+MODEL_VERSION = "4.5.0"
 
 # ---- vm events (indices into the counters array) ----------------------------------------
 PGFAULT = 0
@@ -50,9 +50,12 @@ RECLAIM_NO_PROGRESS = 32  # memcg reclaim calls that freed nothing (the penalty'
 WORKINGSET_ACTIVATE = 33  # workingset_activate_file: refaults found recent (activated)
 PGACTIVATE = 34          # folios activated by reclaim (activate_locked) or folio_mark_accessed
 PGDEACTIVATE = 35        # folios moved to the inactive list by shrink_active_list
+FORKS = 36               # fork() calls that returned (fork_stall)
+FORK_NS = 37             # their time from entry to return
+FORK_NS_MAX = 38         # the longest of them (restarts at the end of warm-up)
 # Thread time by what the thread was doing (core.sched.account), one counter per TT_* class
 # of core.state in that order: where a round's wall time goes.
-THREAD_TIME0 = 36
+THREAD_TIME0 = 39
 N_THREAD_TIME = 9
 N_COUNTERS = THREAD_TIME0 + N_THREAD_TIME
 
@@ -65,6 +68,7 @@ COUNTER_NAMES = [
     "lru_lock_wait_ns", "aging_runs", "peak_usage_pages", "pswpin", "pswpout",
     "swapcache_busy", "pageout_locked_skip", "pageout_rounds", "swapin_rounds",
     "reclaim_no_progress", "workingset_activate", "pgactivate", "pgdeactivate",
+    "forks", "fork_ns", "fork_ns_max",
     "time_cpu_ns", "time_runq_ns", "time_mmap_lock_ns", "time_folio_ns", "time_lru_lock_ns",
     "time_tlb_ack_ns", "time_vma_ns", "time_sleep_ns", "time_exited_ns",
 ]
@@ -108,9 +112,12 @@ DETAIL_COLUMNS = ["drops_per_round", "misses_per_round", "pgscan", "ra_truncated
                   "evict_age_p1_us", "evict_age_p10_us", "evict_age_p50_us",
                   # threads x time / rounds
                   "round_s_per_thread"] + TIME_PCT_COLUMNS
+# fork_stall: fork() from entry to return, and its background (throttled) threads' faults.
+FORK_COLUMNS = ["forks", "fork_latency_p50_ms", "fork_latency_p99_ms", "fork_latency_max_ms",
+                "fork_latency_avg_ms", "bg_fault_latency_p99_us"]
 ENGINE_COLUMNS = ["sim_time_s", "events", "wall_s", "events_per_s"]
 
 METRIC_COLUMNS = (WORKLOAD_COLUMNS + FAULT_COLUMNS + MEMORY_COLUMNS + LOCK_COLUMNS
-                  + DETAIL_COLUMNS + ENGINE_COLUMNS)
+                  + FORK_COLUMNS + DETAIL_COLUMNS + ENGINE_COLUMNS)
 HIST_BUCKET_LABELS = ["[0,1)", "[1,10)", "[10,100)", "[100,1000)", "[1000,10000)",
                       "[10000,100000)", "[100000,1000000)", "[1000000,inf)"]

@@ -12,6 +12,19 @@ takes lru_lock), `tlb_finish_mmu` flushing the TLB of every CPU in mm_cpumask an
 for their acknowledgements (late from CPUs spinning on lru_lock with interrupts off),
 `free_pgtables`; then `mmap_read_unlock`. Each syscall settles memory.high debt on its way
 back to user mode.
+
+fork (kernel/fork.c `copy_process` -> `copy_mm` -> `dup_mm` -> mm/mmap.c `dup_mmap`, v7.0-rc3):
+the task is copied (`costs.fork_base_ns`), then `mmap_write_lock_killable(oldmm)` and
+`for_each_vma` in address order: `vma_start_write_killable(mpnt)` (it waits for the VMA's
+fault readers, holding mmap_lock for write), `vm_area_dup`, `anon_vma_fork` and
+`copy_page_range`, which copies the PTEs only when `vma_needs_copy` (the VMA has an
+anon_vma: a written private mapping; shared and read-only file mappings are refilled by
+faults). After the loop `flush_tlb_mm(oldmm)` (the copied PTEs were write-protected) and
+`mmap_write_unlock(oldmm)`, whose mm_lock_seq bump ends every VMA write lock. The review
+thread's proposal (`policy.fork_lock=cow`) write-locks only `is_cow_mapping()` VMAs.
+Of a fork_stall process's thousands of VMAs only a few are modelled (the ones threads
+fault); the others are copied in bursts at their average cost (`K_FORK_BULK_NS`), with no
+readers to wait for.
 """
 
 from numba import njit
@@ -27,15 +40,28 @@ from core.lru import (
 )
 from core.memcg import exit_to_user_mode, uncharge
 from core.metrics import PGACTIVATE
+from core.hist import hist_add
+from core.metrics import FORK_NS, FORK_NS_MAX, FORKS
 from core.rwsem import down_write, downgrade_write, rwsem_owner_sleeps, up_read, up_write
-from core.sched import call, proceed, run_for, smp_call_function_wait
+from core.sched import call, proceed, run_for, smp_call_function_wait, spend
 from core.state import (
     C_FB_N,
+    FL_PAGES,
     FL_VMA,
+    FORK_LOCK_ALL,
     G_COUNTERS,
+    G_FORK_HIST,
     G_MM_CPUS,
+    G_NOW,
     K_AL_HEAP_VMA,
     K_FILE_PAGES,
+    K_FORK_ANON_VMA,
+    K_FORK_BASE,
+    K_FORK_BULK_NS,
+    K_FORK_FILE_VMA,
+    K_FORK_PTE,
+    K_FORK_RULE,
+    K_FORK_VMAS,
     K_FREE_PGTABLES,
     K_LRU,
     K_LRU_ADD_BATCH,
@@ -54,6 +80,15 @@ from core.state import (
     M_ACTIVATE_DONE,
     M_ACTIVATE_LOCKED,
     M_DOWNGRADE,
+    M_FORK,
+    M_FORK_ACKED,
+    M_FORK_COPY,
+    M_FORK_DONE,
+    M_FORK_LOCK,
+    M_FORK_LOCKED,
+    M_FORK_TLB,
+    M_FORK_VMA,
+    M_FORK_WALK,
     M_FREE_PGTABLES,
     M_MMAP,
     M_MMAP_DONE,
@@ -80,16 +115,24 @@ from core.state import (
     PTE_PRESENT,
     PTE_YOUNG,
     T_CORE,
+    T_FK_POS,
+    T_FK_START,
+    T_FK_V,
     T_M_COUNT,
     T_M_LARGE,
     T_PC,
     T_VMA,
     T_W_VMA2,
+    V_ANON_VMA,
     V_ATTACHED,
     V_FILE,
+    V_FLAGS,
+    V_POS,
     V_PT_N,
     V_PTE0,
     V_READERS,
+    VM_MAYWRITE,
+    VM_SHARED,
 )
 from core.vma import vma_start_write, vma_write_unlock
 
@@ -178,6 +221,41 @@ def zap_pte_range(S, v):
                 S.pg[p, P_FLAGS] |= PG_REFERENCED
     S.g[G_COUNTERS + PGACTIVATE] += pages    # lru_activate (folio_activate)
     return cost, activate, large
+
+
+@njit(cache=True)
+def is_cow_mapping(flags):
+    """include/linux/mm.h: private and may be written, so it can hold anonymous pages."""
+    return (flags & (VM_SHARED | VM_MAYWRITE)) == VM_MAYWRITE
+
+
+@njit(cache=True)
+def dup_mmap_locks(S, v):
+    """Whether dup_mmap write-locks VMA v: always on v7.0; only a COW mapping under the
+    review thread's rule (David Hildenbrand's is_cow_mapping() form of it)."""
+    return S.k[K_FORK_RULE] == FORK_LOCK_ALL or is_cow_mapping(S.vma[v, V_FLAGS])
+
+
+@njit(cache=True)
+def copy_vma_ns(S, v):
+    """vm_area_dup, anon_vma_fork and copy_page_range of one modelled VMA: its page tables
+    are copied only if it has an anon_vma (vma_needs_copy), one PTE at a time."""
+    if not S.vma[v, V_ANON_VMA]:
+        return S.k[K_FORK_FILE_VMA]
+    ptes = 0
+    for i in range(S.file[S.vma[v, V_FILE], FL_PAGES]):
+        if S.vma[v, V_PTE0 + i] & PTE_PRESENT:
+            ptes += 1
+    return S.k[K_FORK_ANON_VMA] + ptes * S.k[K_FORK_PTE]
+
+
+@njit(cache=True)
+def _fork_returns(S, tid):
+    lat = S.g[G_NOW] - S.t[tid, T_FK_START]
+    S.g[G_COUNTERS + FORKS] += 1
+    S.g[G_COUNTERS + FORK_NS] += lat
+    S.g[G_COUNTERS + FORK_NS_MAX] = max(S.g[G_COUNTERS + FORK_NS_MAX], lat)
+    hist_add(S, G_FORK_HIST, lat)
 
 
 @njit(cache=True)
@@ -297,6 +375,69 @@ def step(S, tid, pc):
     if pc == M_MPROTECT_DONE:
         vma_write_unlock(S, S.k[K_AL_HEAP_VMA])
         up_write(S, tid)
+        S.t[tid, T_PC] = M_RETURN_TO_USER
+        return True
+
+    # -- fork (kernel/fork.c copy_process, mm/mmap.c dup_mmap) -------------------------------
+    if pc == M_FORK:
+        S.t[tid, T_FK_START] = S.g[G_NOW]
+        run_for(S, tid, S.k[K_FORK_BASE], M_FORK_LOCK)     # copy_process up to copy_mm
+        return False
+
+    if pc == M_FORK_LOCK:
+        # dup_mmap: mmap_write_lock_killable(oldmm)
+        return proceed(S, tid, down_write(S, tid, M_FORK_LOCKED), M_FORK_LOCKED)
+
+    if pc == M_FORK_LOCKED:
+        S.t[tid, T_FK_V] = 0
+        S.t[tid, T_FK_POS] = 0
+        S.t[tid, T_PC] = M_FORK_WALK
+        return True
+
+    if pc == M_FORK_WALK:
+        # for_each_vma: the VMAs before the next modelled one, copied in one burst. A
+        # modelled slot not in the tree (a mapper's region between cycles) is passed over.
+        v = S.t[tid, T_FK_V]
+        n_v = S.vma.shape[0]
+        while v < n_v and not S.vma[v, V_ATTACHED]:
+            v += 1
+        S.t[tid, T_FK_V] = v
+        end = S.vma[v, V_POS] if v < n_v else S.k[K_FORK_VMAS]
+        n = max(0, end - S.t[tid, T_FK_POS])
+        S.t[tid, T_FK_POS] = end
+        return spend(S, tid, n * S.k[K_FORK_BULK_NS], M_FORK_VMA if v < n_v else M_FORK_TLB)
+
+    if pc == M_FORK_VMA:
+        v = S.t[tid, T_FK_V]
+        if not dup_mmap_locks(S, v):
+            S.t[tid, T_PC] = M_FORK_COPY
+            return True
+        # vma_start_write_killable(mpnt): sleeps until the VMA's readers are gone.
+        if S.vma[v, V_READERS] > 0:
+            rwsem_owner_sleeps(S)
+        return proceed(S, tid, vma_start_write(S, tid, v, M_FORK_COPY), M_FORK_COPY)
+
+    if pc == M_FORK_COPY:
+        v = S.t[tid, T_FK_V]
+        S.t[tid, T_FK_V] = v + 1
+        S.t[tid, T_FK_POS] = S.vma[v, V_POS] + 1
+        run_for(S, tid, copy_vma_ns(S, v), M_FORK_WALK)
+        return False
+
+    if pc == M_FORK_TLB:
+        # flush_tlb_mm(oldmm), still holding mmap_lock: every CPU the mm ran on.
+        run_for(S, tid, S.k[K_TLB_BASE] + S.g[G_MM_CPUS] * S.k[K_TLB_PER_CPU], M_FORK_ACKED)
+        return False
+
+    if pc == M_FORK_ACKED:
+        return proceed(S, tid, smp_call_function_wait(S, tid, M_FORK_DONE), M_FORK_DONE)
+
+    if pc == M_FORK_DONE:
+        # mmap_write_unlock(oldmm): the mm_lock_seq bump ends every VMA write lock.
+        for v in range(S.vma.shape[0]):
+            vma_write_unlock(S, v)
+        up_write(S, tid)
+        _fork_returns(S, tid)
         S.t[tid, T_PC] = M_RETURN_TO_USER
         return True
 

@@ -16,8 +16,9 @@ from core import costs
 from core.costs import FOLIO_BATCH_SIZE, Costs
 
 POLICIES = ("baseline", "vma_retry", "vma_retry_uptodate", "retry_hard", "hold_vma_io",
-            "mmap_lock_only")
-WORKLOADS = ("file_thrash", "swapin", "app_launch")
+            "mmap_lock_only", "hold_file_vma_io")
+WORKLOADS = ("file_thrash", "swapin", "app_launch", "fork_stall")
+FORK_LOCKS = ("all", "cow")
 SWAP_DEVICES = ("zram", "disk")
 LRUS = ("mglru", "classic")
 PINNINGS = ("none", "round_robin")
@@ -97,6 +98,13 @@ class WorkloadParams:
     app_map_period_us: float = 2000.0
     app_map_kb: int = 1024          # size each mapper maps and unmaps per cycle
     app_work_us: float = 20.0       # CPU work between two accesses of a trace
+    # fork_stall (core/workloads/fork_stall.py; app_launch's process, running, plus):
+    fork_vmas: int = 8000           # VMAs of the process dup_mmap walks
+    fork_period_ms: float = 100.0   # fork() every this long after the last one returned
+    fork_anon_pct: int = 50         # share of the unmodelled VMAs that are anon with anon_vma
+    fork_anon_rss_mb: int = 128     # mapped anon memory in them: PTEs dup_mmap copies
+    fork_bg_threads: int = 4        # background threads in the throttled blkcg
+    fork_bg_shared: bool = False    # their cold file is MAP_SHARED read-only, not MAP_PRIVATE
 
     def __post_init__(self) -> None:
         check_workload(self)
@@ -105,6 +113,9 @@ class WorkloadParams:
 @dataclass(frozen=True)
 class PolicyParams:
     name: str = "baseline"
+    # Which VMAs fork's dup_mmap write-locks: `all` (v7.0) or `cow`, only is_cow_mapping()
+    # ones (the review thread's proposal, in David Hildenbrand's form).
+    fork_lock: str = "all"
 
     def __post_init__(self) -> None:
         check_policy(self)
@@ -139,6 +150,15 @@ class DeviceParams:
     swap: str = "zram"
     # swapin_readahead window on `disk`: 1 << vm.page-cluster (3 by default).
     swap_ra_pages: int = 8
+    # The service time's heavy tail (core/blockdev.py): io_tail_pct % of requests take a
+    # Pareto time, P(t > x) = (io_tail_us / x) ** io_tail_alpha, instead of the lognormal.
+    io_tail_pct: float = 0.0
+    io_tail_us: float = 2000.0
+    io_tail_alpha: float = 1.5
+    # blk-throttle io.max of the throttled group (fork_stall's background threads): read
+    # MB/s (rbps / 2**20) and read IOs/s; 0 is "max", no limit.
+    throttle_read_mbps: float = 0.0
+    throttle_read_iops: int = 0
 
     def __post_init__(self) -> None:
         check_device(self)
@@ -390,10 +410,21 @@ def check_workload(w: WorkloadParams) -> None:
            "must be > 0")
     _check(4 <= w.app_map_kb <= 65536 and w.app_map_kb % 4 == 0, "workload.app_map_kb",
            w.app_map_kb, "a multiple of 4 in 4..65536")
+    _check(64 <= w.fork_vmas <= 1_000_000, "workload.fork_vmas", w.fork_vmas,
+           "allowed 64..1000000")
+    _check(w.fork_period_ms > 0, "workload.fork_period_ms", w.fork_period_ms, "must be > 0")
+    _check(0 <= w.fork_anon_pct <= 100, "workload.fork_anon_pct", w.fork_anon_pct,
+           "a percentage 0..100")
+    _check(0 <= w.fork_anon_rss_mb <= ADDRESS_SPACE_MB, "workload.fork_anon_rss_mb",
+           w.fork_anon_rss_mb, f"allowed 0..{ADDRESS_SPACE_MB}")
+    _check(0 <= w.fork_bg_threads <= 10_000, "workload.fork_bg_threads", w.fork_bg_threads,
+           "allowed 0..10000")
 
 
 def check_policy(pol: PolicyParams) -> None:
     _check(pol.name in POLICIES, "policy.name", pol.name, f"one of {POLICIES}")
+    _check(pol.fork_lock in FORK_LOCKS, "policy.fork_lock", pol.fork_lock,
+           f"one of {FORK_LOCKS}")
 
 
 def check_memcg(mc: MemcgParams) -> None:
@@ -415,6 +446,14 @@ def check_device(d: DeviceParams) -> None:
            "allowed 1..65536")
     _check(4 <= d.ra_kb <= 16384 and d.ra_kb % 4 == 0, "device.ra_kb", d.ra_kb,
            "a multiple of 4 in 4..16384")
+    _check(0 <= d.io_tail_pct <= 100, "device.io_tail_pct", d.io_tail_pct, "a percentage 0..100")
+    _check(d.io_tail_us > 0, "device.io_tail_us", d.io_tail_us, "must be > 0")
+    _check(d.io_tail_alpha >= 0.5, "device.io_tail_alpha", d.io_tail_alpha,
+           "must be >= 0.5 (a smaller shape has no useful scale)")
+    _check(d.throttle_read_mbps >= 0, "device.throttle_read_mbps", d.throttle_read_mbps,
+           "must be >= 0 (0 = no limit)")
+    _check(d.throttle_read_iops >= 0, "device.throttle_read_iops", d.throttle_read_iops,
+           "must be >= 0 (0 = no limit)")
 
 
 def check_sim(s: SimParams) -> None:
@@ -437,7 +476,7 @@ def check_costs(c: Costs) -> None:
 def check_across(p: Params) -> None:
     """The checks that read more than one group."""
     m, w, mc = p.machine, p.workload, p.memcg
-    if w.name == "app_launch" and (mc.max_mb or mc.high_mb):
+    if w.name in ("app_launch", "fork_stall") and (mc.max_mb or mc.high_mb):
         # The warm page cache is charged to the app's memcg at the start: it must fit.
         warm = sum(mb * (w.app_cached_pct if c < 0 else c) // 100
                    for _, mb, c, _ in APP_OBJECTS)
@@ -451,6 +490,11 @@ def check_across(p: Params) -> None:
         _check(mc.swap_max_mb == 0, "memcg.swap_max_mb", mc.swap_max_mb,
                f"must be 0 when {w.name} runs under a memory limit (reclaim of anon "
                "memory by memcg pressure is not modelled; MADV_PAGEOUT is)")
+    if w.name == "fork_stall":
+        modelled = len(APP_OBJECTS) + 2 + w.app_mappers   # + heap, background file
+        _check(w.fork_vmas > 2 * modelled, "workload.fork_vmas", w.fork_vmas,
+               f"must be > {2 * modelled}: the process's {modelled} modelled VMAs sit "
+               "among the others")
     if mc.max_mb:
         # Reclaim needs room for every CPU's charge stock and in-flight readahead windows,
         # and for the kernel memory charged when the run starts.

@@ -13,8 +13,10 @@ from core.engine import run
 from core.params import POLICIES, Params
 from core.state import (
     G_AGE_HIST,
+    G_BG_LAT_HIST,
     G_COUNTERS,
     G_EVENTS,
+    G_FORK_HIST,
     G_HIST_READ,
     G_HIST_WRITE,
     G_LAT_HIST,
@@ -44,12 +46,20 @@ from core.state import (
     K_FAULT_ENTRY,
     K_FILE_PAGES,
     K_FOLIO_ALLOC,
+    K_FORK_ANON_VMA,
+    K_FORK_BASE,
+    K_FORK_FILE_VMA,
+    K_FORK_PTE,
+    K_FORK_RULE,
     K_FREE_PGTABLES,
     K_HIGH,
     K_HZ,
     K_IO_COMPLETE,
     K_IO_MEDIAN_NS,
     K_IO_SIGMA_PPM,
+    K_IO_TAIL_ALPHA_PPM,
+    K_IO_TAIL_NS,
+    K_IO_TAIL_PPM,
     K_IO_XFER,
     K_JITTER,
     K_LARGE_FOLIOS,
@@ -86,6 +96,9 @@ from core.state import (
     K_SWAP_RA,
     K_SWAP_WRITE_SUBMIT,
     K_THREADS,
+    K_THROTL_BPS,
+    K_THROTL_IOPS,
+    K_THROTL_SLICE_NS,
     K_TICK_NS,
     K_TICK_PERIOD_NS,
     K_TLB_BASE,
@@ -98,6 +111,8 @@ from core.state import (
     K_ZERO_FILL,
     K_ZRAM_COMP,
     K_ZRAM_DECOMP,
+    FORK_LOCK_ALL,
+    FORK_LOCK_COW,
     LAT_BINS,
     LRU_CLASSIC,
     LRU_MGLRU,
@@ -108,11 +123,13 @@ from core.state import (
     T_WARM_ROUNDS,
     make_state,
 )
-from core.workloads import app_launch, swapin
+from core.workloads import app_launch, fork_stall, swapin
 
 # Timer frequency of the modelled kernel: a jiffy is 4 ms (CONFIG_HZ_250, the x86 and
 # Android default); it sets the memory.high penalty granularity.
 HZ = 250
+# block/blk-throttle.c DFL_THROTL_SLICE (HZ / 10): the depth of the throttle's budget.
+THROTL_SLICE_NS = 100_000_000
 
 
 def constants(p: Params) -> np.ndarray:
@@ -191,10 +208,24 @@ def constants(p: Params) -> np.ndarray:
     k[K_TICK_PERIOD_NS] = 1_000_000_000 // HZ
     k[K_ABL_INKERNEL_HIGH] = int(p.model.inkernel_high_handler)
     k[K_ABL_RWSEM_STEAL] = int(p.model.rwsem_steal_spin)
+    d = p.device
+    k[K_IO_TAIL_PPM] = round(d.io_tail_pct * 10_000)
+    k[K_IO_TAIL_NS] = int(d.io_tail_us * 1000)
+    k[K_IO_TAIL_ALPHA_PPM] = round(d.io_tail_alpha * 1e6)
+    k[K_THROTL_BPS] = int(d.throttle_read_mbps * 2**20)
+    k[K_THROTL_IOPS] = d.throttle_read_iops
+    k[K_THROTL_SLICE_NS] = THROTL_SLICE_NS
+    k[K_FORK_RULE] = FORK_LOCK_COW if p.policy.fork_lock == "cow" else FORK_LOCK_ALL
+    k[K_FORK_BASE] = c.fork_base_ns
+    k[K_FORK_ANON_VMA] = c.fork_anon_vma_ns
+    k[K_FORK_FILE_VMA] = c.fork_file_vma_ns
+    k[K_FORK_PTE] = c.fork_pte_ns
     if w.name == "swapin":
         swapin.constants(p, k)
     elif w.name == "app_launch":
         app_launch.constants(p, k)
+    elif w.name == "fork_stall":
+        fork_stall.constants(p, k)
     return k
 
 
@@ -211,6 +242,8 @@ def build_state(p: Params):
         return S
     if w == "swapin":
         return swapin.build_state(p, k)
+    if w == "fork_stall":
+        return fork_stall.build_state(p, k)
     return app_launch.build_state(p, k)
 
 
@@ -228,13 +261,15 @@ def _latency_percentile(hist: np.ndarray, q: float) -> float | None:
     return lo * 2.0 ** (1 / 16.0) / 1000.0
 
 
-def _run_length_columns(S, wl: str) -> dict:
+def _run_length_columns(S, wl: str, workers: int) -> dict:
     """min_thread_rounds: the fewest rounds a thread completed after warm-up (file_thrash,
-    swapin); short_run: 1 when that is below MIN_ROUNDS_PER_THREAD, or (app_launch) when
+    swapin; fork_stall: traces of a foreground worker); short_run: 1 when that is below MIN_ROUNDS_PER_THREAD, or (app_launch) when
     the launch did not finish within the run."""
     if wl == "app_launch":
         return {"min_thread_rounds": None, "short_run": int(S.g[G_LAUNCH_NS] < 0)}
     done = S.t[:, T_ROUNDS] - S.t[:, T_WARM_ROUNDS]
+    if wl == "fork_stall":
+        done = done[:workers]                     # its foreground workers' traces
     least = int(done.min()) if len(done) else 0
     return {"min_thread_rounds": least, "short_run": int(least < M.MIN_ROUNDS_PER_THREAD)}
 
@@ -250,12 +285,32 @@ def _thread_time_columns(c, rounds: int) -> dict:
     return out
 
 
+def _fork_columns(p: Params, S, c) -> dict:
+    """fork_stall's fork() latencies (entry to return) and its background threads' fault
+    latency; None for other workloads."""
+    if p.workload.name != "fork_stall":
+        return {}
+    fork = S.g[G_FORK_HIST:G_FORK_HIST + LAT_BINS]
+    bg = S.g[G_BG_LAT_HIST:G_BG_LAT_HIST + LAT_BINS]
+    n = int(c[M.FORKS])
+    p50, p99 = _latency_percentile(fork, 0.50), _latency_percentile(fork, 0.99)
+    return {
+        "forks": n,
+        "fork_latency_p50_ms": p50 / 1000 if p50 is not None else None,
+        "fork_latency_p99_ms": p99 / 1000 if p99 is not None else None,
+        "fork_latency_max_ms": c[M.FORK_NS_MAX] / 1e6 if n else None,
+        "fork_latency_avg_ms": c[M.FORK_NS] / 1e6 / n if n else None,
+        "bg_fault_latency_p99_us": _latency_percentile(bg, 0.99),
+    }
+
+
 def row_from_state(p: Params, S, wall_s: float) -> dict:
     g = S.g
     counters = g[G_COUNTERS:G_COUNTERS + M.N_COUNTERS]
     c = counters - g[G_WARM_COUNTERS:G_WARM_COUNTERS + M.N_COUNTERS]
     c[M.PEAK_USAGE_PAGES] = counters[M.PEAK_USAGE_PAGES]
     c[M.VMA_WRITER_WAIT_MAX_NS] = counters[M.VMA_WRITER_WAIT_MAX_NS]
+    c[M.FORK_NS_MAX] = counters[M.FORK_NS_MAX]
     hr = g[G_HIST_READ:G_HIST_READ + 8] - g[G_WARM_HIST:G_WARM_HIST + 8]
     hw = g[G_HIST_WRITE:G_HIST_WRITE + 8] - g[G_WARM_HIST + 8:G_WARM_HIST + 16]
     lat = g[G_LAT_HIST:G_LAT_HIST + LAT_BINS]
@@ -271,7 +326,7 @@ def row_from_state(p: Params, S, wall_s: float) -> dict:
     row: dict = {name: None for name in M.METRIC_COLUMNS}
     row.update({
         "rounds": rounds,
-        **_run_length_columns(S, wl),
+        **_run_length_columns(S, wl, p.workload.threads),
         "pageout_rounds": int(c[M.PAGEOUT_ROUNDS]) if wl == "swapin" else None,
         "swapin_rounds": int(c[M.SWAPIN_ROUNDS]) if wl == "swapin" else None,
         "launch_ms": (S.g[G_LAUNCH_NS] / 1e6 if S.g[G_LAUNCH_NS] >= 0 else None)
@@ -306,6 +361,7 @@ def row_from_state(p: Params, S, wall_s: float) -> dict:
         "mmap_write_wait_total_us": c[M.MMAP_WRITE_WAIT_NS] / 1e3,
         "mmap_write_wait_avg_us": c[M.MMAP_WRITE_WAIT_NS] / 1e3 / wc if wc else None,
         "vma_writer_wait_max_us": c[M.VMA_WRITER_WAIT_MAX_NS] / 1e3,
+        **_fork_columns(p, S, c),
         "vma_writer_wait_total_us": c[M.VMA_WRITER_WAIT_NS] / 1e3,
         "fault_latency_p50_us": _latency_percentile(lat, 0.50),
         "fault_latency_p99_us": _latency_percentile(lat, 0.99),

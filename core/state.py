@@ -42,6 +42,7 @@ EV_THREAD = 0     # continue thread `id` at its program counter
 EV_IO_DONE = 1    # block request `id` completed
 EV_NOISE = 2      # noise spinner of core `id` toggles
 EV_WARMUP = 3     # end of warm-up: snapshot the counters
+EV_THROTL = 4     # block request `id` leaves the blk-throttle queue for the device
 
 # ---- page (folio) flags ----------------------------------------------------------------------
 PG_PRESENT = 1        # in the page cache (xarray holds a folio)
@@ -90,6 +91,7 @@ POL_VMA_RETRY_UPTODATE = 2
 POL_RETRY_HARD = 3
 POL_HOLD_VMA_IO = 4
 POL_MMAP_LOCK_ONLY = 5
+POL_HOLD_FILE_VMA_IO = 6
 
 # ---- LRU ---------------------------------------------------------------------------------------
 LRU_MGLRU = 0
@@ -130,6 +132,12 @@ W_AL_MAPPED = 151
 W_AL_MPROTECT = 152
 W_AL_MUNMAP = 153
 W_AL_MAPPER_END = 154
+# workloads/fork_stall: 160s
+W_FS_BG = 160
+W_FS_BG_TOUCH = 161
+W_FS_FORKER = 165
+W_FS_FORKED = 166
+W_FS_FORK = 167
 # fault: 200s
 F_BEGIN = 200
 F_LOCK_VMA = 201
@@ -169,6 +177,15 @@ M_MPROTECT = 320
 M_MPROTECT_LOCKED = 321
 M_MPROTECT_VMA = 322
 M_MPROTECT_DONE = 323
+M_FORK = 330           # fork (kernel/fork.c copy_process -> dup_mm -> mm/mmap.c dup_mmap)
+M_FORK_LOCK = 331
+M_FORK_LOCKED = 332
+M_FORK_WALK = 333
+M_FORK_VMA = 334
+M_FORK_COPY = 335
+M_FORK_DONE = 336
+M_FORK_TLB = 337
+M_FORK_ACKED = 338
 # readahead: 400s
 RA_SYNC = 400
 RA_ASYNC = 401
@@ -259,7 +276,8 @@ LAT_BINS = 256         # fault-latency histogram: log2 bins of 1/8 octave from 6
  G_WS_SNAPSHOT,    # classic: target_lruvec->refaults[WORKINGSET_FILE] (snapshot_refaults)
  G_CUR_TID,        # the thread whose step the engine is running (the CPU doing an atomic)
  G_MMAP_LINE_CPU, G_MMAP_LINE_FREE,  # mmap_lock's count word: last writer CPU, busy until ns
- N_G) = range(47)
+ G_THROTL_NEXT,    # blk-throttle: ns when the throttled group's budget is spent (token bucket)
+ N_G) = range(48)
 
 # ---- constants of k (int64) ------------------------------------------------------------------
 (K_THREADS, K_CORES, K_FILE_PAGES, K_N_FILES, K_POLICY, K_LRU, K_PINNING,
@@ -284,7 +302,13 @@ LAT_BINS = 256         # fault-latency histogram: log2 bins of 1/8 octave from 6
  K_JITTER, K_WAKEUP_SIGMA_PPM, K_COST_SIGMA_PPM, K_TICK_NS, K_TICK_PERIOD_NS,
  K_LINE_NS,    # one cache-line transfer between CPUs (costs.cacheline_transfer_ns)
  K_V_PT0,      # S.vma column of the first PTE-table flag (V_PTE0 + file pages)
- N_K) = range(79)
+ # device: the heavy tail of the service time, blk-throttle of the throttled group
+ K_IO_TAIL_PPM, K_IO_TAIL_NS, K_IO_TAIL_ALPHA_PPM, K_THROTL_BPS, K_THROTL_IOPS,
+ K_THROTL_SLICE_NS,
+ # fork (dup_mmap): rule, costs, the VMAs it walks that no thread faults
+ K_FORK_RULE, K_FORK_BASE, K_FORK_ANON_VMA, K_FORK_FILE_VMA, K_FORK_PTE, K_FORK_VMAS,
+ K_FORK_BULK_NS, K_FS_PERIOD_NS, K_FS_BG_OBJ, K_AL_LOOP,
+ N_K) = range(95)
 SWAP_NONE, SWAP_ZRAM, SWAP_DISK = range(3)
 
 # ---- per-thread registers: columns of S.t (int64[n_threads, N_T]) ---------------------------
@@ -353,7 +377,11 @@ T_M_LARGE = 61  # large folios still to activate after a zap (one lru_lock hold 
 T_R_RETRIED = 62  # reclaim (MGLRU): evict_folios' second pass done for this batch (skip_retry)
 T_LINE_NS = 63  # ns its atomics on shared cache lines cost, charged with its next burst
 T_WARM_ROUNDS = 64  # T_ROUNDS at the end of warm-up
-T_STACK0 = 65                 # STACK_DEPTH return program counters
+T_BLKCG = 65  # blkcg of its I/O: 0 the root group, 1 the throttled group (device.throttle_*)
+T_FK_START = 66  # fork: ns when the fork() call began
+T_FK_V = 67  # fork: next modelled VMA (index; they are in address order) dup_mmap reaches
+T_FK_POS = 68  # fork: address-order position of the next VMA to copy
+T_STACK0 = 69                 # STACK_DEPTH return program counters
 T_R_BATCH0 = T_STACK0 + STACK_DEPTH       # RECLAIM_SLOTS isolated folios
 N_T = T_R_BATCH0 + RECLAIM_SLOTS
 
@@ -361,6 +389,14 @@ ROLE_READER = 0
 ROLE_WRITER = 1
 ROLE_WORKER = 0
 ROLE_MAPPER = 1
+ROLE_BG = 2      # fork_stall: a background thread in the throttled blkcg
+ROLE_FORKER = 3  # fork_stall: the thread calling fork()
+
+# ---- vm_flags bits the model reads (include/linux/mm.h) and the fork rule --------------------
+VM_SHARED = 0x8
+VM_MAYWRITE = 0x20
+FORK_LOCK_ALL = 0   # v7.0 dup_mmap: vma_start_write on every VMA
+FORK_LOCK_COW = 1   # the review thread's proposal: only is_cow_mapping() VMAs
 
 # ---- per-folio state: columns of S.pg (int64[n_pages, N_P]) ---------------------------------
 (P_FLAGS,      # PG_* bits
@@ -384,8 +420,11 @@ ROLE_MAPPER = 1
  V_WRITER,     # thread waiting in vma_start_write, -1 if none
  V_LINE_CPU, V_LINE_FREE,  # the VMA lock's refcount word: last writer CPU, busy until ns
  V_PT_N,       # PTE tables allocated under this VMA (each charged to the memcg)
+ V_FLAGS,      # vm_flags: VM_SHARED, VM_MAYWRITE (what the fork rule reads)
+ V_ANON_VMA,   # 1: vma->anon_vma is set (dup_mmap copies its page tables)
+ V_POS,        # its position in address order among the mm's fork_vmas VMAs (fork_stall)
  V_PTE0,       # PTE_* bits of page i at column V_PTE0 + i
- ) = range(9)
+ ) = range(12)
 # After the PTEs, one column per PTE table (PTRS_PER_PTE pages): 1 once it is allocated.
 # Its first column is K_V_PT0 (V_PTE0 + file pages).
 
@@ -439,7 +478,10 @@ G_WARM_HIST = G_HIST_WRITE + 8           # snapshot of both at warm-up
 G_LAT_HIST = G_WARM_HIST + 16            # fault latency, 1/8-octave bins from 64 ns (core.hist)
 G_RETRY_HIST = G_LAT_HIST + LAT_BINS     # out_retry to the retry's handle_mm_fault
 G_AGE_HIST = G_RETRY_HIST + LAT_BINS     # page-cache age of each file page reclaim evicts
-G_IDLE_LIST = G_AGE_HIST + LAT_BINS      # idle cores (indexed set with C_IDLE_POS)
+G_FORK_HIST = G_AGE_HIST + LAT_BINS      # fork() calls, entry to return (fork_stall)
+G_BG_LAT_HIST = G_FORK_HIST + LAT_BINS   # fault latency of ROLE_BG threads (fork_stall)
+N_HISTS = 5                              # G_LAT_HIST .. G_BG_LAT_HIST, reset at warm-up
+G_IDLE_LIST = G_BG_LAT_HIST + LAT_BINS   # idle cores (indexed set with C_IDLE_POS)
 
 # Few arrays on purpose: numba passes a namedtuple member by member on every call that is
 # not inlined (measured: 1.8 us per call with 110 arrays, 0.07 us with 6).
@@ -472,6 +514,7 @@ def make_state(k: np.ndarray, n_threads: int, n_cores: int, n_pages: int,
                  G_RW_SPIN_TAIL, G_MMAP_LINE_CPU):
         g[slot] = -1
     g[G_LAUNCH_NS] = -1
+    g[G_THROTL_NEXT] = -(1 << 50)  # an idle throttled group: a full slice of budget
     g[G_MAX_SEQ] = MIN_NR_GENS   # lru_gen_init_lruvec: min_seq 0, max_seq MIN_NR_GENS
     g[G_IDLE_N] = n_cores
     g[G_LRU_HEAD:G_LRU_HEAD + N_LISTS] = -1
@@ -499,6 +542,7 @@ def make_state(k: np.ndarray, n_threads: int, n_cores: int, n_pages: int,
     k[K_V_PT0] = V_PTE0 + file_pages
     vma = np.zeros((n_vmas, V_PTE0 + file_pages + -(-file_pages // PTRS_PER_PTE)), np.int64)
     vma[:, V_FILE] = np.arange(n_vmas) % n_files
+    vma[:, V_POS] = np.arange(n_vmas)
     vma[:, V_WRITER] = -1
     vma[:, V_LINE_CPU] = -1
     file = np.zeros((n_files, N_FL), np.int64)

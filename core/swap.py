@@ -111,6 +111,7 @@ from core.state import (
     T_RA_RUN_N,
     T_RA_RUN_START,
     T_VMA,
+    V_ANON_VMA,
     V_PTE0,
     VM_FAULT_MAJOR,
 )
@@ -164,6 +165,8 @@ def prefill(S, f, v, first, n, anon):
         S.g[G_USAGE] += 1
         if v >= 0:
             S.vma[v, V_PTE0 + i] = PTE_PRESENT | PTE_YOUNG
+            if anon:
+                S.vma[v, V_ANON_VMA] = 1             # written before time 0
             nr = pte_alloc_pages(S, v, i)        # its page tables, charged as a fault would
             if nr:
                 pte_alloc_done(S, v, i)
@@ -193,6 +196,9 @@ def step(S, tid, pc):
 
     # -- do_anonymous_page ------------------------------------------------------------------
     if pc == SW_ANON:
+        # do_anonymous_page: anon_vma_prepare gives the VMA its anon_vma (from now on
+        # dup_mmap copies its page tables), then the folio is allocated and charged.
+        S.vma[S.t[tid, T_VMA], V_ANON_VMA] = 1
         mem_cgroup_charge(S, tid, 1, 0, SW_ANON_CHARGED)
         return True
 

@@ -31,12 +31,17 @@ WORKLOAD_HEADLINE = {
                "mmap_read_count", "mmap_read_wait_avg_us"],
     "app_launch": ["launch_ms", "vma_lock_retry", "mmap_read_count", "mmap_read_wait_avg_us",
                    "mmap_write_wait_avg_us", "vma_writer_wait_max_us"],
+    "fork_stall": ["fork_latency_p50_ms", "fork_latency_p99_ms", "fork_latency_max_ms",
+                   "fault_latency_p99_us", "throughput_rounds_s", "vma_writer_wait_max_us",
+                   "mmap_write_wait_avg_us"],
 }
 # The cover letter's Before / After / Change % tables: lock acquisitions and the workload's
 # own figures, then the two wait histograms.
 LETTER_METRICS = {
     "swapin": ["pageout_rounds", "swapin_rounds"],
     "app_launch": ["launch_ms"],
+    "fork_stall": ["fork_latency_p50_ms", "fork_latency_p99_ms", "fork_latency_max_ms",
+                   "fault_latency_p99_us", "throughput_rounds_s"],
 }
 LOCK_METRICS = ["mmap_read_count", "mmap_read_wait_total_us", "mmap_read_wait_avg_us",
                 "mmap_write_count", "mmap_write_wait_total_us", "mmap_write_wait_avg_us",
@@ -306,6 +311,8 @@ def _row_workload(r: dict) -> str:
         return "swapin"
     if r.get("launch_ms_mean") is not None:
         return "app_launch"
+    if r.get("forks_mean") is not None:
+        return "fork_stall"
     return "file_thrash"
 
 

@@ -109,8 +109,14 @@ def point_bytes(params: core.Params) -> int:
     elif w == "swapin":
         n_pages, n_files, n_vmas = width, 1, 1
     else:
+        from core.params import APP_HEAP_MB, APP_OBJECTS
         from core.workloads.app_launch import N_OBJ
-        n_obj = N_OBJ + params.workload.app_mappers
+        wp = params.workload
+        extra = 1 if w == "fork_stall" else 0
+        n_threads = wp.threads + wp.app_mappers + (wp.fork_bg_threads + 1 if extra else 0)
+        width = max(max(mb for _, mb, _, _ in APP_OBJECTS) * 256, APP_HEAP_MB * 256,
+                    wp.app_map_kb // 4)
+        n_obj = N_OBJ + extra + wp.app_mappers
         n_pages, n_files, n_vmas = n_obj * width, n_obj, n_obj
     cores = params.machine.cores
     cap = 4 * n_threads + 4 * cores + 64

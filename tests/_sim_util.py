@@ -8,11 +8,12 @@ so a test can stop at a precise point.
 from __future__ import annotations
 
 from core import engine, evq, sched
-from core.blockdev import io_done
+from core.blockdev import io_done, throtl_dispatch
 from core.state import (
     C_THREAD,
     EV_IO_DONE,
     EV_THREAD,
+    EV_THROTL,
     G_COUNTERS,
     G_HEAP_N,
     G_LRU_HEAD,
@@ -65,6 +66,8 @@ def step_event(S):
             engine.thread_step(S, ident)
     elif kind == EV_IO_DONE:
         io_done(S, ident)
+    elif kind == EV_THROTL:
+        throtl_dispatch(S, ident)
     else:
         raise AssertionError(f"unexpected event kind {kind}")
 

@@ -512,7 +512,7 @@ def _io_params(policy):
     }
 
 
-@pytest.mark.parametrize("policy", ["hold_vma_io", "baseline"])
+@pytest.mark.parametrize("policy", ["hold_vma_io", "hold_file_vma_io", "baseline"])
 def test_maybe_unlock_mmap_for_io(policy):
     _, S = _state(policy={"name": policy})
     S.vma[0, V_ATTACHED] = 1
@@ -522,7 +522,7 @@ def test_maybe_unlock_mmap_for_io(policy):
     S.t[0, T_F_FLAGS] = FAULT_FLAG_ALLOW_RETRY | FAULT_FLAG_VMA_LOCK
     S.t[0, T_F_FPIN] = 0
     fault.maybe_unlock_mmap_for_io(S, 0)
-    if policy == "hold_vma_io":
+    if policy != "baseline":                 # a file fault keeps its VMA lock for the I/O
         assert S.vma[0, V_READERS] == 1 and S.t[0, T_F_LOCK] == LOCK_VMA
         assert S.t[0, T_F_FPIN] == 0
     else:
@@ -1040,6 +1040,7 @@ FIRST_FAULT = {
     "retry_hard": (1, 0, 1, 1),
     "hold_vma_io": (0, 0, 0, 1),
     "mmap_lock_only": (1, 2, 0, 0),
+    "hold_file_vma_io": (0, 0, 0, 1),      # approach 3: a file fault keeps the VMA lock
 }
 
 

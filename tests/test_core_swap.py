@@ -112,6 +112,7 @@ BUSY_SWAPCACHE = {
     "vma_retry_uptodate": (False, 0, 0, LOCK_VMA),     # patch 4: wait holding the VMA lock
     "hold_vma_io": (False, 0, 0, LOCK_VMA),
     "mmap_lock_only": (True, 0, 2, LOCK_MMAP),         # the drop, then a TRIED mmap_lock pass
+    "hold_file_vma_io": (True, 1, 0, LOCK_VMA),        # approach 3: anon retries as patch 2
 }
 
 
@@ -152,6 +153,7 @@ ZRAM_RACE = {
     "vma_retry_uptodate": (1, 0),      # not uptodate while decompressed: patch 4 is silent
     "retry_hard": (1, 0),
     "hold_vma_io": (0, 0),             # sleeps on the folio lock holding the VMA lock
+    "hold_file_vma_io": (1, 0),        # approach 3: anon faults retry under the VMA lock
 }
 
 

@@ -1,5 +1,5 @@
-"""The swapin and app_launch grids end to end at a reduced size: every policy runs, and
-compare.csv / summary.md carry the cover letter's Before / After / Change tables."""
+"""The swapin, app_launch and debate grids end to end at a reduced size: every policy runs,
+and compare.csv / summary.md carry the cover letter's Before / After / Change tables."""
 
 from __future__ import annotations
 
@@ -16,6 +16,11 @@ REDUCED = {
                "grid.axes.sim.duration_s=[0.1]"],
     "app_launch": ["grid.axes.workload.threads=[4]", "grid.axes.workload.app_touches=[60]",
                    "grid.axes.machine.cores=[2]", "replicates=1"],
+    "debate": ["scenario=fork_stall", "+grid.axes.workload.threads=[2]",
+               "grid.axes.workload.fork_vmas=[500]", "grid.axes.workload.fork_period_ms=[20.0]",
+               "grid.axes.device.throttle_read_mbps=[0.0,2.0]", "+grid.axes.machine.cores=[2]",
+               "+grid.axes.sim.duration_s=[0.2]", "+grid.axes.sim.warmup_s=[0.05]",
+               "replicates=1"],
 }
 
 
@@ -31,11 +36,18 @@ def test_workload_grid_end_to_end(grid, tmp_path):
         assert (pts["swapin_rounds"] > 0).all() and (pts["pageout_rounds"] > 0).all()
         assert (pts["pswpout"] > 0).all()
         assert pts["launch_ms"].null_count() == pts.height
+    elif grid == "debate":
+        assert set(pts["policy.fork_lock"]) == {"all", "cow"}
+        # unthrottled, every fork returns; throttled, a fork may still wait at the end
+        free = pts.filter(pl.col("device.throttle_read_mbps") == 0)
+        assert (free["forks"] > 0).all() and (free["fork_latency_max_ms"] > 0).all()
+        assert pts["launch_ms"].null_count() == pts.height
     else:
         assert (pts["launch_ms"] > 0).all()
         assert pts["swapin_rounds"].null_count() == pts.height
     cmp = pl.read_csv(run / "compare.csv", infer_schema_length=None)
-    own = ["pageout_rounds", "swapin_rounds"] if grid == "swapin" else ["launch_ms"]
+    own = {"swapin": ["pageout_rounds", "swapin_rounds"],
+           "debate": ["fork_latency_p50_ms", "fork_latency_max_ms"]}.get(grid, ["launch_ms"])
     for m in [*own, "mmap_read_count", "mmap_read_hist_0", "mmap_write_hist_7"]:
         assert m in set(cmp["metric"]), m
     summary = (run / "summary.md").read_text()

@@ -45,6 +45,7 @@ from core.state import (
     G_LAUNCH_NS,
     G_NOW,
     K_AL_HEAP_VMA,
+    K_AL_LOOP,
     K_AL_MAP_PERIOD_NS,
     K_AL_N_OBJ,
     K_AL_RUN_PAGES,
@@ -89,8 +90,9 @@ HEAP = len(OBJECTS)
 EXTENT_PAGES = 16                 # 64 KiB: the cached unit
 
 
-def constants(p, k) -> None:
-    """Fill app_launch's slots of the constant vector (core.simulator.constants)."""
+def constants(p, k, n_extra=0) -> None:
+    """Fill app_launch's slots of the constant vector (core.simulator.constants);
+    `n_extra` objects more than the app's (fork_stall's)."""
     w = p.workload
     k[K_THREADS] = w.threads + w.app_mappers
     k[K_AL_TOUCHES] = w.app_touches
@@ -99,17 +101,19 @@ def constants(p, k) -> None:
     k[K_AL_WORK_NS] = int(w.app_work_us * 1000)
     k[K_AL_N_OBJ] = N_OBJ
     k[K_AL_HEAP_VMA] = HEAP
-    k[K_N_FILES] = N_OBJ + w.app_mappers
+    k[K_N_FILES] = N_OBJ + n_extra + w.app_mappers
     k[K_FILE_PAGES] = max(max(mb for _, mb, _, _ in OBJECTS) * 256, HEAP_MB * 256,
                           w.app_map_kb // 4)
 
 
-def build_state(p, k):
-    """Objects, VMAs, the warm part of the page cache, and the threads' roles."""
+def build_state(p, k, n_extra=0):
+    """Objects, VMAs, the warm part of the page cache, and the threads' roles. `n_extra`
+    more objects (fork_stall's) sit between the heap and the mappers' regions; the caller
+    lays them out."""
     w = p.workload
     n_threads = int(k[K_THREADS])
     width = int(k[K_FILE_PAGES])
-    n_obj = N_OBJ + w.app_mappers
+    n_obj = N_OBJ + n_extra + w.app_mappers
     S = make_state(k, n_threads=n_threads, n_cores=p.machine.cores, n_pages=n_obj * width,
                    n_files=n_obj, file_pages=width, n_vmas=n_obj)
     rng = np.random.default_rng(0x5EED_A99)      # the cache layout is part of the preset
@@ -128,17 +132,18 @@ def build_state(p, k):
     for f in range(N_OBJ):
         S.file[f, FL_VMA] = f
         S.vma[f, V_ATTACHED] = 1
+    first_region = N_OBJ + n_extra
     for m in range(w.app_mappers):
-        f = N_OBJ + m
+        f = first_region + m
         S.file[f, FL_PAGES] = w.app_map_kb // 4
         S.file[f, FL_ANON] = 1
     S.t[:, T_PC] = W_AL_START
     S.t[:, T_ROLE] = ROLE_WORKER
     S.t[:, T_VMA] = -1
-    S.t[w.threads:, T_ROLE] = ROLE_MAPPER
+    S.t[w.threads:w.threads + w.app_mappers, T_ROLE] = ROLE_MAPPER
     for m in range(w.app_mappers):
-        S.t[w.threads + m, T_FILE] = N_OBJ + m
-        S.t[w.threads + m, T_W_VMA2] = N_OBJ + m     # the VMA slot its mmap creates
+        S.t[w.threads + m, T_FILE] = first_region + m
+        S.t[w.threads + m, T_W_VMA2] = first_region + m   # the VMA slot its mmap creates
     S.g[G_LAUNCH_LEFT] = w.threads
     return S
 
@@ -189,6 +194,10 @@ def step(S, tid, pc):
     if pc == W_AL_DONE:
         S.g[G_COUNTERS + ROUNDS] += 1
         S.t[tid, T_ROUNDS] += 1
+        if S.k[K_AL_LOOP] and not S.g[G_DRAINING]:
+            # fork_stall: a running app's worker starts its trace again.
+            S.t[tid, T_PC] = W_AL_START
+            return True
         S.g[G_LAUNCH_LEFT] -= 1
         if S.g[G_LAUNCH_LEFT] == 0:
             S.g[G_LAUNCH_NS] = S.g[G_NOW]
