@@ -250,6 +250,18 @@ def copy_vma_ns(S, v):
 
 
 @njit(cache=True)
+def next_vma_at(S, pos):
+    """The modelled VMA in the tree (attached) first in address order at or after `pos`,
+    -1 if none: the vma iterator's next stop among the VMAs threads fault."""
+    best = -1
+    for v in range(S.vma.shape[0]):
+        if S.vma[v, V_ATTACHED] and S.vma[v, V_POS] >= pos \
+                and (best < 0 or S.vma[v, V_POS] < S.vma[best, V_POS]):
+            best = v
+    return best
+
+
+@njit(cache=True)
 def _fork_returns(S, tid):
     lat = S.g[G_NOW] - S.t[tid, T_FK_START]
     S.g[G_COUNTERS + FORKS] += 1
@@ -389,23 +401,21 @@ def step(S, tid, pc):
         return proceed(S, tid, down_write(S, tid, M_FORK_LOCKED), M_FORK_LOCKED)
 
     if pc == M_FORK_LOCKED:
-        S.t[tid, T_FK_V] = 0
         S.t[tid, T_FK_POS] = 0
         S.t[tid, T_PC] = M_FORK_WALK
         return True
 
     if pc == M_FORK_WALK:
-        # for_each_vma: the VMAs before the next modelled one, copied in one burst. A
-        # modelled slot not in the tree (a mapper's region between cycles) is passed over.
-        v = S.t[tid, T_FK_V]
-        n_v = S.vma.shape[0]
-        while v < n_v and not S.vma[v, V_ATTACHED]:
-            v += 1
+        # for_each_vma: the VMAs before the next modelled one in address order, copied in
+        # one burst. A modelled slot not in the tree (a mapper's region between cycles) is
+        # passed over.
+        pos = S.t[tid, T_FK_POS]
+        v = next_vma_at(S, pos)
         S.t[tid, T_FK_V] = v
-        end = S.vma[v, V_POS] if v < n_v else S.k[K_FORK_VMAS]
-        n = max(0, end - S.t[tid, T_FK_POS])
+        end = S.vma[v, V_POS] if v >= 0 else S.k[K_FORK_VMAS]
         S.t[tid, T_FK_POS] = end
-        return spend(S, tid, n * S.k[K_FORK_BULK_NS], M_FORK_VMA if v < n_v else M_FORK_TLB)
+        return spend(S, tid, max(0, end - pos) * S.k[K_FORK_BULK_NS],
+                     M_FORK_VMA if v >= 0 else M_FORK_TLB)
 
     if pc == M_FORK_VMA:
         v = S.t[tid, T_FK_V]
@@ -419,7 +429,6 @@ def step(S, tid, pc):
 
     if pc == M_FORK_COPY:
         v = S.t[tid, T_FK_V]
-        S.t[tid, T_FK_V] = v + 1
         S.t[tid, T_FK_POS] = S.vma[v, V_POS] + 1
         run_for(S, tid, copy_vma_ns(S, v), M_FORK_WALK)
         return False

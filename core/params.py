@@ -105,6 +105,7 @@ class WorkloadParams:
     fork_anon_rss_mb: int = 128     # mapped anon memory in them: PTEs dup_mmap copies
     fork_bg_threads: int = 4        # background threads in the throttled blkcg
     fork_bg_shared: bool = False    # their cold file is MAP_SHARED read-only, not MAP_PRIVATE
+    fork_bg_pos_pct: int = 25       # where it lies in address order (% of the VMAs before it)
 
     def __post_init__(self) -> None:
         check_workload(self)
@@ -417,6 +418,8 @@ def check_workload(w: WorkloadParams) -> None:
            "a percentage 0..100")
     _check(0 <= w.fork_anon_rss_mb <= ADDRESS_SPACE_MB, "workload.fork_anon_rss_mb",
            w.fork_anon_rss_mb, f"allowed 0..{ADDRESS_SPACE_MB}")
+    _check(0 <= w.fork_bg_pos_pct <= 100, "workload.fork_bg_pos_pct", w.fork_bg_pos_pct,
+           "a percentage 0..100")
     _check(0 <= w.fork_bg_threads <= 10_000, "workload.fork_bg_threads", w.fork_bg_threads,
            "allowed 0..10000")
 

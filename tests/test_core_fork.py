@@ -49,6 +49,7 @@ from core.state import (
     T_W_RUN,
     TS_BLOCKED,
     V_FLAGS,
+    V_POS,
     V_READERS,
     V_WRITE_LOCKED,
     V_WRITER,
@@ -130,7 +131,10 @@ def test_fork_waits_for_a_reader_asleep_on_io(policy):
     drive_until(S, lambda S: S.vma[BG_OBJ, V_WRITER] == FORKER)
     t_wait = int(S.g[G_NOW])
     assert S.t[FORKER, T_STATE] == TS_BLOCKED
-    assert S.vma[:BG_OBJ, V_WRITE_LOCKED].all()             # the VMAs before it: locked
+    pos = S.vma[:, V_POS]
+    before = pos < pos[BG_OBJ]                               # in address order
+    assert S.vma[before, V_WRITE_LOCKED].all() and before.sum() > 0
+    assert not S.vma[pos > pos[BG_OBJ], V_WRITE_LOCKED].any()
     assert counter(S, M.FORKS) == 0
     drive_until(S, lambda S: counter(S, M.FORKS) == 1)
     # the writer waited for the read, the reader's wake-up and its PTE install

@@ -22,7 +22,11 @@ munmap), running rather than starting, with three additions:
   modelled ones (the objects and the mappers' regions, spread evenly in address order
   among the others) and the rest, of which `fork_anon_pct` % are anonymous with an
   anon_vma holding `fork_anon_rss_mb` of mapped pages between them (their PTEs copied),
-  the others file mappings (no PTE copy). The child is not simulated (it would exec).
+  the others file mappings (no PTE copy). The background file lies `fork_bg_pos_pct` %
+  of the way up the address order: mmap places new mappings top-down, so a file mapped
+  late in an app's life tends to sit below most of its older mappings, and dup_mmap, which
+  walks upwards, reaches it before them (the default, 25, says so; the VMAs before it are
+  the ones a stalled fork has already write-locked). The child is not simulated.
 
 Object layout: 0-3 the app's files (0-2 code, MAP_PRIVATE; 3 the apk, a read-only
 MAP_SHARED mapping as zip archives are mapped, so not a COW mapping), 4 the heap (written
@@ -114,8 +118,15 @@ def build_state(p, k):
     if w.fork_bg_shared:
         S.vma[BG_OBJ, V_FLAGS] = 0
     S.vma[app_launch.HEAP, V_ANON_VMA] = 1
-    # Address order: the modelled VMAs spread evenly among the fork_vmas.
-    S.vma[:, V_POS] = (np.arange(n_v) + 1) * w.fork_vmas // (n_v + 1)
+    # Address order: the modelled VMAs spread evenly among the fork_vmas, but for the
+    # background file, which lies fork_bg_pos_pct % of the way up.
+    others = [v for v in range(n_v) if v != BG_OBJ]
+    for i, v in enumerate(others):
+        S.vma[v, V_POS] = (i + 1) * w.fork_vmas // n_v
+    bg = min(w.fork_vmas - 1, w.fork_bg_pos_pct * w.fork_vmas // 100)
+    while bg in S.vma[others, V_POS]:
+        bg += 1 if bg + 1 < w.fork_vmas else -1
+    S.vma[BG_OBJ, V_POS] = bg
     first_bg = w.threads + w.app_mappers
     for i in range(w.fork_bg_threads):
         t = first_bg + i
