@@ -13,9 +13,14 @@ whole simulated time, warm-up included.
   fresh VM the first touch of a few hundred MB can take 0.5 s; later, about 0.1 s).
 - Each figure is the median of the repeats, with their range: one run of this 2-CPU VM
   varies by up to 20 % from the next (the same code, minutes apart).
-- Peak RSS is the process's maximum resident set so far.
+- Peak RSS is the maximum resident set of a process that ran that preset alone (each
+  preset runs in a fresh interpreter: Python, numba and the loaded simulator are ~0.3 GB
+  of it), what one Ray worker needs for the point.
+- `--cold-start` also times the main job (`python -m sweep +grid=memcg`) from an empty
+  numba cache and an empty output root (both temporary directories): compiling included,
+  as a first run on a fresh machine (about two minutes here).
 
-    python benchmarks/engine.py [--duration 20] [--repeat 3] [--only seed_thrash]
+    python benchmarks/engine.py [--duration 20] [--repeat 3] [--only seed_thrash] [--cold-start]
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ import argparse
 import os
 import resource
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 
 import numpy as np
@@ -33,12 +41,14 @@ from core.engine import run
 from core.simulator import build_state, row_from_state
 from sweep.app import scenario_params
 
-PRESETS = ("seed_thrash", "seed_thrash_small", "seed_swapin", "app_launch")
+PRESETS = ("seed_thrash", "seed_thrash_small", "seed_swapin", "app_launch", "fork_stall")
+# Presets that end by themselves: the figures cover their own simulated time.
+ENDS_ITSELF = ("app_launch",)
 
 
 def measure(name: str, base: dict, policy: str, duration: float, repeat: int) -> None:
     sim = {"duration_s": duration, "warmup_s": duration / 4}
-    if name == "app_launch":
+    if name in ENDS_ITSELF:
         sim = {}
     d = {g: dict(v) for g, v in base.items()}
     d["policy"] = {"name": policy}
@@ -55,7 +65,7 @@ def measure(name: str, base: dict, policy: str, duration: float, repeat: int) ->
         wall = time.perf_counter() - t0
         del S
         simulated = row["sim_time_s"] + p.sim.warmup_s
-        if name == "app_launch":
+        if name in ENDS_ITSELF:
             simulated = row["launch_ms"] / 1e3 if row["launch_ms"] else p.sim.duration_s
         rates.append(row["events"] / (t2 - t1))
         speeds.append(simulated / wall)
@@ -70,25 +80,48 @@ def measure(name: str, base: dict, policy: str, duration: float, repeat: int) ->
           f"build {fig(builds, lambda x: f'{x:.2f} s')}  peak RSS {rss_mb:.0f} MB", flush=True)
 
 
+def cold_start() -> None:
+    """The main job from an empty numba cache and output root, timed end to end."""
+    with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as out:
+        env = dict(os.environ, FAULTSIM_CACHE_DIR=cache)
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "sweep", "+grid=memcg",
+                               f"output.root={out}"], env=env, capture_output=True, text=True)
+        took = time.perf_counter() - t0
+    compiled = [ln for ln in proc.stderr.splitlines() if "compiled in" in ln]
+    print(f"cold main job: {took:.0f} s end to end, exit {proc.returncode}"
+          + (f" ({compiled[0].split(': ', 1)[1]})" if compiled else ""), flush=True)
+
+
+def child(name: str, duration: float, repeat: int) -> None:
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})   # one core
+    # Compile (or load the cache) outside the measurement.
+    core.simulate(core.Params.from_dict({"machine": {"cores": 2}, "workload": {
+        "threads": 2, "file_mb": 1}, "sim": {"duration_s": 0.01, "warmup_s": 0.0}}), 0)
+    presets = scenario_params()
+    for policy in ("baseline", "vma_retry"):
+        measure(name, presets[name], policy, duration, repeat)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=float, default=20.0)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--only", choices=PRESETS)
+    ap.add_argument("--cold-start", action="store_true",
+                    help="also time the main job from an empty numba cache")
+    ap.add_argument("--child", choices=PRESETS, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    try:
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})   # one core
-    except (AttributeError, OSError):
-        pass
-    # Compile (or load the cache) outside the measurement.
-    core.simulate(core.Params.from_dict({"machine": {"cores": 2}, "workload": {
-        "threads": 2, "file_mb": 1}, "sim": {"duration_s": 0.01, "warmup_s": 0.0}}), 0)
-    presets = scenario_params()
+    if args.child:
+        child(args.child, args.duration, args.repeat)
+        return
     for name in PRESETS:
         if args.only and args.only != name:
             continue
-        for policy in ("baseline", "vma_retry"):
-            measure(name, presets[name], policy, args.duration, args.repeat)
+        subprocess.run([sys.executable, __file__, "--child", name, "--duration",
+                        str(args.duration), "--repeat", str(args.repeat)], check=True)
+    if args.cold_start:
+        cold_start()
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ REDUCED = {
                "grid.axes.sim.duration_s=[0.1]"],
     "app_launch": ["grid.axes.workload.threads=[4]", "grid.axes.workload.app_touches=[60]",
                    "grid.axes.machine.cores=[2]", "replicates=1"],
-    "debate": ["scenario=fork_stall", "+grid.axes.workload.threads=[2]",
+    "debate": ["scenario=fork_stall", "grid.axes.workload.threads=[2]",
                "grid.axes.workload.fork_vmas=[500]", "grid.axes.workload.fork_period_ms=[20.0]",
                "grid.axes.device.throttle_read_mbps=[0.0,2.0]", "+grid.axes.machine.cores=[2]",
                "+grid.axes.sim.duration_s=[0.2]", "+grid.axes.sim.warmup_s=[0.05]",

@@ -19,7 +19,7 @@ from sweep.aggregate import read_aggregate
 
 POLICIES = ["baseline", "vma_retry", "vma_retry_uptodate", "retry_hard", "hold_vma_io",
             "hold_file_vma_io", "mmap_lock_only"]
-PRESET = {"workload.fork_vmas": 8987, "workload.fork_period_ms": 100.0,
+PRESET = {"workload.threads": 16, "workload.fork_vmas": 8987, "workload.fork_period_ms": 100.0,
           "device.throttle_read_mbps": 2.0}
 FIGURES = [("fork p50 ms", "fork_latency_p50_ms", 1), ("fork p99 ms", "fork_latency_p99_ms", 1),
            ("fork max ms", "fork_latency_max_ms", 1),
@@ -88,7 +88,8 @@ def main() -> int:
         print(f"## {title} by the background group's throttle (MB/s; 0: none), fork_lock=all\n")
         print(sweep_table(agg, "device.throttle_read_mbps", [0.0, 2.0, 0.5], metric, digits,
                           rest), "\n")
-    for axis, values, title in [("workload.fork_vmas", [4140, 8987], "VMAs"),
+    for axis, values, title in [("workload.threads", [8, 16], "busy threads"),
+                                ("workload.fork_vmas", [4140, 8987], "VMAs"),
                                 ("workload.fork_period_ms", [100.0, 400.0], "fork period")]:
         fixed = {k: v for k, v in PRESET.items() if k != axis}
         print(f"## fork p50 ms by {title}, fork_lock=all\n")
