@@ -160,6 +160,20 @@ def _pick_object(S):
 
 
 @njit(cache=True)
+def begin_access(S, tid, f, pc):
+    """One access of a trace to object f: a random page and a run of geometric length
+    (mean K_AL_RUN_PAGES; T_W_RUN is where it ends) from there, after app_work_us of CPU
+    work; the touches go on at `pc`."""
+    n = S.file[f, FL_PAGES]
+    i = np.random.randint(0, n)
+    S.t[tid, T_PAGE] = i
+    mean = S.k[K_AL_RUN_PAGES]
+    length = 1 if mean <= 1 else np.random.geometric(1.0 / mean)
+    S.t[tid, T_W_RUN] = min(i + length, n)
+    run_for(S, tid, S.k[K_AL_WORK_NS], pc)
+
+
+@njit(cache=True)
 def step(S, tid, pc):
     if pc == W_AL_START:
         if S.t[tid, T_ROLE] == ROLE_MAPPER:
@@ -178,14 +192,7 @@ def step(S, tid, pc):
         f = _pick_object(S)
         S.t[tid, T_FILE] = f
         S.t[tid, T_VMA] = S.file[f, FL_VMA]
-        n = S.file[f, FL_PAGES]
-        i = np.random.randint(0, n)
-        S.t[tid, T_PAGE] = i
-        # A run of geometric length with mean K_AL_RUN_PAGES; T_W_RUN is where it ends.
-        mean = S.k[K_AL_RUN_PAGES]
-        length = 1 if mean <= 1 else np.random.geometric(1.0 / mean)
-        S.t[tid, T_W_RUN] = min(i + length, n)
-        run_for(S, tid, S.k[K_AL_WORK_NS], W_AL_TOUCH)
+        begin_access(S, tid, f, W_AL_TOUCH)
         return False
 
     if pc == W_AL_TOUCH:

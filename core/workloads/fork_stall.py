@@ -36,14 +36,12 @@ before time 0: it has an anon_vma), 5 the background file, then the mappers' reg
 import numpy as np
 from numba import njit
 
-from core.sched import call, exit_thread, run_for, sleep_for
+from core.sched import call, exit_thread, sleep_for
 from core.state import (
     FL_PAGES,
     FL_VMA,
     G_DRAINING,
     K_AL_LOOP,
-    K_AL_RUN_PAGES,
-    K_AL_WORK_NS,
     K_FORK_BULK_NS,
     K_FORK_VMAS,
     K_FS_BG_OBJ,
@@ -54,7 +52,6 @@ from core.state import (
     ROLE_FORKER,
     T_BLKCG,
     T_FILE,
-    T_PAGE,
     T_PC,
     T_ROLE,
     T_VMA,
@@ -148,14 +145,7 @@ def step(S, tid, pc):
         if S.g[G_DRAINING]:
             exit_thread(S, tid)
             return False
-        f = S.k[K_FS_BG_OBJ]
-        n = S.file[f, FL_PAGES]
-        i = np.random.randint(0, n)
-        S.t[tid, T_PAGE] = i
-        mean = S.k[K_AL_RUN_PAGES]
-        length = 1 if mean <= 1 else np.random.geometric(1.0 / mean)
-        S.t[tid, T_W_RUN] = min(i + length, n)
-        run_for(S, tid, S.k[K_AL_WORK_NS], W_FS_BG_TOUCH)
+        app_launch.begin_access(S, tid, S.k[K_FS_BG_OBJ], W_FS_BG_TOUCH)
         return False
 
     if pc == W_FS_BG_TOUCH:
