@@ -70,6 +70,23 @@ def random_anon_params(rng: random.Random) -> core.Params:
         "device": device, "sim": sim})
 
 
+def random_fork_params(rng: random.Random) -> core.Params:
+    """fork_stall: fork's dup_mmap, blk-throttle, the device's tail, every policy and rule."""
+    return core.Params.from_dict({
+        "machine": {"cores": rng.choice([1, 2, 4])},
+        "workload": {"name": "fork_stall", "threads": rng.choice([1, 2, 4]),
+                     "app_touches": rng.choice([20, 100]), "app_mappers": rng.choice([0, 1]),
+                     "fork_vmas": rng.choice([100, 500]),
+                     "fork_period_ms": rng.choice([0.5, 2.0]),
+                     "fork_bg_threads": rng.choice([0, 1, 2]),
+                     "fork_bg_shared": rng.random() < 0.5,
+                     "fork_bg_pos_pct": rng.choice([0, 25, 100])},
+        "policy": {"name": rng.choice(core.POLICIES), "fork_lock": rng.choice(["all", "cow"])},
+        "device": {"sparse": False, "throttle_read_mbps": rng.choice([0.0, 0.5, 4.0]),
+                   "io_tail_pct": rng.choice([0.0, 5.0])},
+        "sim": {"duration_s": 0.05, "warmup_s": 0.0}})
+
+
 # The older kernels' lru_add batch (PAGEVEC_SIZE 15) under memcg pressure, so a size other
 # than the default (v7.0's FOLIO_BATCH_SIZE, 31) keeps the same invariants.
 PAGEVEC_BATCH = core.Params.from_dict({
@@ -77,7 +94,8 @@ PAGEVEC_BATCH = core.Params.from_dict({
     "memcg": {"high_mb": 6, "max_mb": 8}, "costs": {"lru_add_batch": 15},
     "sim": {"duration_s": 0.05, "warmup_s": 0.0}})
 CASES = ([random_params(random.Random(i)) for i in range(24)]
-         + [random_anon_params(random.Random(100 + i)) for i in range(12)] + [PAGEVEC_BATCH])
+         + [random_anon_params(random.Random(100 + i)) for i in range(12)] + [PAGEVEC_BATCH]
+         + [random_fork_params(random.Random(200 + i)) for i in range(6)])
 
 
 @pytest.mark.parametrize("params", CASES, ids=[f"cfg{i}" for i in range(len(CASES))])
@@ -95,6 +113,7 @@ def test_invariants_after_drain(params):
     assert g[st.G_LRU_OWNER] == -1 and g[st.G_LRU_QHEAD] == -1
     assert g[st.G_IO_WAIT_HEAD] == -1 and g[st.G_IO_QUEUED] == 0
     assert (S.vma[:, st.V_READERS] == 0).all() and (S.vma[:, st.V_WRITER] == -1).all()
+    assert (S.vma[:, st.V_WRITE_LOCKED] == 0).all(), "a VMA write lock outlived mmap_lock"
     assert ((S.pg[:, st.P_FLAGS] & st.PG_LOCKED) == 0).all(), "a folio is still locked"
     assert (S.pg[:, st.P_REFS] == 0).all(), "a folio reference leaked"
     assert (t[:, st.T_PREEMPT_COUNT] == 0).all() and (S.core[:, st.C_IRQOFF] == 0).all()
@@ -105,8 +124,8 @@ def test_invariants_after_drain(params):
         assert g[st.G_PEAK_USAGE] <= S.k[st.K_MAX], "usage exceeded memory.max"
     # Every thread made progress: at least one whole round each (app_launch's mappers
     # have no rounds: they cycle until the start is over).
-    workers = t[:, st.T_ROLE] == st.ROLE_WORKER if params.workload.name == "app_launch" \
-        else np.ones(len(t), bool)
+    workers = t[:, st.T_ROLE] == st.ROLE_WORKER \
+        if params.workload.name in ("app_launch", "fork_stall") else np.ones(len(t), bool)
     assert (t[workers, st.T_ROUNDS] >= 1).all(), t[:, st.T_ROUNDS]
     # Swap: the slots in use are the pages whose data is in swap; swap.max holds; nothing
     # is left isolated.
