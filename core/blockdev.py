@@ -6,17 +6,17 @@ Its service time is a lognormal draw (median `io_median_us`, shape `io_sigma`), 
 probability `io_tail_pct` a Pareto draw (scale `io_tail_us`, shape `io_tail_alpha`: the
 multi-millisecond stalls of flash under background writeback and garbage collection),
 plus the transfer of its pages plus completion handling; at most `queue_depth` requests
-are in flight, later ones wait in FIFO order.
+are in flight, later ones wait in FIFO order. On completion every folio of the run becomes
+uptodate and is unlocked (handing its lock to a waiter, if any): end_buffer_async_read /
+mpage_end_io -> folio_end_read. A write (swap-out to `disk`) ends the folios' writeback
+(folio_end_writeback); the submitter does not wait for it.
 
 blk-throttle (block/blk-throttle.c, io.max `rbps`/`riops`): a read submitted by a thread of
 the throttled group (T_BLKCG = 1) waits in the group's FIFO until its budget allows it:
 blk_throtl_bio -> tg_may_dispatch, dispatched by the group's pending timer. The budget is
 modelled as a token bucket one throtl_slice deep (DFL_THROTL_SLICE, HZ/10 = 100 ms): an idle
 group may send a slice's worth at once, as tg_within_bps_limit's slice rounding allows, then
-bytes/rbps (or 1/riops, whichever is longer) per request. On completion every folio of the run becomes
-uptodate and is unlocked (handing its lock to a waiter, if any): end_buffer_async_read /
-mpage_end_io -> folio_end_read. A write (swap-out to `disk`) ends the folios' writeback
-(folio_end_writeback); the submitter does not wait for it.
+bytes/rbps (or 1/riops, whichever is longer) per request.
 """
 
 import numpy as np

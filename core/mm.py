@@ -38,10 +38,9 @@ from core.lru import (
     spin_unlock_irq_lru,
     workingset_age_nonresident,
 )
-from core.memcg import exit_to_user_mode, uncharge
-from core.metrics import PGACTIVATE
 from core.hist import hist_add
-from core.metrics import FORK_NS, FORK_NS_MAX, FORKS
+from core.memcg import exit_to_user_mode, uncharge
+from core.metrics import FORK_NS, FORK_NS_MAX, FORKS, PGACTIVATE
 from core.rwsem import down_write, downgrade_write, rwsem_owner_sleeps, up_read, up_write
 from core.sched import call, proceed, run_for, smp_call_function_wait, spend
 from core.state import (

@@ -39,6 +39,12 @@ APP_HEAP_MB = 64
 ADDRESS_SPACE_MB = 128 * 1024 * 1024
 
 
+def fork_modelled_vmas(w: WorkloadParams) -> int:
+    """fork_stall's VMAs with a row of their own (core/workloads/fork_stall.py lays them out):
+    the app's file objects, its heap, the background file and the mappers' regions."""
+    return len(APP_OBJECTS) + 2 + w.app_mappers
+
+
 class ParamError(ValueError):
     """A parameter outside its allowed range: one line naming field, value and range."""
 
@@ -494,7 +500,7 @@ def check_across(p: Params) -> None:
                f"must be 0 when {w.name} runs under a memory limit (reclaim of anon "
                "memory by memcg pressure is not modelled; MADV_PAGEOUT is)")
     if w.name == "fork_stall":
-        modelled = len(APP_OBJECTS) + 2 + w.app_mappers   # + heap, background file
+        modelled = fork_modelled_vmas(w)
         _check(w.fork_vmas > 2 * modelled, "workload.fork_vmas", w.fork_vmas,
                f"must be > {2 * modelled}: the process's {modelled} modelled VMAs sit "
                "among the others")

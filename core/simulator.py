@@ -12,6 +12,8 @@ from core import metrics as M
 from core.engine import run
 from core.params import POLICIES, Params
 from core.state import (
+    FORK_LOCK_ALL,
+    FORK_LOCK_COW,
     G_AGE_HIST,
     G_BG_LAT_HIST,
     G_COUNTERS,
@@ -111,8 +113,6 @@ from core.state import (
     K_ZERO_FILL,
     K_ZRAM_COMP,
     K_ZRAM_DECOMP,
-    FORK_LOCK_ALL,
-    FORK_LOCK_COW,
     LAT_BINS,
     LRU_CLASSIC,
     LRU_MGLRU,
@@ -263,8 +263,8 @@ def _latency_percentile(hist: np.ndarray, q: float) -> float | None:
 
 def _run_length_columns(S, wl: str, workers: int) -> dict:
     """min_thread_rounds: the fewest rounds a thread completed after warm-up (file_thrash,
-    swapin; fork_stall: traces of a foreground worker); short_run: 1 when that is below MIN_ROUNDS_PER_THREAD, or (app_launch) when
-    the launch did not finish within the run."""
+    swapin; fork_stall: traces of a foreground worker); short_run: 1 when that is below
+    MIN_ROUNDS_PER_THREAD, or (app_launch) when the launch did not finish within the run."""
     if wl == "app_launch":
         return {"min_thread_rounds": None, "short_run": int(S.g[G_LAUNCH_NS] < 0)}
     done = S.t[:, T_ROUNDS] - S.t[:, T_WARM_ROUNDS]

@@ -307,8 +307,8 @@ LAT_BINS = 256         # fault-latency histogram: log2 bins of 1/8 octave from 6
  K_THROTL_SLICE_NS,
  # fork (dup_mmap): rule, costs, the VMAs it walks that no thread faults
  K_FORK_RULE, K_FORK_BASE, K_FORK_ANON_VMA, K_FORK_FILE_VMA, K_FORK_PTE, K_FORK_VMAS,
- K_FORK_BULK_NS, K_FS_PERIOD_NS, K_FS_BG_OBJ, K_AL_LOOP,
- N_K) = range(95)
+ K_FORK_BULK_NS, K_FS_PERIOD_NS, K_AL_LOOP,
+ N_K) = range(94)
 SWAP_NONE, SWAP_ZRAM, SWAP_DISK = range(3)
 
 # ---- per-thread registers: columns of S.t (int64[n_threads, N_T]) ---------------------------
@@ -379,7 +379,7 @@ T_LINE_NS = 63  # ns its atomics on shared cache lines cost, charged with its ne
 T_WARM_ROUNDS = 64  # T_ROUNDS at the end of warm-up
 T_BLKCG = 65  # blkcg of its I/O: 0 the root group, 1 the throttled group (device.throttle_*)
 T_FK_START = 66  # fork: ns when the fork() call began
-T_FK_V = 67  # fork: next modelled VMA (index; they are in address order) dup_mmap reaches
+T_FK_V = 67  # fork: the modelled VMA dup_mmap copies next (mm.next_vma_at), -1 if none
 T_FK_POS = 68  # fork: address-order position of the next VMA to copy
 T_STACK0 = 69                 # STACK_DEPTH return program counters
 T_R_BATCH0 = T_STACK0 + STACK_DEPTH       # RECLAIM_SLOTS isolated folios

@@ -6,6 +6,7 @@ Each failure is one SweepError line (exit status 2), raised before Ray starts.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -97,32 +98,26 @@ def check_finite(params: core.Params | dict, where: str) -> None:
 
 def point_bytes(params: core.Params) -> int:
     """The simulator's arrays for one run of `params`, in bytes, as core.state.make_state
-    allocates them for the workload's builder (core.simulator.build_state), from the
-    values core.simulator.constants gives it (K_THREADS, K_FILE_PAGES, K_RA_PAGES,
-    K_QUEUE_DEPTH)."""
+    allocates them: every workload's builder (core.simulator.build_state) makes K_N_FILES
+    objects of K_FILE_PAGES pages with a VMA each, for K_THREADS threads, from the values
+    core.simulator.constants gives it."""
+    return _arrays_bytes(params.workload, params.machine, params.device)
+
+
+@functools.lru_cache(maxsize=4096)
+def _arrays_bytes(workload, machine, device) -> int:
+    """point_bytes for these groups (the sizes read nothing else): a plan checks every
+    point, and a grid has few distinct (workload, machine, device) triples."""
     from core import state as st
-    n_threads = params.workload.threads
-    width = params.file_pages
-    w = params.workload.name
-    if w == "file_thrash":
-        n_pages, n_files, n_vmas = n_threads * width, n_threads, n_threads
-    elif w == "swapin":
-        n_pages, n_files, n_vmas = width, 1, 1
-    else:
-        from core.params import APP_HEAP_MB, APP_OBJECTS
-        from core.workloads.app_launch import N_OBJ
-        wp = params.workload
-        extra = 1 if w == "fork_stall" else 0
-        n_threads = wp.threads + wp.app_mappers + (wp.fork_bg_threads + 1 if extra else 0)
-        width = max(max(mb for _, mb, _, _ in APP_OBJECTS) * 256, APP_HEAP_MB * 256,
-                    wp.app_map_kb // 4)
-        n_obj = N_OBJ + extra + wp.app_mappers
-        n_pages, n_files, n_vmas = n_obj * width, n_obj, n_obj
-    cores = params.machine.cores
+    from core.simulator import constants
+    k = constants(core.Params(workload=workload, machine=machine, device=device))
+    n_threads, width, n_files = int(k[st.K_THREADS]), int(k[st.K_FILE_PAGES]), \
+        int(k[st.K_N_FILES])
+    cores = machine.cores
     cap = 4 * n_threads + 4 * cores + 64
-    n_rq = n_threads * (params.ra_pages // 2 + 2) + 2 * params.device.queue_depth + 16
-    cells = (n_threads * st.N_T + n_pages * st.N_P
-             + n_vmas * (st.V_PTE0 + width + -(-width // st.PTRS_PER_PTE))
+    n_rq = n_threads * (int(k[st.K_RA_PAGES]) // 2 + 2) + 2 * int(k[st.K_QUEUE_DEPTH]) + 16
+    cells = (n_threads * st.N_T + n_files * width * st.N_P
+             + n_files * (st.V_PTE0 + width + -(-width // st.PTRS_PER_PTE))
              + n_files * st.N_FL + cores * (st.C_ACK0 + n_threads) + n_rq * st.N_RQ
              + cap * 4)
     return 8 * cells

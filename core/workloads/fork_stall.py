@@ -36,6 +36,7 @@ before time 0: it has an anon_vma), 5 the background file, then the mappers' reg
 import numpy as np
 from numba import njit
 
+from core.params import fork_modelled_vmas
 from core.sched import call, exit_thread, sleep_for
 from core.state import (
     FL_PAGES,
@@ -44,7 +45,6 @@ from core.state import (
     K_AL_LOOP,
     K_FORK_BULK_NS,
     K_FORK_VMAS,
-    K_FS_BG_OBJ,
     K_FS_PERIOD_NS,
     K_THREADS,
     M_FORK,
@@ -70,14 +70,10 @@ from core.state import (
 from core.workloads import app_launch
 from core.workloads.userloop import touch_pages
 
+APK_OBJ = 3                           # base.apk, the fourth of APP_OBJECTS
 BG_OBJ = app_launch.N_OBJ             # the background threads' cold file
 BG_MB = app_launch.HEAP_MB            # 64 MB: as wide as the widest object already is
 N_EXTRA = 1
-
-
-def modelled_vmas(p) -> int:
-    """VMAs with a row in S.vma: the app's objects, the background file, the regions."""
-    return app_launch.N_OBJ + N_EXTRA + p.workload.app_mappers
 
 
 def constants(p, k) -> None:
@@ -87,13 +83,12 @@ def constants(p, k) -> None:
     app_launch.constants(p, k, N_EXTRA)
     k[K_THREADS] = w.threads + w.app_mappers + w.fork_bg_threads + 1
     k[K_AL_LOOP] = 1
-    k[K_FS_BG_OBJ] = BG_OBJ
     k[K_FS_PERIOD_NS] = int(w.fork_period_ms * 1e6)
     k[K_FORK_VMAS] = w.fork_vmas
     # The VMAs no thread faults, each at the average cost of its kind: fork_anon_pct % are
     # anonymous with an anon_vma (fork_anon_vma_ns, plus their share of the
     # fork_anon_rss_mb of PTEs), the others file mappings without one (fork_file_vma_ns).
-    bulk = w.fork_vmas - modelled_vmas(p)
+    bulk = w.fork_vmas - fork_modelled_vmas(w)
     n_anon = bulk * w.fork_anon_pct // 100
     total = (n_anon * c.fork_anon_vma_ns + (bulk - n_anon) * c.fork_file_vma_ns
              + (w.fork_anon_rss_mb * 256 if n_anon else 0) * c.fork_pte_ns)
@@ -111,7 +106,7 @@ def build_state(p, k):
     # are MAP_SHARED of a read-only fd, which do_mmap gives neither bit.
     n_v = S.vma.shape[0]
     S.vma[:, V_FLAGS] = VM_MAYWRITE
-    S.vma[3, V_FLAGS] = 0
+    S.vma[APK_OBJ, V_FLAGS] = 0
     if w.fork_bg_shared:
         S.vma[BG_OBJ, V_FLAGS] = 0
     S.vma[app_launch.HEAP, V_ANON_VMA] = 1
@@ -145,7 +140,7 @@ def step(S, tid, pc):
         if S.g[G_DRAINING]:
             exit_thread(S, tid)
             return False
-        app_launch.begin_access(S, tid, S.k[K_FS_BG_OBJ], W_FS_BG_TOUCH)
+        app_launch.begin_access(S, tid, S.t[tid, T_FILE], W_FS_BG_TOUCH)
         return False
 
     if pc == W_FS_BG_TOUCH:

@@ -64,7 +64,7 @@ def table(agg: pl.DataFrame, where: dict, figures) -> str:
 
 def sweep_table(agg: pl.DataFrame, axis: str, values, metric: str, digits: int,
                 fixed: dict) -> str:
-    lines = [f"| policy | " + " | ".join(f"{axis} {v}" for v in values) + " |",
+    lines = ["| policy | " + " | ".join(f"{axis} {v}" for v in values) + " |",
              "|---|" + "---|" * len(values)]
     for pol in POLICIES:
         cells = []
