@@ -16,7 +16,7 @@ import argparse
 import time
 
 import numpy as np
-from numba import njit, types
+from numba import literally, njit, types
 from numba.extending import intrinsic
 
 import core
@@ -45,9 +45,10 @@ def _cycles(typingctx):
 
 
 @njit(cache=True)
-def run_counting(S, seed, counts, cycles):
+def run_counting(S, seed, counts, cycles, engine_id):
     """engine._run without warm-up handling, counting events and cycles by program counter
-    (index 999: I/O completions and noise events)."""
+    (index 999: I/O completions and noise events); `engine_id`: the workload's engine
+    (core.engine.ENGINES), a compile-time constant."""
     np.random.seed(seed)
     for tid in range(S.k[st.K_THREADS]):
         make_runnable(S, tid, S.t[tid, st.T_PC], np.int64(np.random.randint(0, 100_000)))
@@ -62,7 +63,7 @@ def run_counting(S, seed, counts, cycles):
         if kind == st.EV_THREAD:
             slot = S.t[ident, st.T_PC]
             if thread_event_prologue(S, ident):
-                engine.thread_step(S, ident)
+                engine._thread_step(S, ident, literally(engine_id))
         elif kind == st.EV_IO_DONE:
             io_done(S, ident)
         elif kind == st.EV_NOISE:
@@ -87,7 +88,7 @@ def main() -> None:
     counts = np.zeros(1000, np.int64)
     cycles = np.zeros(1000, np.int64)
     t0 = time.perf_counter()
-    events = run_counting(S, np.int64(1), counts, cycles)
+    events = run_counting(S, np.int64(1), counts, cycles, int(S.k[st.K_ENGINE]))
     wall = time.perf_counter() - t0
     names = {v: k for k, v in vars(st).items()
              if isinstance(v, int) and k.isupper() and k.split("_")[0] in

@@ -6,10 +6,12 @@ the mechanism module that owns the step. Calls between modules go through a smal
 per-thread return stack (`call` pushes, PC_RETURN pops).
 """
 
+import warnings
+
 import numba
 import numpy as np
-from numba import carray, njit, types
-from numba.extending import intrinsic
+from numba import carray, literally, njit, types
+from numba.extending import intrinsic, overload
 
 from core import fault, lru, madvise, memcg, mm, readahead, swap, vmscan
 from core.blockdev import io_done, throtl_dispatch
@@ -44,6 +46,7 @@ from core.state import (
     G_WARM_HIST,
     K_CORES,
     K_END_NS,
+    K_ENGINE,
     K_JITTER,
     K_MAX_EVENTS,
     K_NOISE,
@@ -52,6 +55,7 @@ from core.state import (
     K_TICK_PERIOD_NS,
     K_WARMUP_NS,
     LAT_BINS,
+    M_FORK,
     N_HISTS,
     PC_RETURN,
     T_FOLIO_RELOCK,
@@ -65,9 +69,102 @@ from core.state import (
 )
 from core.workloads import app_launch, file_thrash, fork_stall, swapin
 
+# numba's SSA pass flags variables of functions inlined into an inlined overload (here lru.step
+# inside `program_step`) as "not in scope" (numba issue #9489, Python 3.11): a pedantic
+# check on its IR bookkeeping, not on the code. The rows are checked bit for bit instead
+# (benchmarks/fingerprint.py).
+warnings.filterwarnings("ignore", message=r".*variable '.*' is not in scope",
+                        category=numba.core.errors.NumbaIRAssumptionWarning)
+
+
+# ---- the engine of each workload ------------------------------------------------------------
+# numba compiles every function a jitted function can call, so one engine for every workload
+# compiled the swap, madvise and fork paths for a file_thrash run as well. Each workload has
+# an engine of its own instead, compiled with the steps its threads can reach and no other
+# (a cold compile of file_thrash's engine: docs/studies/engine-performance.md). A program
+# counter of a step left out raises at once (`_outside`): add the step to the workload's
+# line below. The rows are those of one engine with every step.
+ENGINES = {
+    "file_thrash": ("file_thrash", "fault", "mm", "readahead", "memcg", "lru", "vmscan"),
+    "swapin": ("swapin", "fault", "swap", "madvise", "readahead", "memcg", "lru", "vmscan"),
+    "app_launch": ("app_launch", "fault", "mm", "swap", "readahead", "memcg", "lru",
+                   "vmscan"),
+    "fork_stall": ("fork_stall", "app_launch", "fault", "mm", "fork", "swap", "readahead",
+                   "memcg", "lru", "vmscan"),
+}
+ENGINE_IDS = {name: i for i, name in enumerate(ENGINES)}     # S.k[K_ENGINE]
+
+_STEPS = {"file_thrash": file_thrash.step, "swapin": swapin.step,
+          "app_launch": app_launch.step, "fork_stall": fork_stall.step,
+          "fault": fault.step, "mm": mm.step, "fork": mm.fork_step,
+          "readahead": readahead.step, "memcg": memcg.step, "lru": lru.step,
+          "vmscan": vmscan.step, "swap": swap.step, "madvise": madvise.step}
+
+
+@njit(cache=True)
+def _outside(S, tid, pc):
+    if pc >= 0:
+        raise RuntimeError("a program counter of a step this workload's engine does not "
+                           "compile: add the step to core.engine.ENGINES")
+    return False
+
+
+def _program_step(engine):
+    """The dispatch of `engine` (an index of ENGINES): the program counter's hundreds digit
+    names the module that owns the step; the steps the engine leaves out are `_outside`."""
+    keep = ENGINES[list(ENGINES)[engine]]
+    f = {name: (step if name in keep else _outside) for name, step in _STEPS.items()}
+    thrash, swapin_, launch, forker = (f["file_thrash"], f["swapin"], f["app_launch"],
+                                      f["fork_stall"])
+    fault_, mm_, fork_, ra, mc = f["fault"], f["mm"], f["fork"], f["readahead"], f["memcg"]
+    lru_, scan, swap_, madv = f["lru"], f["vmscan"], f["swap"], f["madvise"]
+
+    def program_step(S, tid, pc, engine):
+        group = pc // 100
+        if group == 1:
+            if pc < 120:
+                return thrash(S, tid, pc)
+            if pc < 140:
+                return swapin_(S, tid, pc)
+            if pc < 160:
+                return launch(S, tid, pc)
+            return forker(S, tid, pc)
+        if group == 2:
+            return fault_(S, tid, pc)
+        if group == 3:
+            if pc < M_FORK:
+                return mm_(S, tid, pc)
+            return fork_(S, tid, pc)
+        if group == 4:
+            return ra(S, tid, pc)
+        if group == 5:
+            return mc(S, tid, pc)
+        if group == 6:
+            if pc < 610:
+                return lru_(S, tid, pc)
+            return scan(S, tid, pc)
+        if group == 7:
+            return swap_(S, tid, pc)
+        if group == 8:
+            return madv(S, tid, pc)
+        raise RuntimeError("unknown program counter")
+    return program_step
+
+
+def program_step(S, tid, pc, engine):
+    """One step of the thread's program; `engine` is a compile-time constant in jitted code."""
+    return _program_step(engine)(S, tid, pc, engine)
+
+
+@overload(program_step, inline="always")
+def _program_step_typed(S, tid, pc, engine):
+    if isinstance(engine, types.IntegerLiteral):
+        return _program_step(engine.literal_value)
+    return None
+
 
 @njit(cache=True, _nrt=False, inline="always")
-def thread_step(S, tid):
+def _thread_step(S, tid, engine):
     S.g[G_CUR_TID] = tid
     if S.t[tid, T_FOLIO_RELOCK] and not folio_relock(S, tid):
         return                                 # lost the race for the folio lock: queued
@@ -82,37 +179,17 @@ def thread_step(S, tid):
             S.t[tid, T_SP] = sp
             S.t[tid, T_PC] = S.t[tid, T_STACK0 + sp]
             continue
-        group = pc // 100
-        if group == 1:
-            if pc < 120:
-                go = file_thrash.step(S, tid, pc)
-            elif pc < 140:
-                go = swapin.step(S, tid, pc)
-            elif pc < 160:
-                go = app_launch.step(S, tid, pc)
-            else:
-                go = fork_stall.step(S, tid, pc)
-        elif group == 2:
-            go = fault.step(S, tid, pc)
-        elif group == 3:
-            go = mm.step(S, tid, pc)
-        elif group == 4:
-            go = readahead.step(S, tid, pc)
-        elif group == 5:
-            go = memcg.step(S, tid, pc)
-        elif group == 6:
-            if pc < 610:
-                go = lru.step(S, tid, pc)
-            else:
-                go = vmscan.step(S, tid, pc)
-        elif group == 7:
-            go = swap.step(S, tid, pc)
-        elif group == 8:
-            go = madvise.step(S, tid, pc)
-        else:
-            raise RuntimeError("unknown program counter")
-        if not go:
+        if not program_step(S, tid, pc, engine):
             return
+
+
+def thread_step(S, tid):
+    """Run thread `tid`'s program until it waits (one thread event), with the workload's
+    engine; for tests that play the engine event by event."""
+    engine = int(S.k[K_ENGINE])
+    if numba.config.DISABLE_JIT:
+        return _thread_step(S, tid, engine)
+    return _engine(S, np.int64(0), False, engine, np.int64(tid))
 
 
 @njit(cache=True)
@@ -159,19 +236,35 @@ def _unmanaged(S):
                  _view(S.file), _view(S.core), _view(S.rq), _view(S.ev))
 
 
-if numba.config.DISABLE_JIT:
-    # Pure Python (NUMBA_DISABLE_JIT=1, for stepping through a mechanism in a debugger):
-    # there is no reference counting to avoid and carray views cannot be built.
-    def run(S, seed, drain=False):
-        return _run(S, seed, drain)
-else:
-    @njit(cache=True)
-    def run(S, seed, drain=False):
-        return _run(_unmanaged(S), seed, drain)
+def run(S, seed, drain=False):
+    """Simulate S with its workload's engine (S.k[K_ENGINE]); returns events processed."""
+    engine = int(S.k[K_ENGINE])
+    if numba.config.DISABLE_JIT:
+        # Pure Python (NUMBA_DISABLE_JIT=1, for stepping through a mechanism in a
+        # debugger): there is no reference counting to avoid and carray views cannot be built.
+        return _run(S, seed, drain, engine)
+    return _engine(S, np.int64(seed), bool(drain), engine, np.int64(-1))
+
+
+@njit(cache=True)
+def _engine(S, seed, drain, engine, tid):
+    """The one compiled entry of an engine: the run, or (tid >= 0) one event of thread tid.
+    numba compiles each entry called from Python with every step it reaches: one entry per
+    engine compiles them once."""
+    return _engine_body(_unmanaged(S), seed, drain, literally(engine), tid)
 
 
 @njit(cache=True, _nrt=False)
-def _run(S, seed, drain):
+def _engine_body(S, seed, drain, engine, tid):
+    if tid >= 0:
+        _thread_step(S, tid, engine)
+        return np.int64(0)
+    # Inlined: a function called here would be optimized once more inside this one.
+    return _run(S, seed, drain, engine)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _run(S, seed, drain, engine):
     """Simulate until K_END_NS (or the event cap); returns events processed.
 
     drain=True (tests): after K_END_NS keep going until every thread has finished the
@@ -210,7 +303,7 @@ def _run(S, seed, drain):
         events += 1
         if kind == EV_THREAD:
             if thread_event_prologue(S, ident):
-                thread_step(S, ident)
+                _thread_step(S, ident, engine)
         elif kind == EV_IO_DONE:
             io_done(S, ident)
         elif kind == EV_NOISE:

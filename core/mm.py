@@ -389,7 +389,17 @@ def step(S, tid, pc):
         S.t[tid, T_PC] = M_RETURN_TO_USER
         return True
 
-    # -- fork (kernel/fork.c copy_process, mm/mmap.c dup_mmap) -------------------------------
+    if pc == M_RETURN_TO_USER:
+        exit_to_user_mode(S, tid)
+        return True
+
+    raise RuntimeError("mm: unknown program counter")
+
+
+@njit(cache=True)
+def fork_step(S, tid, pc):
+    """fork (kernel/fork.c copy_process, mm/mmap.c dup_mmap): a step of its own, so that
+    only the engines of workloads that fork compile it (core.engine.ENGINES)."""
     if pc == M_FORK:
         S.t[tid, T_FK_START] = S.g[G_NOW]
         run_for(S, tid, S.k[K_FORK_BASE], M_FORK_LOCK)     # copy_process up to copy_mm
@@ -449,8 +459,4 @@ def step(S, tid, pc):
         S.t[tid, T_PC] = M_RETURN_TO_USER
         return True
 
-    if pc == M_RETURN_TO_USER:
-        exit_to_user_mode(S, tid)
-        return True
-
-    raise RuntimeError("mm: unknown program counter")
+    raise RuntimeError("mm: unknown fork program counter")

@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from core import metrics as M
-from core.engine import run
+from core.engine import ENGINE_IDS, run
 from core.params import POLICIES, Params
 from core.state import (
     FORK_LOCK_ALL,
@@ -40,6 +40,7 @@ from core.state import (
     K_AGING_PTE,
     K_CHARGE,
     K_CORES,
+    K_ENGINE,
     K_COST_SIGMA_PPM,
     K_CTX_SWITCH,
     K_END_NS,
@@ -136,6 +137,7 @@ def constants(p: Params) -> np.ndarray:
     """The int64 constant vector `k` the compiled code reads (times in ns)."""
     k = np.zeros(N_K, np.int64)
     c = p.costs
+    k[K_ENGINE] = ENGINE_IDS[p.workload.name]
     k[K_THREADS] = p.workload.threads
     k[K_CORES] = p.machine.cores
     k[K_FILE_PAGES] = p.file_pages

@@ -308,7 +308,8 @@ LAT_BINS = 256         # fault-latency histogram: log2 bins of 1/8 octave from 6
  # fork (dup_mmap): rule, costs, the VMAs it walks that no thread faults
  K_FORK_RULE, K_FORK_BASE, K_FORK_ANON_VMA, K_FORK_FILE_VMA, K_FORK_PTE, K_FORK_VMAS,
  K_FORK_BULK_NS, K_FS_PERIOD_NS, K_AL_LOOP,
- N_K) = range(94)
+ K_ENGINE,     # which compiled engine runs the workload (core.engine.ENGINES)
+ N_K) = range(95)
 SWAP_NONE, SWAP_ZRAM, SWAP_DISK = range(3)
 
 # ---- per-thread registers: columns of S.t (int64[n_threads, N_T]) ---------------------------

@@ -259,8 +259,8 @@ def run_sweep(cfg: DictConfig) -> int:
     check_free_space(root, len(todo), len(units))
 
     if todo:
-        if any(by_hash[u.point_hash].backend == "sim" for u in todo):
-            compile_once(label)
+        if sim_workloads(todo, by_hash):
+            compile_once(label, sim_workloads(todo, by_hash))
         cluster = connect(cfg.ray.address, cfg.ray.num_cpus, float(cfg.ray.connect_timeout_s),
                           ray_backend(points))
         # ray.init installs its own SIGTERM handler (a stack dump, then exit 1): ours again,
@@ -351,20 +351,29 @@ def run_sweep(cfg: DictConfig) -> int:
     return 1 if n_failed or report_failed else 0
 
 
-# Measured on the 2-core development machine: a cold compile of the simulator.
-COMPILE_S = "about 2-3 minutes on one core"
+# Measured on the 2-core development machine: a cold compile of one workload's engine.
+COMPILE_S = "about a minute per workload on one core"
 
 
-def compile_once(label: str) -> None:
-    """Compile the simulator in this process before Ray starts its workers, so that they
-    load it from numba's cache instead of each compiling it at once (core/_jitcache.py
-    keys the cache by core's sources); say so, since nothing else moves meanwhile."""
+def sim_workloads(todo: list[Unit], by_hash: dict[str, Point]) -> list[str]:
+    """The workloads of the runs to compute on the simulator, in first-seen order: the
+    engines to compile (core.engine.ENGINES)."""
+    return list(dict.fromkeys(by_hash[u.point_hash].params.workload.name for u in todo
+                              if by_hash[u.point_hash].backend == "sim"))
+
+
+def compile_once(label: str, workloads: list[str]) -> None:
+    """Compile the workloads' engines in this process before Ray starts its workers, so
+    that they load them from numba's cache instead of each compiling them at once
+    (core/_jitcache.py keys the cache by core's sources); say so, since nothing else moves
+    meanwhile."""
     from sweep.backend import jit_cache_warm, warm_simulator
-    if jit_cache_warm():
+    if jit_cache_warm(workloads):
         return
-    print(f"{label}: compiling the simulator (first run of this version of core/ on this "
-          f"machine, {COMPILE_S}; cached afterwards)", file=sys.stderr, flush=True)
-    took = warm_simulator()
+    print(f"{label}: compiling the simulator for {', '.join(workloads)} (first run of this "
+          f"version of core/ on this machine, {COMPILE_S}; cached afterwards)",
+          file=sys.stderr, flush=True)
+    took = warm_simulator(workloads)
     print(f"{label}: compiled in {took:.0f} s", file=sys.stderr, flush=True)
 
 
@@ -425,9 +434,10 @@ def dry_run_text(cfg: DictConfig, label: str, points: list[Point], units: list[U
                      f"from {basis}")
     if not todo:
         lines.append("every run is in the store: nothing to compute")
-    if any(by_hash[u.point_hash].backend == "sim" for u in todo):
+    workloads = sim_workloads(todo, by_hash)
+    if workloads:
         from sweep.backend import jit_cache_warm
-        if not jit_cache_warm():
+        if not jit_cache_warm(workloads):
             lines.append(f"plus compiling the simulator first ({COMPILE_S})")
     return "\n".join(lines)
 

@@ -19,33 +19,40 @@ from sweep.errors import SweepError
 Backend = Callable[[core.Params, Sequence[int]], list[dict]]
 
 
-# A marker in numba's cache directory (core/_jitcache.py: one directory per version of
-# core's sources): the simulator has been compiled there and the cache holds it.
-WARM_MARKER = "compiled"
-_warm_in_process = False
+# A marker per workload in numba's cache directory (core/_jitcache.py: one directory per
+# version of core's sources): that workload's engine (core.engine.ENGINES) has been compiled
+# there and the cache holds it.
+WARM_MARKER = "compiled-{}"
+_warm_in_process: set[str] = set()
 
 
-def jit_cache_warm() -> bool:
-    """Whether this machine's numba cache holds the simulator for this version of core/."""
+def _marker(workload: str):
     from core import _jitcache
-    return (_jitcache.CACHE_DIR / WARM_MARKER).exists()
+    return _jitcache.CACHE_DIR / WARM_MARKER.format(workload)
 
 
-def warm_simulator() -> float:
-    """Compile (or load from the cache) the simulator in this process with one tiny run,
-    and leave the marker; returns the seconds it took. A jitted function compiles every
-    jitted function it can call, so one run of the engine compiles all of it."""
-    global _warm_in_process
+def jit_cache_warm(workloads: Sequence[str] = ("file_thrash",)) -> bool:
+    """Whether this machine's numba cache holds the engines of these workloads for this
+    version of core/."""
+    return all(_marker(w).exists() for w in workloads)
+
+
+def warm_simulator(workloads: Sequence[str] = ("file_thrash",)) -> float:
+    """Compile (or load from the cache) the engines of these workloads in this process, one
+    tiny run each, and leave their markers; returns the seconds it took. A jitted function
+    compiles every jitted function it can call, so one run compiles a workload's engine."""
     import time
     t0 = time.perf_counter()
-    if not _warm_in_process:
+    from core.engine import ENGINES
+    for w in workloads:
+        if w in _warm_in_process or w not in ENGINES:
+            continue                  # an unknown workload fails on its own point's row
         tiny = core.Params.from_dict({"machine": {"cores": 1},
-                                      "workload": {"threads": 1, "file_mb": 1},
+                                      "workload": {"name": w, "threads": 1, "file_mb": 1},
                                       "sim": {"duration_s": 0.001, "warmup_s": 0.0}})
         core.simulate(tiny, 0)
-        _warm_in_process = True
-        from core import _jitcache
-        (_jitcache.CACHE_DIR / WARM_MARKER).touch()
+        _warm_in_process.add(w)
+        _marker(w).touch()
     return time.perf_counter() - t0
 
 

@@ -218,7 +218,8 @@ def run_chunk(backend_name: str, items: Sequence[tuple[str, dict, list[tuple[int
         # Load (or compile) the simulator before the clock starts: point_wall_s is the
         # simulation's time, not the process's first-call cost.
         from sweep.backend import warm_simulator
-        warm_simulator()
+        warm_simulator(list(dict.fromkeys(d.get("workload", {}).get("name")
+                                          for _, d, _ in items)))
     rows: list[dict] = []
     for phash, params_dict, reps in items:
         seeds = [s for _, s in reps]

@@ -81,6 +81,7 @@ from core.state import (
     G_STOP,
     G_USAGE,
     G_WS_SNAPSHOT,
+    K_ENGINE,
     K_FA_PAGE,
     K_FILE_PAGES,
     K_HIGH,
@@ -124,6 +125,7 @@ from core.state import (
     PTE_YOUNG,
     RW_READ,
     RW_WRITE,
+    SW_FAULT,
     T_CORE,
     T_DEBT,
     T_F_FLAGS,
@@ -640,6 +642,13 @@ def _reclaim_state(lru_name, file_mb=1):
     return S
 
 
+def _exit_after_reclaim(S):
+    """Thread 0 reclaims 32 pages, then exits through app_launch's W_AL_DONE: a step of
+    app_launch's engine, which the state is run with."""
+    S.k[K_ENGINE] = engine.ENGINE_IDS["app_launch"]
+    vmscan.start_reclaim(S, 0, 32, W_AL_DONE)
+
+
 def test_reclaim_classic_evicts_unmapped_before_mapped_referenced():
     S = _reclaim_state("classic")
     U = PG_PRESENT | PG_UPTODATE
@@ -867,7 +876,7 @@ def test_mglru_reclaim_priorities(min_seq, reclaimed, aged):
     the priorities, aging and batch sizes of do_try_to_free_pages / try_to_shrink_lruvec."""
     S = _reclaim_state("mglru", file_mb=16)
     _mglru_cold_folios(S, 4096, min_seq)
-    vmscan.start_reclaim(S, 0, 32, W_AL_DONE)
+    _exit_after_reclaim(S)
     engine.thread_step(S, 0)
     _drive_until(S, lambda S: S.t[0, T_STATE] == TS_EXITED)
     assert S.t[0, T_R_RECLAIMED] == reclaimed
@@ -901,7 +910,7 @@ def test_classic_reclaim_deactivates_on_refaults_or_low_inactive(inactive, activ
         lru.lruvec_add_folio(S, p, False)
     S.g[G_USAGE] = inactive + active
     S.g[G_COUNTERS + M.WORKINGSET_ACTIVATE] = activated
-    vmscan.start_reclaim(S, 0, 32, W_AL_DONE)
+    _exit_after_reclaim(S)
     engine.thread_step(S, 0)
     _drive_until(S, lambda S: S.t[0, T_STATE] == TS_EXITED)
     assert S.t[0, T_R_RECLAIMED] == reclaimed == _counter(S, M.PAGES_RECLAIMED)
@@ -1457,3 +1466,22 @@ def test_pmd_order_folio_is_mapped_and_zapped_as_one_entry():
     cost, small, large = mm.zap_pte_range(S, 0)
     assert cost == k[K_ZAP_PTE] and (small, large) == (0, 0)
     assert (S.vma[0, V_PTE0:V_PTE0 + 1024] == 0).all()
+
+
+# ---- the engine of each workload (core.engine.ENGINES) ---------------------------------------
+def test_every_workload_has_an_engine_and_it_is_the_states():
+    from core.params import WORKLOADS
+    assert tuple(engine.ENGINES) == WORKLOADS
+    for w in WORKLOADS:
+        p = _params(workload={"name": w, "threads": 1, "file_mb": 1})
+        assert build_state(p).k[K_ENGINE] == engine.ENGINE_IDS[w]
+
+
+def test_a_step_outside_the_workloads_engine_raises():
+    """file_thrash's engine compiles no swap step: a thread sent to one stops the run at
+    once, naming where to add it, instead of running a step the engine does not have."""
+    _, S = _state(machine={"cores": 1}, workload={"threads": 1, "file_mb": 1})
+    _on_core(S, 0, 0)
+    S.t[0, T_PC] = SW_FAULT
+    with pytest.raises(RuntimeError, match=r"core\.engine\.ENGINES"):
+        engine.thread_step(S, 0)

@@ -80,19 +80,19 @@ def test_change_text_near_zero_base():
 
 def test_compile_is_announced_once(monkeypatch, capsys):
     from sweep import backend
-    warm = {"v": False}
-    monkeypatch.setattr(backend, "jit_cache_warm", lambda: warm["v"])
+    warm = set()
+    monkeypatch.setattr(backend, "jit_cache_warm", lambda ws: warm.issuperset(ws))
 
-    def compile_it():
-        warm["v"] = True
+    def compile_it(ws):
+        warm.update(ws)
         return 12.0
     monkeypatch.setattr(backend, "warm_simulator", compile_it)
-    app.compile_once("sweep x")
-    app.compile_once("sweep x")
+    app.compile_once("sweep x", ["file_thrash", "swapin"])
+    app.compile_once("sweep x", ["swapin"])
     err = capsys.readouterr().err.splitlines()
-    assert err == ["sweep x: compiling the simulator (first run of this version of core/ on "
-                   f"this machine, {app.COMPILE_S}; cached afterwards)",
-                   "sweep x: compiled in 12 s"]
+    assert err == ["sweep x: compiling the simulator for file_thrash, swapin (first run of "
+                   f"this version of core/ on this machine, {app.COMPILE_S}; cached "
+                   "afterwards)", "sweep x: compiled in 12 s"]
 
 
 def test_dry_run_lists_the_points_and_estimates_from_stored_runs(tmp_path):
