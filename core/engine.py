@@ -10,7 +10,7 @@ import warnings
 
 import numba
 import numpy as np
-from numba import carray, literally, njit, types
+from numba import carray, njit, types
 from numba.extending import intrinsic, overload
 
 from core import fault, lru, madvise, memcg, mm, readahead, swap, vmscan
@@ -189,7 +189,7 @@ def thread_step(S, tid):
     engine = int(S.k[K_ENGINE])
     if numba.config.DISABLE_JIT:
         return _thread_step(S, tid, engine)
-    return _engine(S, np.int64(0), False, engine, np.int64(tid))
+    return _ENTRIES[engine](S, np.int64(0), False, np.int64(tid))
 
 
 @njit(cache=True)
@@ -243,15 +243,18 @@ def run(S, seed, drain=False):
         # Pure Python (NUMBA_DISABLE_JIT=1, for stepping through a mechanism in a
         # debugger): there is no reference counting to avoid and carray views cannot be built.
         return _run(S, seed, drain, engine)
-    return _engine(S, np.int64(seed), bool(drain), engine, np.int64(-1))
+    return _ENTRIES[engine](S, np.int64(seed), bool(drain), np.int64(-1))
 
 
-@njit(cache=True)
-def _engine(S, seed, drain, engine, tid):
+def _entry(engine):
     """The one compiled entry of an engine: the run, or (tid >= 0) one event of thread tid.
     numba compiles each entry called from Python with every step it reaches: one entry per
-    engine compiles them once."""
-    return _engine_body(_unmanaged(S), seed, drain, literally(engine), tid)
+    engine compiles them once. `engine` is a constant of the closure, so numba types it as a
+    literal (and keys its cache by it)."""
+    @njit(cache=True)
+    def entry(S, seed, drain, tid):
+        return _engine_body(_unmanaged(S), seed, drain, engine, tid)
+    return entry
 
 
 @njit(cache=True, _nrt=False)
@@ -321,3 +324,6 @@ def _run(S, seed, drain, engine):
     S.g[G_COUNTERS + PEAK_USAGE_PAGES] = S.g[G_PEAK_USAGE]
     S.g[G_EVENTS] = events
     return events
+
+
+_ENTRIES = [_entry(engine) for engine in range(len(ENGINES))]

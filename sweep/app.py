@@ -259,8 +259,6 @@ def run_sweep(cfg: DictConfig) -> int:
     check_free_space(root, len(todo), len(units))
 
     if todo:
-        if sim_workloads(todo, by_hash):
-            compile_once(label, sim_workloads(todo, by_hash))
         cluster = connect(cfg.ray.address, cfg.ray.num_cpus, float(cfg.ray.connect_timeout_s),
                           ray_backend(points))
         # ray.init installs its own SIGTERM handler (a stack dump, then exit 1): ours again,
@@ -269,6 +267,10 @@ def run_sweep(cfg: DictConfig) -> int:
 
         from sweep.cli import _on_sigterm
         signal.signal(signal.SIGTERM, _on_sigterm)
+        # After connecting (a wrong address is told at once, not after the compile), before
+        # the first task (the workers then load the engines from the cache).
+        if sim_workloads(todo, by_hash):
+            compile_once(label, sim_workloads(todo, by_hash))
         where = cluster.address or "local Ray"
         print(f"{label}: {len(points)} points, {len(units)} runs, {len(done)} cached, "
               f"{len(todo)} to compute on {where} ({cluster.cpus} CPUs)", file=sys.stderr)
@@ -363,10 +365,10 @@ def sim_workloads(todo: list[Unit], by_hash: dict[str, Point]) -> list[str]:
 
 
 def compile_once(label: str, workloads: list[str]) -> None:
-    """Compile the workloads' engines in this process before Ray starts its workers, so
-    that they load them from numba's cache instead of each compiling them at once
-    (core/_jitcache.py keys the cache by core's sources); say so, since nothing else moves
-    meanwhile."""
+    """Compile the workloads' engines in this process before the first task reaches a Ray
+    worker, so that the workers load them from numba's cache instead of each compiling them
+    at once (core/_jitcache.py keys the cache by core's sources); say so, since nothing
+    else moves meanwhile. Workers on other machines still compile on their own."""
     from sweep.backend import jit_cache_warm, warm_simulator
     if jit_cache_warm(workloads):
         return
