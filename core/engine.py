@@ -189,7 +189,7 @@ def thread_step(S, tid):
     engine = int(S.k[K_ENGINE])
     if numba.config.DISABLE_JIT:
         return _thread_step(S, tid, engine)
-    return _ENTRIES[engine](S, np.int64(0), False, np.int64(tid))
+    _STEP_ENTRIES[engine](S, np.int64(tid))
 
 
 @njit(cache=True)
@@ -243,30 +243,30 @@ def run(S, seed, drain=False):
         # Pure Python (NUMBA_DISABLE_JIT=1, for stepping through a mechanism in a
         # debugger): there is no reference counting to avoid and carray views cannot be built.
         return _run(S, seed, drain, engine)
-    return _ENTRIES[engine](S, np.int64(seed), bool(drain), np.int64(-1))
+    return _RUN_ENTRIES[engine](S, np.int64(seed), bool(drain))
 
 
-def _entry(engine):
-    """The one compiled entry of an engine: the run, or (tid >= 0) one event of thread tid.
-    numba compiles each entry called from Python with every step it reaches: one entry per
-    engine compiles them once. `engine` is a constant of the closure, so numba types it as a
-    literal (and keys its cache by it)."""
+def _entries(engine):
+    """The compiled entries of an engine, called from Python: the run, and one event of a
+    thread (for tests). numba compiles each entry with every step it reaches, and links and
+    optimizes them again into it, so a run compiles only the first. `engine` is a constant of
+    the closures, which numba types as a literal and keys its cache by."""
     @njit(cache=True)
-    def entry(S, seed, drain, tid):
-        return _engine_body(_unmanaged(S), seed, drain, engine, tid)
-    return entry
+    def run_entry(S, seed, drain):
+        return _run(_unmanaged(S), seed, drain, engine)
+
+    @njit(cache=True)
+    def step_entry(S, tid):
+        _thread_event(_unmanaged(S), tid, engine)
+    return run_entry, step_entry
 
 
 @njit(cache=True, _nrt=False)
-def _engine_body(S, seed, drain, engine, tid):
-    if tid >= 0:
-        _thread_step(S, tid, engine)
-        return np.int64(0)
-    # Inlined: a function called here would be optimized once more inside this one.
-    return _run(S, seed, drain, engine)
+def _thread_event(S, tid, engine):
+    _thread_step(S, tid, engine)
 
 
-@njit(cache=True, _nrt=False, inline="always")
+@njit(cache=True, _nrt=False)
 def _run(S, seed, drain, engine):
     """Simulate until K_END_NS (or the event cap); returns events processed.
 
@@ -326,4 +326,4 @@ def _run(S, seed, drain, engine):
     return events
 
 
-_ENTRIES = [_entry(engine) for engine in range(len(ENGINES))]
+_RUN_ENTRIES, _STEP_ENTRIES = zip(*(_entries(engine) for engine in range(len(ENGINES))))

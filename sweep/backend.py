@@ -37,6 +37,13 @@ def jit_cache_warm(workloads: Sequence[str] = ("file_thrash",)) -> bool:
     return all(_marker(w).exists() for w in workloads)
 
 
+def tiny_params(workload: str) -> core.Params:
+    """A point of `workload` that runs in milliseconds: for compiling its engine."""
+    return core.Params.from_dict({"machine": {"cores": 1},
+                                  "workload": {"name": workload, "threads": 1, "file_mb": 1},
+                                  "sim": {"duration_s": 0.001, "warmup_s": 0.0}})
+
+
 def warm_simulator(workloads: Sequence[str] = ("file_thrash",)) -> float:
     """Compile (or load from the cache) the engines of these workloads in this process, one
     tiny run each, and leave their markers; returns the seconds it took. A jitted function
@@ -47,10 +54,7 @@ def warm_simulator(workloads: Sequence[str] = ("file_thrash",)) -> float:
     for w in workloads:
         if w in _warm_in_process or w not in ENGINES:
             continue                  # an unknown workload fails on its own point's row
-        tiny = core.Params.from_dict({"machine": {"cores": 1},
-                                      "workload": {"name": w, "threads": 1, "file_mb": 1},
-                                      "sim": {"duration_s": 0.001, "warmup_s": 0.0}})
-        core.simulate(tiny, 0)
+        core.simulate(tiny_params(w), 0)
         _warm_in_process.add(w)
         _marker(w).touch()
     return time.perf_counter() - t0
