@@ -303,7 +303,13 @@ def run_sweep(cfg: DictConfig) -> int:
             if theirs:
                 print(f"{label}: {len(theirs)} runs are being computed by another sweep on "
                       f"this store; waiting for them", file=sys.stderr)
-            compute_all([u for u in todo if u.key not in theirs])
+            # A sweep that finished runs of ours between our plan and our claim has released
+            # its claims by now, but committed its rows first: they are not computed again.
+            store.refresh()
+            late = store.done([u.key for u in todo if u.key not in theirs])
+            if late:
+                progress.update(len(late), 0)
+            compute_all([u for u in todo if u.key not in theirs and u.key not in late])
             waiting = [u for u in todo if u.key in theirs]
             while waiting:
                 store.refresh()

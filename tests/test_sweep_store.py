@@ -171,3 +171,25 @@ def test_one_bad_replicate_does_not_fail_the_others(monkeypatch):
     assert rows[1]["error_type"] == "SyntheticFailure" and rows[1]["rounds"] is None
     assert rows[0]["rounds"] is not None and rows[0]["error"] is None
     assert [r["replicate"] for r in rows] == [0, 1, 2] and rows[2]["seed"] == 12
+
+
+def test_runs_another_sweep_finished_before_our_claim_are_not_computed_again(tmp_path,
+                                                                            monkeypatch):
+    """Two sweeps at once: the other one planned, computed, committed and released two runs
+    while this one was between its own plan and its claim (Ray starting, say). This one's
+    claim then finds no live claim on them, and must find their rows instead."""
+    cfg = _cfg(tmp_path)
+    _, points, units = app.plan(cfg)
+    real_claim = PointStore.claim
+
+    def claim_after_the_other_sweep(self, keys):
+        if not PointStore(tmp_path).done([u.key for u in units[:2]]):
+            store_synthetic_rows(tmp_path, points, units[:2])
+        return real_claim(self, keys)
+    monkeypatch.setattr(PointStore, "claim", claim_after_the_other_sweep)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert app.run_sweep(cfg) == 0
+    db = PointStore(tmp_path).db()
+    counts = db.execute("SELECT point_hash, replicate, COUNT(*) FROM entries "
+                        "GROUP BY point_hash, replicate").fetchall()
+    assert len(counts) == len(units) and all(n == 1 for _, _, n in counts)
