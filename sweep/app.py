@@ -245,7 +245,7 @@ def run_sweep(cfg: DictConfig) -> int:
     if not cfg.sweep.dry_run:
         check_output_root(root)
     store = PointStore(root)
-    done = store.done([u.key for u in units])
+    done = stored = store.done([u.key for u in units])
     if cfg.sweep.remeasure:
         # The newer rows supersede the stored ones (the index's newest entry wins).
         done = {k for k in done if by_hash[k[0]].backend != "kernel"}
@@ -267,10 +267,6 @@ def run_sweep(cfg: DictConfig) -> int:
 
         from sweep.cli import _on_sigterm
         signal.signal(signal.SIGTERM, _on_sigterm)
-        # After connecting (a wrong address is told at once, not after the compile), before
-        # the first task (the workers then load the engines from the cache).
-        if sim_workloads(todo, by_hash):
-            compile_once(label, sim_workloads(todo, by_hash))
         where = cluster.address or "local Ray"
         print(f"{label}: {len(points)} points, {len(units)} runs, {len(done)} cached, "
               f"{len(todo)} to compute on {where} ({cluster.cpus} CPUs)", file=sys.stderr)
@@ -297,6 +293,10 @@ def run_sweep(cfg: DictConfig) -> int:
                             on_rows)
 
         try:
+            # After connecting (a wrong address is told at once, not after the compile),
+            # before the first task (the workers then load the engines from the cache).
+            if sim_workloads(todo, by_hash):
+                compile_once(label, sim_workloads(todo, by_hash))
             # Runs another sweep on this store is computing are waited for, not computed
             # twice; if that sweep dies, its runs are taken over.
             theirs = set(store.claim([u.key for u in todo]))
@@ -304,9 +304,10 @@ def run_sweep(cfg: DictConfig) -> int:
                 print(f"{label}: {len(theirs)} runs are being computed by another sweep on "
                       f"this store; waiting for them", file=sys.stderr)
             # A sweep that finished runs of ours between our plan and our claim has released
-            # its claims by now, but committed its rows first: they are not computed again.
+            # its claims by now, but committed its rows first: they are not computed again
+            # (rows stored before the plan are the ones sweep.remeasure recomputes).
             store.refresh()
-            late = store.done([u.key for u in todo if u.key not in theirs])
+            late = store.done([u.key for u in todo if u.key not in theirs]) - stored
             if late:
                 progress.update(len(late), 0)
             compute_all([u for u in todo if u.key not in theirs and u.key not in late])

@@ -208,11 +208,15 @@ def run_chunk(backend_name: str, items: Sequence[tuple[str, dict, list[tuple[int
     """Run every replicate of a chunk; rows carry status, error, node id and wall time."""
     from sweep.backend import get_backend
 
+    node_id = None
     try:
         import ray
-        node_id = ray.get_runtime_context().get_node_id()
-    except Exception:  # noqa: BLE001  called outside Ray (python -m sweep.point, unit tests)
-        node_id = None
+        # Outside Ray (python -m sweep.point, unit tests), get_runtime_context() would start
+        # a local Ray instance of its own and leave it running.
+        if ray.is_initialized():
+            node_id = ray.get_runtime_context().get_node_id()
+    except Exception:  # noqa: BLE001
+        pass
     backend = get_backend(backend_name)
     if backend_name == "sim":
         # Load (or compile) the simulator before the clock starts: point_wall_s is the

@@ -193,3 +193,11 @@ def test_runs_another_sweep_finished_before_our_claim_are_not_computed_again(tmp
     counts = db.execute("SELECT point_hash, replicate, COUNT(*) FROM entries "
                         "GROUP BY point_hash, replicate").fetchall()
     assert len(counts) == len(units) and all(n == 1 for _, _, n in counts)
+
+
+def test_rows_computed_outside_ray_start_no_ray(tmp_path):
+    """run_chunk outside a Ray worker (python -m sweep.point, these tests) asks Ray for the
+    node only when Ray runs: asking starts a local Ray instance and leaves it running."""
+    import ray
+    _fill_store(tmp_path, _cfg(tmp_path))
+    assert not ray.is_initialized()
