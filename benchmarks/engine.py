@@ -18,7 +18,8 @@ whole simulated time, warm-up included.
   of it), what one Ray worker needs for the point.
 - `--cold-start` also times the main job (`python -m sweep +grid=memcg`) from an empty
   numba cache and an empty output root (both temporary directories): compiling included,
-  as a first run on a fresh machine (about two minutes here).
+  as a first run on a fresh machine (73-81 s here, 2026-12-03; it compiles file_thrash's
+  engine only, core.engine.ENGINES).
 
     python benchmarks/engine.py [--duration 20] [--repeat 3] [--only seed_thrash] [--cold-start]
 """
