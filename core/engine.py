@@ -6,6 +6,7 @@ the mechanism module that owns the step. Calls between modules go through a smal
 per-thread return stack (`call` pushes, PC_RETURN pops).
 """
 
+import functools
 import warnings
 
 import numba
@@ -109,9 +110,11 @@ def _outside(S, tid, pc):
     return False
 
 
+@functools.cache
 def _program_step(engine):
     """The dispatch of `engine` (an index of ENGINES): the program counter's hundreds digit
-    names the module that owns the step; the steps the engine leaves out are `_outside`."""
+    names the module that owns the step; the steps the engine leaves out are `_outside`.
+    Built once per engine (the pure-Python fallback below asks for it at every step)."""
     keep = ENGINES[list(ENGINES)[engine]]
     f = {name: (step if name in keep else _outside) for name, step in _STEPS.items()}
     thrash, swapin_, launch, forker = (f["file_thrash"], f["swapin"], f["app_launch"],

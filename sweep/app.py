@@ -295,8 +295,7 @@ def run_sweep(cfg: DictConfig) -> int:
         try:
             # After connecting (a wrong address is told at once, not after the compile),
             # before the first task (the workers then load the engines from the cache).
-            if sim_workloads(todo, by_hash):
-                compile_once(label, sim_workloads(todo, by_hash))
+            compile_once(label, sim_workloads(todo, by_hash))
             # Runs another sweep on this store is computing are waited for, not computed
             # twice; if that sweep dies, its runs are taken over.
             theirs = set(store.claim([u.key for u in todo]))
@@ -377,7 +376,7 @@ def compile_once(label: str, workloads: list[str]) -> None:
     at once (core/_jitcache.py keys the cache by core's sources); say so, since nothing
     else moves meanwhile. Workers on other machines still compile on their own."""
     from sweep.backend import jit_cache_warm, warm_simulator
-    if jit_cache_warm(workloads):
+    if jit_cache_warm(workloads):                 # none to compile, or all compiled
         return
     print(f"{label}: compiling the simulator for {', '.join(workloads)} (first run of this "
           f"version of core/ on this machine, {COMPILE_S}; cached afterwards)",

@@ -31,7 +31,7 @@ def _marker(workload: str):
     return _jitcache.CACHE_DIR / WARM_MARKER.format(workload)
 
 
-def jit_cache_warm(workloads: Sequence[str] = ("file_thrash",)) -> bool:
+def jit_cache_warm(workloads: Sequence[str]) -> bool:
     """Whether this machine's numba cache holds the engines of these workloads for this
     version of core/."""
     return all(_marker(w).exists() for w in workloads)
@@ -44,7 +44,7 @@ def tiny_params(workload: str) -> core.Params:
                                   "sim": {"duration_s": 0.001, "warmup_s": 0.0}})
 
 
-def warm_simulator(workloads: Sequence[str] = ("file_thrash",)) -> float:
+def warm_simulator(workloads: Sequence[str]) -> float:
     """Compile (or load from the cache) the engines of these workloads in this process, one
     tiny run each, and leave their markers; returns the seconds it took. A jitted function
     compiles every jitted function it can call, so one run compiles a workload's engine."""
