@@ -19,9 +19,11 @@ in finish_fault()").
 from numba import njit
 
 from core.costs import PTRS_PER_PTE
+from core.prefetch import prefetch_item, prefetch_row, prefetch_rows
 from core.sched import block, fifo_append, wake
 
 PAGE_LOCK_UNFAIRNESS = 5        # sysctl_page_lock_unfairness (mm/filemap.c)
+END_READ_PREFETCH = 8           # folios_end_read warms the row this many folios ahead
 from core.state import (
     FL_MMAP_MISS,
     FL_PAGES,
@@ -201,10 +203,13 @@ def folios_end_read(S, first, n):
     """folio_end_read for every folio of a read of pages first..first+n-1 (a request or a
     sparse run: folios added back to back, each starting at its head)."""
     p = first
+    prefetch_rows(S.pg, first, min(n, END_READ_PREFETCH))
     while p < first + n:
-        nxt = p + S.pg[p, P_NR]
+        nr = S.pg[p, P_NR]
+        if p + END_READ_PREFETCH * nr < first + n:
+            prefetch_row(S.pg, p + END_READ_PREFETCH * nr)   # the run went cold during the read
         folio_mark_uptodate_unlock(S, p)
-        p = nxt
+        p += nr
 
 
 @njit(cache=True, _nrt=False)
@@ -227,6 +232,9 @@ def filemap_map_pages(S, v, f, index):
     end = start + fa
     end = min(end, S.file[f, FL_PAGES])
     base = f * S.k[K_FILE_PAGES]
+    prefetch_rows(S.pg, base + start, end - start)   # the window's rows and PTEs, at once
+    prefetch_item(S.vma, v, V_PTE0 + start)
+    prefetch_item(S.vma, v, V_PTE0 + end - 1)
     cost = 0
     hits = 0
     i = start

@@ -42,6 +42,7 @@ from core.memcg import (
 )
 from core.metrics import PAGES_READ, RA_TRUNCATED
 from core.pagecache import folios_end_read, page_cached
+from core.prefetch import prefetch_row
 from core.sched import call, run_for
 from core.state import (
     FL_PAGES,
@@ -87,6 +88,7 @@ from core.state import (
 
 MAX_PAGECACHE_ORDER = 9    # x86-64: HPAGE_PMD_ORDER (PREFER_MAX_PAGECACHE_ORDER)
 RA_UNBOUNDED = -1          # t_ra_order of a window read by page_cache_ra_unbounded
+RA_PREFETCH = 8            # RA_LOOP warms the row of the folio this many folios ahead
 
 
 @njit(cache=True)
@@ -286,6 +288,8 @@ def step(S, tid, pc):
         while S.t[tid, T_RA_NEXT] < S.t[tid, T_RA_END]:
             p = base + S.t[tid, T_RA_NEXT]
             nr = _folio_nr(S, tid)
+            if S.t[tid, T_RA_NEXT] + RA_PREFETCH * nr < S.t[tid, T_RA_END]:
+                prefetch_row(S.pg, p + RA_PREFETCH * nr)   # the window's pages to come
             if S.t[tid, T_RA_ORDER] == RA_UNBOUNDED:
                 if page_cached(S, p):
                     if S.t[tid, T_RA_RUN_N] > 0:
