@@ -16,7 +16,7 @@ import argparse
 import time
 
 import numpy as np
-from numba import literally, njit, types
+from numba import njit, types
 from numba.extending import intrinsic
 
 import core
@@ -44,33 +44,36 @@ def _cycles(typingctx):
     return sig, codegen
 
 
-@njit(cache=True)
-def run_counting(S, seed, counts, cycles, engine_id):
+def counting_run(engine_id):
     """engine._run without warm-up handling, counting events and cycles by program counter
-    (index 999: I/O completions and noise events); `engine_id`: the workload's engine
-    (core.engine.ENGINES), a compile-time constant."""
-    np.random.seed(seed)
-    for tid in range(S.k[st.K_THREADS]):
-        make_runnable(S, tid, S.t[tid, st.T_PC], np.int64(np.random.randint(0, 100_000)))
-    end = S.k[st.K_END_NS]
-    events = 0
-    while S.g[st.G_HEAP_N] > 0 and S.ev[0, st.EV_TIME] <= end:
-        c0 = _cycles()
-        t, kind, ident = pop(S)
-        S.g[st.G_NOW] = t
-        events += 1
-        slot = 999
-        if kind == st.EV_THREAD:
-            slot = S.t[ident, st.T_PC]
-            if thread_event_prologue(S, ident):
-                engine._thread_step(S, ident, literally(engine_id))
-        elif kind == st.EV_IO_DONE:
-            io_done(S, ident)
-        elif kind == st.EV_NOISE:
-            noise_event(S, ident)
-        counts[slot] += 1
-        cycles[slot] += np.int64(_cycles() - c0)
-    return events
+    (index 999: I/O completions and noise events), for the workload's engine `engine_id`
+    (core.engine.ENGINES). The index is a constant of the closure, which numba types as a
+    literal and keys its cache by, as core.engine's own entries do."""
+    @njit(cache=True)
+    def run_counting(S, seed, counts, cycles):
+        np.random.seed(seed)
+        for tid in range(S.k[st.K_THREADS]):
+            make_runnable(S, tid, S.t[tid, st.T_PC], np.int64(np.random.randint(0, 100_000)))
+        end = S.k[st.K_END_NS]
+        events = 0
+        while S.g[st.G_HEAP_N] > 0 and S.ev[0, st.EV_TIME] <= end:
+            c0 = _cycles()
+            t, kind, ident = pop(S)
+            S.g[st.G_NOW] = t
+            events += 1
+            slot = 999
+            if kind == st.EV_THREAD:
+                slot = S.t[ident, st.T_PC]
+                if thread_event_prologue(S, ident):
+                    engine._thread_step(S, ident, engine_id)
+            elif kind == st.EV_IO_DONE:
+                io_done(S, ident)
+            elif kind == st.EV_NOISE:
+                noise_event(S, ident)
+            counts[slot] += 1
+            cycles[slot] += np.int64(_cycles() - c0)
+        return events
+    return run_counting
 
 
 def main() -> None:
@@ -88,7 +91,7 @@ def main() -> None:
     counts = np.zeros(1000, np.int64)
     cycles = np.zeros(1000, np.int64)
     t0 = time.perf_counter()
-    events = run_counting(S, np.int64(1), counts, cycles, int(S.k[st.K_ENGINE]))
+    events = counting_run(int(S.k[st.K_ENGINE]))(S, np.int64(1), counts, cycles)
     wall = time.perf_counter() - t0
     names = {v: k for k, v in vars(st).items()
              if isinstance(v, int) and k.isupper() and k.split("_")[0] in

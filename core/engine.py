@@ -195,6 +195,13 @@ def thread_step(S, tid):
     _STEP_ENTRIES[engine](S, np.int64(tid))
 
 
+def compile_thread_step(S):
+    """Compile, without running, the entry `thread_step` uses for S's engine (the test
+    session warms it beside the runs)."""
+    if not numba.config.DISABLE_JIT:
+        _STEP_ENTRIES[int(S.k[K_ENGINE])].compile((numba.typeof(S), numba.types.int64))
+
+
 @njit(cache=True)
 def _warmup_snapshot(S):
     S.g[G_WARM] = 1

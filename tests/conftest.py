@@ -34,14 +34,12 @@ NO_SIMULATOR = {
 WARM = """
 import time
 t0 = time.perf_counter()
-import numba
 from core import engine
 from core.simulator import build_state
 from sweep.backend import tiny_params, warm_simulator
 warm_simulator(list(engine.ENGINES))
-for i, w in enumerate(engine.ENGINES):
-    S = build_state(tiny_params(w))
-    engine._STEP_ENTRIES[i].compile((numba.typeof(S), numba.types.int64))
+for w in engine.ENGINES:
+    engine.compile_thread_step(build_state(tiny_params(w)))
 print(f"compiled in {time.perf_counter() - t0:.0f} s")
 """
 
