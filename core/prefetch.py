@@ -24,50 +24,19 @@ def _prefetch(builder, ptr):
     builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
 
 
-def _item_pointer(context, builder, aryty, ary, i, j):
-    return cgutils.get_item_pointer2(
-        context, builder, ary.data, cgutils.unpack_tuple(builder, ary.shape),
-        cgutils.unpack_tuple(builder, ary.strides), aryty.layout, [i, j], wraparound=False)
-
-
-@intrinsic
-def _prefetch_row(typingctx, arr, i):
-    """Both ends of row i of a 2D C-contiguous array: a row of S.pg (96 bytes) spans two
-    cache lines."""
-    def codegen(context, builder, signature, args):
-        aryty = signature.args[0]
-        ary = context.make_array(aryty)(context, builder, args[0])
-        zero = context.get_constant(types.intp, 0)
-        ptr = _item_pointer(context, builder, aryty, ary, args[1], zero)
-        _prefetch(builder, ptr)
-        row = builder.extract_value(ary.strides, 0)
-        last = builder.sub(row, context.get_constant(types.intp, 1))
-        _prefetch(builder, builder.gep(builder.bitcast(ptr, ir.IntType(8).as_pointer()), [last]))
-        return context.get_dummy_value()
-    return types.void(arr, types.intp), codegen
-
-
 @intrinsic
 def _prefetch_at(typingctx, arr, i, offset):
-    """The cache line `offset` bytes into row i."""
+    """The cache line `offset` bytes into row i of a 2D C-contiguous array (no bounds
+    check: a prefetch never faults)."""
     def codegen(context, builder, signature, args):
         aryty = signature.args[0]
         ary = context.make_array(aryty)(context, builder, args[0])
-        zero = context.get_constant(types.intp, 0)
-        ptr = _item_pointer(context, builder, aryty, ary, args[1], zero)
-        _prefetch(builder, builder.gep(builder.bitcast(ptr, ir.IntType(8).as_pointer()),
+        row = cgutils.get_item_pointer2(
+            context, builder, ary.data, cgutils.unpack_tuple(builder, ary.shape),
+            cgutils.unpack_tuple(builder, ary.strides), aryty.layout,
+            [args[1], context.get_constant(types.intp, 0)], wraparound=False)
+        _prefetch(builder, builder.gep(builder.bitcast(row, ir.IntType(8).as_pointer()),
                                        [args[2]]))
-        return context.get_dummy_value()
-    return types.void(arr, types.intp, types.intp), codegen
-
-
-@intrinsic
-def _prefetch_item(typingctx, arr, i, j):
-    """The cache line holding arr[i, j]."""
-    def codegen(context, builder, signature, args):
-        aryty = signature.args[0]
-        ary = context.make_array(aryty)(context, builder, args[0])
-        _prefetch(builder, _item_pointer(context, builder, aryty, ary, args[1], args[2]))
         return context.get_dummy_value()
     return types.void(arr, types.intp, types.intp), codegen
 
@@ -85,8 +54,10 @@ if numba.config.DISABLE_JIT:
 else:
     @njit(cache=True, inline="always")
     def prefetch_row(arr, i):
-        """Prefetch row i of arr (out-of-range rows are harmless: a prefetch never faults)."""
-        _prefetch_row(arr, i)
+        """Prefetch both ends of row i of arr: a row of S.pg (96 bytes) spans two cache
+        lines (out-of-range rows are harmless: a prefetch never faults)."""
+        _prefetch_at(arr, i, 0)
+        _prefetch_at(arr, i, arr.strides[0] - 1)
 
     @njit(cache=True, inline="always")
     def prefetch_rows(arr, i, n):
@@ -99,4 +70,4 @@ else:
     @njit(cache=True, inline="always")
     def prefetch_item(arr, i, j):
         """Prefetch the cache line of arr[i, j]."""
-        _prefetch_item(arr, i, j)
+        _prefetch_at(arr, i, j * arr.strides[1])
